@@ -1,0 +1,1 @@
+"""pydantic models of both CRDs' spec and status: the one source the CRD schemas are generated from."""

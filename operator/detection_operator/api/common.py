@@ -1,0 +1,103 @@
+"""Models shared by DetectionPolicy and ModelRoute: references, Prometheus access, alerting, conditions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from ..metrics import promql
+from .base import Duration, Name, ObjectName, SpecModel
+
+
+def promql_checker(allowed: Iterable[str]) -> Callable[[str], str]:
+    """A validator for PromQL templates whose ``$variables`` are limited to ``allowed``."""
+    names = frozenset(allowed)
+
+    def check(query: str) -> str:
+        problems = promql.lint(query, names)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return query
+
+    return check
+
+
+QUERY_LIMITS = Field(min_length=1, max_length=4096)
+"""Length bounds of every PromQL template (CEL cost estimation needs a bound on strings)."""
+
+
+class SecretKeySelector(SpecModel):
+    """A key of a Secret in the object's own namespace. The value never appears in status or logs."""
+
+    name: ObjectName = Field(description="Name of the Secret.")
+    key: str = Field(
+        min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$", description="Key within the Secret."
+    )
+
+
+class LocalObjectReference(SpecModel):
+    """A reference to an object by name in the same namespace."""
+
+    name: ObjectName = Field(description="Name of the referenced object.")
+
+
+class PrometheusRef(SpecModel):
+    """Per-object override of the operator's Prometheus connection.
+
+    The Secret may hold `url`, `token` (bearer), `username` + `password` (basic auth), `ca.crt` (PEM CA
+    bundle) and `headers` (a JSON object of extra headers, e.g. `{"X-Scope-OrgID": "team-a"}` for Mimir or
+    Thanos). Keys that are absent fall back to the operator's settings.
+    """
+
+    secret_ref: LocalObjectReference | None = Field(
+        default=None, description="Secret holding the connection settings for this object."
+    )
+    timeout: Duration | None = Field(
+        default=None, description="Per-query timeout; defaults to the operator's setting (5s)."
+    )
+
+
+class AlertSpec(SpecModel):
+    """Where and how often this object's alerts are sent. Kubernetes Events are always posted."""
+
+    receivers: list[Name] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Names of receivers configured in the operator's settings (webhook or alertmanager).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    cooldown: Duration = Field(
+        default="15m", description="An alert that keeps firing is repeated no sooner than this."
+    )
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(BaseModel):
+    """A status condition, following the Kubernetes API conventions (metav1.Condition)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    type: str = Field(max_length=316, description="Type of condition in CamelCase, e.g. Ready.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(max_length=1024, description="One-word CamelCase reason for the last transition.")
+    message: str = Field(default="", max_length=32768, description="Human-readable details.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation the condition was set for."
+    )
+    last_transition_time: datetime = Field(description="When the condition last changed status.")
+
+
+ConditionList = Annotated[
+    list[Condition],
+    Field(
+        default_factory=list,
+        description="Current state of the object, following the Kubernetes API conventions.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]

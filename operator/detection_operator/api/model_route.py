@@ -1,0 +1,236 @@
+"""ModelRoute (mr): which NeuroWeaver model should serve a route right now."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from .base import INTERVAL_BOUNDS, Duration, Invariant, ObjectName, SpecModel, list_map
+from .common import QUERY_LIMITS, AlertSpec, ConditionList, PrometheusRef, promql_checker
+
+KIND = "ModelRoute"
+PLURAL = "modelroutes"
+
+MODEL_VARIABLES = frozenset({"model", "namespace", "route", "window"})
+ModelQuery = Annotated[str, QUERY_LIMITS, AfterValidator(promql_checker(MODEL_VARIABLES))]
+
+ModelName = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$", min_length=1, max_length=128)
+]
+
+MetricName = Literal[
+    "accuracy",
+    "latencyP95Ms",
+    "successRate",
+    "errorRate",
+    "requests",
+    "costPerRequest",
+    "tokensPerRequest",
+    "memoryMb",
+]
+Direction = Literal["higherIsBetter", "lowerIsBetter"]
+
+HIGHER_IS_BETTER: frozenset[str] = frozenset({"accuracy", "successRate"})
+"""Metrics where a larger value is healthier; every other metric is lower-is-better unless overridden."""
+
+DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
+    "accuracy": (0.85, 0.75),
+    "latencyP95Ms": (2000.0, 5000.0),
+    "successRate": (0.95, 0.90),
+    "errorRate": (0.05, 0.10),
+}
+"""(warning, critical) used when a metric of this name gives none."""
+
+
+def _thresholds_ordered(metric: ModelMetric) -> bool:
+    if metric.warning is None or metric.critical is None:
+        return True
+    if metric.effective_direction == "higherIsBetter":
+        return metric.warning >= metric.critical
+    return metric.warning <= metric.critical
+
+
+class ModelMetric(SpecModel):
+    """One metric of the per-model catalog, templated with $model, $namespace, $route and $window."""
+
+    name: MetricName = Field(description="Which health dimension this query measures.")
+    query: ModelQuery = Field(description="PromQL returning one sample per model ($model is substituted).")
+    warning: float | None = Field(
+        default=None,
+        description="Warning threshold (pre-warms the next backup). Defaults exist for accuracy (0.85), "
+        "latencyP95Ms (2000), successRate (0.95) and errorRate (0.05).",
+    )
+    critical: float | None = Field(
+        default=None,
+        description="Critical threshold (counts towards failover). Defaults: accuracy 0.75, latencyP95Ms "
+        "5000, successRate 0.90, errorRate 0.10.",
+    )
+    direction: Direction | None = Field(
+        default=None,
+        description="Defaults to higherIsBetter for accuracy and successRate, lowerIsBetter otherwise.",
+    )
+
+    @property
+    def effective_direction(self) -> Direction:
+        """The direction, defaulted by metric name."""
+        if self.direction is not None:
+            return self.direction
+        return "higherIsBetter" if self.name in HIGHER_IS_BETTER else "lowerIsBetter"
+
+    @property
+    def thresholds(self) -> tuple[float | None, float | None]:
+        """(warning, critical), with the documented defaults filled in."""
+        warning, critical = DEFAULT_THRESHOLDS.get(self.name, (None, None))
+        return (
+            self.warning if self.warning is not None else warning,
+            self.critical if self.critical is not None else critical,
+        )
+
+    invariants = (
+        Invariant(
+            field=".warning",
+            message=(
+                "warning must come before critical in the metric's direction (higherIsBetter: "
+                "warning >= critical; lowerIsBetter: warning <= critical)"
+            ),
+            cel=(
+                "!has(self.warning) || !has(self.critical) || "
+                "((has(self.direction) ? self.direction == 'higherIsBetter' : "
+                "self.name in ['accuracy', 'successRate']) ? "
+                "self.warning >= self.critical : self.warning <= self.critical)"
+            ),
+            holds=_thresholds_ordered,
+        ),
+    )
+
+
+class ModelCandidate(SpecModel):
+    """A model that may serve the route. The first candidate is the primary, the rest are backups."""
+
+    name: ModelName = Field(description="Model name as the router knows it; substituted for $model.")
+    deployment: ObjectName | None = Field(
+        default=None, description="Deployment serving this model; scaled up to pre-warm it as a backup."
+    )
+    prewarm_replicas: int = Field(
+        default=1, ge=1, le=100, description="Replicas to scale the Deployment to when pre-warming."
+    )
+
+
+class RollbackSpec(SpecModel):
+    """Switching back to the primary once it has recovered."""
+
+    enabled: bool = Field(default=True, description="Switch back to the primary once it is healthy again.")
+    stable_for: Duration = Field(default="5m", description="The primary must stay healthy this long.")
+    scale_down_after: Duration = Field(
+        default="10m", description="Scale pre-warmed backups back down this long after rolling back."
+    )
+
+
+class OverrideSpec(SpecModel):
+    """A manual pin, kept in Git like the rest of the spec."""
+
+    model: ModelName = Field(description="Model to serve regardless of health; must be one of spec.models.")
+    until: datetime | None = Field(default=None, description="Pin expires at this time (RFC 3339).")
+    reason: str | None = Field(default=None, max_length=256, description="Why the model is pinned.")
+
+
+class RouteOutput(SpecModel):
+    """Where the route decision is published."""
+
+    config_map_name: ObjectName | None = Field(
+        default=None, description="Name of the owned ConfigMap; defaults to <route>-model-route."
+    )
+    router_deployment: ObjectName | None = Field(
+        default=None, description="Router Deployment whose pod template gets a rollout annotation."
+    )
+
+
+def _model_names(spec: ModelRouteSpec) -> set[str]:
+    return {m.name for m in spec.models}
+
+
+class ModelRouteSpec(SpecModel):
+    """Desired behaviour of a ModelRoute."""
+
+    interval: Duration = Field(default="30s", description="How often the route is evaluated.")
+    window: Duration = Field(default="10m", description="Value substituted for $window.")
+    dry_run: bool = Field(
+        default=False, description="Decide and record, but write no ConfigMap or Deployment."
+    )
+    models: list[ModelCandidate] = list_map(
+        "Candidates in priority order: the primary first, then backups.", min_length=1, max_length=16
+    )
+    metrics: list[ModelMetric] = list_map("The per-model metric catalog.", min_length=1, max_length=16)
+    min_requests: int = Field(
+        default=50, ge=0, description="No decision while a model served fewer requests in the window."
+    )
+    failure_threshold: int = Field(
+        default=3, ge=1, le=100, description="Consecutive critical evaluations before failing over."
+    )
+    max_failovers_per_hour: int = Field(
+        default=3, ge=1, le=60, description="Cap on failovers per hour, to stop ping-pong."
+    )
+    rollback: RollbackSpec = Field(default_factory=RollbackSpec, description="Switching back to the primary.")
+    override: OverrideSpec | None = Field(default=None, description="Pin a model manually.")
+    prometheus: PrometheusRef | None = Field(default=None, description="Prometheus connection override.")
+    output: RouteOutput = Field(default_factory=RouteOutput, description="Where decisions are published.")
+    alerts: AlertSpec = Field(default_factory=AlertSpec, description="Alert delivery.")
+
+    invariants = (
+        Invariant(
+            field=".override",
+            message="override.model must name a model in spec.models",
+            cel="!has(self.override) || self.models.exists(m, m.name == self.override.model)",
+            holds=lambda s: s.override is None or s.override.model in _model_names(s),
+        ),
+        Invariant(
+            field=".metrics",
+            message="metrics must include requests when minRequests > 0",
+            cel="self.minRequests == 0 || self.metrics.exists(m, m.name == 'requests')",
+            holds=lambda s: s.min_requests == 0 or any(m.name == "requests" for m in s.metrics),
+        ),
+        INTERVAL_BOUNDS,
+    )
+
+
+class _StatusModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class ModelSwitch(_StatusModel):
+    """One entry of the bounded switch history."""
+
+    from_: str | None = Field(default=None, alias="from", description="Previous active model.")
+    to: str = Field(description="New active model.")
+    reason: str = Field(description="Why the switch happened.")
+    score: float | None = Field(default=None, description="Health score of the new model at the switch.")
+    at: datetime = Field(description="When the switch happened.")
+    rolled_back_at: datetime | None = Field(default=None, description="When the route returned to primary.")
+
+
+class ModelRouteStatus(_StatusModel):
+    """Observed state of a ModelRoute, written by the operator."""
+
+    observed_generation: int | None = Field(default=None, description="Generation last processed.")
+    conditions: ConditionList
+    active_model: str | None = Field(default=None, description="Model serving the route.")
+    state: str | None = Field(default=None, description="Primary, FailedOver, Overridden or Degraded.")
+    reason: str | None = Field(default=None, description="Why the active model was chosen.")
+    revision: int | None = Field(default=None, description="Revision of the published route.json.")
+    config_map: ObjectName | None = Field(default=None, description="Name of the owned ConfigMap.")
+    switch_history: list[ModelSwitch] = Field(
+        default_factory=list, max_length=20, description="Most recent switches, newest last."
+    )
+    memory: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Decision state that must survive a restart (counters, timers); internal.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    kopf: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Handler progress and last handled spec, kept by the operator framework; internal.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )

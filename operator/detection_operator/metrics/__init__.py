@@ -1,0 +1,1 @@
+"""Prometheus access: the MetricsSource interface, query templating and result normalisation."""
