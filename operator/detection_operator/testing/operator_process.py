@@ -1,0 +1,108 @@
+"""Run the real operator (`detection-operator run`) as a child process, for tests, benchmarks and the demo.
+
+A separate process rather than an in-process runner, so tests can kill it (SIGKILL mid-switch), restart it
+and see exactly what a user's Deployment would do.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from .ports import free_port
+
+
+class OperatorProcess:
+    """One `detection-operator run` process against the cluster in ``kubeconfig``."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_file: Path,
+        namespaces: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_file = log_file
+        self.namespaces = tuple(namespaces)
+        self.env = dict(env or {})
+        self.extra_args = tuple(extra_args)
+        self.liveness_port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running process, if any."""
+        return self._proc.pid if self._proc else None
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the operator and wait until its liveness endpoint answers."""
+        argv = [sys.executable, "-m", "detection_operator", "run", "--log-format", "plain", "--verbose"]
+        argv += [f"--namespace={ns}" for ns in self.namespaces]
+        argv += [f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz", *self.extra_args]
+        env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig)}
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2) as client:
+            while True:
+                if not self.alive():
+                    raise RuntimeError(f"operator exited during start-up:\n{self.log_tail()}")
+                try:
+                    if client.get(f"http://127.0.0.1:{self.liveness_port}/healthz").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError(f"operator not live after {timeout}s:\n{self.log_tail()}")
+                time.sleep(0.1)
+
+    def stop(self, timeout: float = 20) -> None:
+        """Stop gracefully (SIGTERM, as the kubelet does); SIGKILL if it does not exit in time."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the process, as an OOM kill or node loss would."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The last lines of the operator's log."""
+        if not self.log_file.exists():
+            return "(no log)"
+        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> OperatorProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
