@@ -1,0 +1,64 @@
+"""Status conditions per the Kubernetes API conventions: pure helpers, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+READY = "Ready"
+INVALID_SPEC = "InvalidSpec"
+
+
+def rfc3339(moment: datetime) -> str:
+    """Format an aware datetime the way the apiserver stores metav1.Time (whole seconds, UTC, 'Z')."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(
+    type_: str, status: bool | None, reason: str, message: str, generation: int | None, now: datetime
+) -> dict[str, Any]:
+    """Build one condition; ``status`` None means Unknown."""
+    return {
+        "type": type_,
+        "status": "Unknown" if status is None else ("True" if status else "False"),
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+        "lastTransitionTime": rfc3339(now),
+    }
+
+
+def merge(
+    existing: Iterable[Mapping[str, Any]] | None, updates: Iterable[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Apply ``updates`` to ``existing`` conditions, keyed by type.
+
+    lastTransitionTime only moves when a condition's status changes, so `kubectl describe` tells how long
+    a state has lasted rather than when the operator last looked.
+    """
+    merged: dict[str, dict[str, Any]] = {c["type"]: dict(c) for c in existing or () if "type" in c}
+    for update in updates:
+        previous = merged.get(update["type"])
+        if previous is not None and previous.get("status") == update["status"]:
+            update = {**update, "lastTransitionTime": previous.get("lastTransitionTime")}
+        merged[update["type"]] = update
+    return sorted(merged.values(), key=lambda c: (c["type"] != READY, c["type"]))
+
+
+def find(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
+    """Return the condition of ``type_``, if any."""
+    return next((c for c in conditions or () if c.get("type") == type_), None)
+
+
+def spec_validity(problems: str | None, generation: int | None, now: datetime) -> list[dict[str, Any]]:
+    """Conditions stating whether the spec was accepted; ``problems`` names the offending fields."""
+    if problems:
+        return [
+            condition(READY, False, INVALID_SPEC, problems, generation, now),
+            condition(INVALID_SPEC, True, "ValidationFailed", problems, generation, now),
+        ]
+    return [
+        condition(READY, True, "SpecAccepted", "spec is valid", generation, now),
+        condition(INVALID_SPEC, False, "SpecAccepted", "", generation, now),
+    ]
