@@ -1,0 +1,123 @@
+"""The test helpers against a real Prometheus: exporter → scrape → instant query, no mocks.
+
+One exporter and one Prometheus are shared by the module because a fresh Prometheus 2.42 (and a
+config reload) takes ~5s before the first scrape: its service-discovery manager batches target
+updates on a fixed 5s tick. Each test uses its own ``service`` label so they cannot see each
+other's series; the restart test runs last only to avoid paying that delay again for later tests.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from detection_operator.testing.exporter import MetricExporter
+from detection_operator.testing.prometheus import PrometheusServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def exporter() -> Iterator[MetricExporter]:
+    with MetricExporter() as exp:
+        yield exp
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    tmp_path_factory: pytest.TempPathFactory, exporter: MetricExporter
+) -> Iterator[PrometheusServer]:
+    workdir: Path = tmp_path_factory.mktemp("prometheus")
+    with PrometheusServer(workdir, [exporter.target], scrape_interval="1s") as prom:
+        yield prom
+
+
+def _raw_value(prom: PrometheusServer, query: str) -> str:
+    """The sample value exactly as the HTTP API spells it (to see "NaN", not a float)."""
+    response = httpx.get(f"{prom.url}/api/v1/query", params={"query": query}, trust_env=False)
+    response.raise_for_status()
+    result = response.json()["data"]["result"]
+    assert len(result) == 1, result
+    value: str = result[0]["value"][1]
+    return value
+
+
+def test_values_update_and_go_stale(exporter: MetricExporter, prometheus: PrometheusServer) -> None:
+    series = 'demo_latency_ms{service="x"}'
+    exporter.set("demo_latency_ms", 250, {"service": "x"})
+    assert prometheus.wait_for_series(series) == 250
+
+    exporter.set("demo_latency_ms", 120, {"service": "x"})
+    assert prometheus.wait_for_series(series, predicate=lambda v: v == 120) == 120
+
+    # The next scrape without the series writes a staleness marker, so it vanishes about one
+    # scrape interval later rather than after the 5m lookback; 10s allows for missed scrapes.
+    assert exporter.remove("demo_latency_ms", {"service": "x"})
+    prometheus.wait_for_absent(series, timeout=10)
+
+
+def test_special_values_round_trip(exporter: MetricExporter, prometheus: PrometheusServer) -> None:
+    series = 'demo_latency_ms{service="special"}'
+    exporter.set("demo_latency_ms", math.nan, {"service": "special"})
+    assert math.isnan(prometheus.wait_for_series(series, predicate=math.isnan))
+    assert _raw_value(prometheus, series) == "NaN"
+    # Worth knowing for fail-safe logic: NaN fails every comparison, so a threshold filter turns a
+    # NaN series into an empty result that looks exactly like "no data".
+    assert prometheus.query(f"{series} > 100") == []
+    assert prometheus.query(f"{series} <= 100") == []
+
+    exporter.set("demo_latency_ms", math.inf, {"service": "special"})
+    assert prometheus.wait_for_series(series, predicate=math.isinf) == math.inf
+    assert _raw_value(prometheus, series) == "+Inf"
+
+    exporter.set("demo_latency_ms", -math.inf, {"service": "special"})
+    assert prometheus.wait_for_series(series, predicate=lambda v: v == -math.inf) == -math.inf
+
+    exporter.inc("demo_requests_total", 3, {"service": "special"})
+    assert prometheus.wait_for_series('demo_requests_total{service="special"}') == 3
+
+
+def test_pause_freezes_queries(prometheus: PrometheusServer) -> None:
+    prometheus.wait_for_series('up{job="exporter"}')
+    prometheus.pause()
+    try:
+        with pytest.raises(httpx.TimeoutException):
+            httpx.get(f"{prometheus.url}/-/ready", timeout=0.5, trust_env=False)
+    finally:
+        prometheus.resume()
+    assert prometheus.wait_for_series('up{job="exporter"}') == 1
+
+
+def test_set_targets_reloads(exporter: MetricExporter, prometheus: PrometheusServer) -> None:
+    with MetricExporter() as second:
+        second.set("demo_latency_ms", 7, {"service": "second"})
+        prometheus.set_targets([exporter.target, second.target])
+        try:
+            assert prometheus.wait_for_series('demo_latency_ms{service="second"}') == 7
+        finally:
+            prometheus.set_targets([exporter.target])
+
+
+def test_restart_keeps_data(exporter: MetricExporter, prometheus: PrometheusServer) -> None:
+    series = 'demo_latency_ms{service="restart"}'
+    exporter.set("demo_latency_ms", 250, {"service": "restart"})
+    prometheus.wait_for_series(series, predicate=lambda v: v == 250)
+    seen_250_at = time.time()
+    exporter.set("demo_latency_ms", 120, {"service": "restart"})
+    prometheus.wait_for_series(series, predicate=lambda v: v == 120)
+
+    # Once the series is stale nothing new can be scraped for it, so whatever the restarted server
+    # returns for it must have come back from the TSDB on disk.
+    exporter.remove("demo_latency_ms", {"service": "restart"})
+    prometheus.wait_for_absent(series, timeout=10)
+    port = prometheus.port
+    prometheus.restart()
+    assert prometheus.port == port
+
+    assert prometheus.wait_for_series(f"count_over_time({series}[5m])") > 0
+    assert [s.value for s in prometheus.query(series, at=seen_250_at)] == [250]

@@ -1,0 +1,39 @@
+"""Status conditions follow the API conventions: lastTransitionTime moves only on a status change."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from detection_operator import conditions
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def test_rfc3339_is_utc_whole_seconds() -> None:
+    assert conditions.rfc3339(T0 + timedelta(microseconds=5)) == "2026-01-01T12:00:00Z"
+
+
+def test_transition_time_kept_while_status_unchanged() -> None:
+    first = conditions.merge([], conditions.spec_validity(None, 1, T0))
+    later = conditions.merge(first, conditions.spec_validity(None, 2, T0 + timedelta(minutes=5)))
+    ready = conditions.find(later, conditions.READY)
+    assert ready is not None
+    assert ready["lastTransitionTime"] == "2026-01-01T12:00:00Z"
+    assert ready["observedGeneration"] == 2
+
+
+def test_transition_time_moves_on_status_change() -> None:
+    first = conditions.merge([], conditions.spec_validity(None, 1, T0))
+    broken = conditions.merge(first, conditions.spec_validity("spec.x: bad", 2, T0 + timedelta(minutes=5)))
+    ready = conditions.find(broken, conditions.READY)
+    invalid = conditions.find(broken, conditions.INVALID_SPEC)
+    assert ready is not None and invalid is not None
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert ready["lastTransitionTime"] == "2026-01-01T12:05:00Z"
+    assert invalid["status"] == "True" and "spec.x" in invalid["message"]
+
+
+def test_unrelated_conditions_survive_and_ready_sorts_first() -> None:
+    other = conditions.condition("MetricsAvailable", True, "Ok", "", 1, T0)
+    merged = conditions.merge([other], conditions.spec_validity(None, 1, T0))
+    assert [c["type"] for c in merged] == ["Ready", "InvalidSpec", "MetricsAvailable"]
