@@ -44,11 +44,13 @@ $(VENV_STAMP): pyproject.toml
 controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl into .cache (once)
 	CACHE=$(abspath $(CACHE))/controlplane hack/build-controlplane.sh
 
-crds: venv ## regenerate crds/ from the pydantic models
-	$(PY) -m detection_operator.api.crd crds
+CRD_DIRS := crds charts/detection-operator/crds
+
+crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
+	$(PY) -m detection_operator.api.crd $(CRD_DIRS)
 
 check-crds: venv
-	$(PY) -m detection_operator.api.crd crds --check
+	$(PY) -m detection_operator.api.crd $(CRD_DIRS) --check
 
 lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check operator tests

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -101,3 +101,29 @@ ConditionList = Annotated[
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     ),
 ]
+
+
+class StatusModel(BaseModel):
+    """Base of status models: camelCase on the wire; written by the operator, so nothing is forbidden."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class ObjectStatus(StatusModel):
+    """Status fields both kinds share."""
+
+    observed_generation: int | None = Field(default=None, description="Generation last processed.")
+    conditions: ConditionList
+    reason: str | None = Field(default=None, description="Why the current decision was made.")
+    revision: int | None = Field(default=None, description="Revision of the published decision.")
+    config_map: ObjectName | None = Field(default=None, description="Name of the owned ConfigMap.")
+    memory: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Decision state that must survive a restart (counters, timers); internal.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    kopf: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Handler progress and last handled spec, kept by the operator framework; internal.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )

@@ -160,21 +160,22 @@ def file_name(kind: Kind) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Write (or with ``--check``, compare) every CRD under the given directory."""
+    """Write (or with ``--check``, compare) every CRD under each given directory."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("directory", type=Path)
+    parser.add_argument("directories", type=Path, nargs="+", help="e.g. crds charts/detection-operator/crds")
     parser.add_argument("--check", action="store_true", help="fail if the files differ from the models")
     args = parser.parse_args(argv)
     stale = []
-    for kind in KINDS:
-        path = args.directory / file_name(kind)
-        text = render(kind)
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path))
-        else:
-            args.directory.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+    for directory in args.directories:
+        for kind in KINDS:
+            path = directory / file_name(kind)
+            text = render(kind)
+            if args.check:
+                if not path.exists() or path.read_text() != text:
+                    stale.append(str(path))
+            else:
+                directory.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
     if stale:
         print("out of date (run `make crds`): " + ", ".join(stale), file=sys.stderr)
         return 1

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field
 
 from .base import INTERVAL_BOUNDS, Duration, Invariant, Name, ObjectName, SpecModel, list_map, list_set
 from .common import (
     QUERY_LIMITS,
     AlertSpec,
-    ConditionList,
+    ObjectStatus,
     PrometheusRef,
     SecretKeySelector,
+    StatusModel,
     promql_checker,
 )
 
@@ -355,11 +355,7 @@ class DetectionPolicySpec(SpecModel):
     )
 
 
-class _StatusModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
-class ProfileSwitch(_StatusModel):
+class ProfileSwitch(StatusModel):
     """One entry of the bounded switch history."""
 
     from_: str | None = Field(default=None, alias="from", description="Previous profile.")
@@ -368,26 +364,11 @@ class ProfileSwitch(_StatusModel):
     at: datetime = Field(description="When the switch happened.")
 
 
-class DetectionPolicyStatus(_StatusModel):
+class DetectionPolicyStatus(ObjectStatus):
     """Observed state of a DetectionPolicy, written by the operator."""
 
-    observed_generation: int | None = Field(default=None, description="Generation last processed.")
-    conditions: ConditionList
     profile: str | None = Field(default=None, description="Active profile.")
     since: datetime | None = Field(default=None, description="When the active profile was chosen.")
-    reason: str | None = Field(default=None, description="Why the active profile was chosen.")
-    revision: int | None = Field(default=None, description="Revision of the published profile.json.")
-    config_map: ObjectName | None = Field(default=None, description="Name of the owned ConfigMap.")
     history: list[ProfileSwitch] = Field(
         default_factory=list, max_length=20, description="Most recent switches, newest last."
-    )
-    memory: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Decision state that must survive a restart (counters, timers); internal.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-    kopf: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Handler progress and last handled spec, kept by the operator framework; internal.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )

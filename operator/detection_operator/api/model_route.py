@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field
 
 from .base import INTERVAL_BOUNDS, Duration, Invariant, ObjectName, SpecModel, list_map
-from .common import QUERY_LIMITS, AlertSpec, ConditionList, PrometheusRef, promql_checker
+from .common import QUERY_LIMITS, AlertSpec, ObjectStatus, PrometheusRef, StatusModel, promql_checker
 
 KIND = "ModelRoute"
 PLURAL = "modelroutes"
@@ -196,11 +195,7 @@ class ModelRouteSpec(SpecModel):
     )
 
 
-class _StatusModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
-class ModelSwitch(_StatusModel):
+class ModelSwitch(StatusModel):
     """One entry of the bounded switch history."""
 
     from_: str | None = Field(default=None, alias="from", description="Previous active model.")
@@ -211,26 +206,11 @@ class ModelSwitch(_StatusModel):
     rolled_back_at: datetime | None = Field(default=None, description="When the route returned to primary.")
 
 
-class ModelRouteStatus(_StatusModel):
+class ModelRouteStatus(ObjectStatus):
     """Observed state of a ModelRoute, written by the operator."""
 
-    observed_generation: int | None = Field(default=None, description="Generation last processed.")
-    conditions: ConditionList
     active_model: str | None = Field(default=None, description="Model serving the route.")
     state: str | None = Field(default=None, description="Primary, FailedOver, Overridden or Degraded.")
-    reason: str | None = Field(default=None, description="Why the active model was chosen.")
-    revision: int | None = Field(default=None, description="Revision of the published route.json.")
-    config_map: ObjectName | None = Field(default=None, description="Name of the owned ConfigMap.")
     switch_history: list[ModelSwitch] = Field(
         default_factory=list, max_length=20, description="Most recent switches, newest last."
-    )
-    memory: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Decision state that must survive a restart (counters, timers); internal.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-    kopf: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Handler progress and last handled spec, kept by the operator framework; internal.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
