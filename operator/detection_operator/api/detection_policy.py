@@ -249,6 +249,15 @@ class ExternalContributors(SpecModel):
 
     min_weight: float = Field(default=0.5, ge=0, le=100, description="Lowest effective weight.")
     max_weight: float = Field(default=3.0, ge=0, le=100, description="Highest effective weight.")
+    baseline_accuracy: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description=(
+            "Accuracy at which a service gets exactly its base weight: effective weight = weight * "
+            "accuracy / baselineAccuracy, clamped to [minWeight, maxWeight]."
+        ),
+    )
     queries: ExternalQueries = Field(
         default_factory=ExternalQueries, description="Health and accuracy queries."
     )

@@ -1,0 +1,1 @@
+"""Pure decision logic: no I/O, no clock (now is passed in), deterministic."""

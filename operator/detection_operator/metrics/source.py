@@ -1,0 +1,169 @@
+"""MetricsSource: run an instant PromQL query and normalise the answer to a value or a typed 'missing'.
+
+A missing result is never 0: an empty vector, NaN/Inf, several series where one was expected, an HTTP
+error, malformed JSON or a timeout each become a :class:`Missing` with its cause, and the decision logic
+treats them as *unknown*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+MissingCause = Literal["empty", "nan", "inf", "many-series", "error", "timeout", "bad-response"]
+
+
+@dataclass(frozen=True)
+class Value:
+    """A usable sample."""
+
+    value: float
+
+    @property
+    def ok(self) -> Literal[True]:
+        """Always True: the query gave a usable value."""
+        return True
+
+
+@dataclass(frozen=True)
+class Missing:
+    """No usable sample, and why."""
+
+    cause: MissingCause
+    detail: str = ""
+
+    @property
+    def ok(self) -> Literal[False]:
+        """Always False: there is no value."""
+        return False
+
+    def __str__(self) -> str:
+        return f"{self.cause}: {self.detail}" if self.detail else self.cause
+
+
+Reading = Value | Missing
+
+
+def normalise(result: Any) -> Reading:
+    """Turn the ``data.result`` of an instant query (vector or scalar) into a :data:`Reading`."""
+    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+        return _number(result[1])  # a scalar result: [timestamp, "value"]
+    if not isinstance(result, list):
+        return Missing("bad-response", f"unexpected result type {type(result).__name__}")
+    if not result:
+        return Missing("empty", "the query returned no series")
+    if len(result) > 1:
+        return Missing("many-series", f"{len(result)} series where one was expected")
+    sample = result[0].get("value") if isinstance(result[0], dict) else None
+    if not isinstance(sample, list) or len(sample) != 2:
+        return Missing("bad-response", "a series without a value")
+    return _number(sample[1])
+
+
+def _number(raw: Any) -> Reading:
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        return Missing("bad-response", f"not a number: {raw!r}")
+    if math.isnan(number):
+        return Missing("nan", "the value is NaN")
+    if math.isinf(number):
+        return Missing("inf", "the value is infinite")
+    return Value(number)
+
+
+class MetricsSource(Protocol):
+    """Where samples come from. One implementation (Prometheus) until a measurement says otherwise."""
+
+    def query(self, promql: str) -> Reading:
+        """Run one instant query now."""
+        ...
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    """How to reach a Prometheus-compatible server (Prometheus, Thanos, Mimir, ...)."""
+
+    url: str
+    timeout_seconds: float = 5.0
+    bearer_token: str | None = None
+    basic_auth: tuple[str, str] | None = None
+    ca_file: str | None = None
+    headers: Mapping[str, str] | None = None
+    pool_size: int = 16
+
+    def __repr__(self) -> str:
+        # Credentials must never reach a log line through an f-string or an exception message.
+        return f"PrometheusConfig(url={self.url!r}, timeout_seconds={self.timeout_seconds})"
+
+
+class PrometheusSource:
+    """MetricsSource over prometheus-api-client, with retries off and an explicit timeout.
+
+    The library's default retry turns one 503 into seconds of back-off; the next evaluation is our retry,
+    so each query gets exactly one attempt bounded by ``timeout_seconds``, on the server side too.
+    """
+
+    def __init__(self, config: PrometheusConfig) -> None:
+        self.config = config
+        headers = dict(config.headers or {})
+        if config.bearer_token:
+            headers["Authorization"] = f"Bearer {config.bearer_token}"
+        session = requests.Session()
+        session.verify = config.ca_file or True
+        session.trust_env = False
+        no_retry = Retry(total=0, connect=0, read=0, status=0, raise_on_status=False)
+        self._client = PrometheusConnect(
+            url=config.url.rstrip("/"),
+            headers=headers or None,
+            auth=config.basic_auth,
+            session=session,
+            retry=no_retry,
+            timeout=config.timeout_seconds,
+        )
+        # Sized for the evaluations that run at once; the library's adapter keeps only 10 connections.
+        session.mount(
+            config.url, HTTPAdapter(max_retries=no_retry, pool_connections=1, pool_maxsize=config.pool_size)
+        )
+
+    def query(self, promql: str) -> Reading:
+        """Run ``promql`` as an instant query; every failure becomes a Missing, never an exception."""
+        timeout = self.config.timeout_seconds
+        try:
+            result = self._client.custom_query(promql, params={"timeout": f"{timeout}s"})
+        except requests.Timeout:
+            return Missing("timeout", f"no answer within {timeout:g}s")
+        except requests.RequestException as exc:
+            return Missing("error", _short(exc))
+        except PrometheusApiClientException as exc:
+            return Missing("error", _short(exc))
+        except (ValueError, KeyError, TypeError) as exc:
+            return Missing("bad-response", _short(exc))
+        return normalise(result)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._client.close()
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+async def query_all(source: MetricsSource, queries: Sequence[str], executor: Executor) -> dict[str, Reading]:
+    """Run the distinct ``queries`` in parallel on ``executor`` (the client blocks); map each to a reading."""
+    loop = asyncio.get_running_loop()
+    unique = list(dict.fromkeys(queries))
+    readings = await asyncio.gather(*(loop.run_in_executor(executor, source.query, q) for q in unique))
+    return dict(zip(unique, readings, strict=True))
