@@ -44,13 +44,11 @@ $(VENV_STAMP): pyproject.toml
 controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl into .cache (once)
 	CACHE=$(abspath $(CACHE))/controlplane hack/build-controlplane.sh
 
-CRD_DIRS := crds charts/detection-operator/crds
-
-crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
-	$(PY) -m detection_operator.api.crd $(CRD_DIRS)
+crds: venv ## regenerate crds/, the chart's copy and docs/schemas/ from the pydantic models
+	$(PY) -m detection_operator.api.generate
 
 check-crds: venv
-	$(PY) -m detection_operator.api.crd $(CRD_DIRS) --check
+	$(PY) -m detection_operator.api.generate --check
 
 lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check operator tests

@@ -122,8 +122,3 @@ class ObjectStatus(StatusModel):
         description="Decision state that must survive a restart (counters, timers); internal.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    kopf: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Handler progress and last handled spec, kept by the operator framework; internal.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )

@@ -1,4 +1,4 @@
-"""Generate the CustomResourceDefinitions from the pydantic models (``make crds``).
+"""Generate the CustomResourceDefinitions from the pydantic models (see ``api.generate``).
 
 pydantic emits JSON Schema 2020-12 with ``$ref``s; a CRD needs a *structural* OpenAPI v3.0 schema: no refs,
 no ``anyOf`` for optionals, boolean ``exclusiveMinimum``, no ``additionalProperties`` beside
@@ -7,10 +7,7 @@ no ``anyOf`` for optionals, boolean ``exclusiveMinimum``, no ``additionalPropert
 
 from __future__ import annotations
 
-import argparse
 import copy
-import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -19,7 +16,7 @@ from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
 from .base import GROUP, VERSION
-from .kinds import KINDS, Kind
+from .kinds import Kind
 
 _DROP_KEYS = {"title", "examples", "example"}
 
@@ -157,30 +154,3 @@ def render(kind: Kind) -> str:
 def file_name(kind: Kind) -> str:
     """File name of ``kind``'s CRD under ``crds/``."""
     return f"{GROUP}_{kind.plural}.yaml"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Write (or with ``--check``, compare) every CRD under each given directory."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("directories", type=Path, nargs="+", help="e.g. crds charts/detection-operator/crds")
-    parser.add_argument("--check", action="store_true", help="fail if the files differ from the models")
-    args = parser.parse_args(argv)
-    stale = []
-    for directory in args.directories:
-        for kind in KINDS:
-            path = directory / file_name(kind)
-            text = render(kind)
-            if args.check:
-                if not path.exists() or path.read_text() != text:
-                    stale.append(str(path))
-            else:
-                directory.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
-    if stale:
-        print("out of date (run `make crds`): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

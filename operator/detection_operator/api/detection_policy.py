@@ -373,6 +373,28 @@ class ProfileSwitch(StatusModel):
     at: datetime = Field(description="When the switch happened.")
 
 
+class RuleStatus(StatusModel):
+    """A rule's latest result."""
+
+    name: str = Field(description="Rule name.")
+    value: float | None = Field(default=None, description="Latest value; absent when unknown.")
+    threshold: float = Field(description="Threshold the value is compared with.")
+    verdict: Literal["holds", "clear", "unknown"] = Field(description="holds, clear or unknown.")
+    active: bool = Field(description="Whether the rule currently chooses its profile (after `for`).")
+    streak: int = Field(description="Consecutive evaluations the rule has held.")
+    cause: str | None = Field(default=None, description="Why the value is unknown, if it is.")
+
+
+class ExternalContributorStatus(StatusModel):
+    """An external service's circuit and effective weight."""
+
+    name: str = Field(description="Service name.")
+    enabled: bool = Field(description="Whether the detector may call it now.")
+    circuit: Literal["closed", "open", "half-open"] = Field(description="Circuit breaker state.")
+    weight: float = Field(description="Effective weight.")
+    reason: str | None = Field(default=None, description="Why the circuit is in its state.")
+
+
 class DetectionPolicyStatus(ObjectStatus):
     """Observed state of a DetectionPolicy, written by the operator."""
 
@@ -380,4 +402,11 @@ class DetectionPolicyStatus(ObjectStatus):
     since: datetime | None = Field(default=None, description="When the active profile was chosen.")
     history: list[ProfileSwitch] = Field(
         default_factory=list, max_length=20, description="Most recent switches, newest last."
+    )
+    last_evaluated: datetime | None = Field(default=None, description="When the policy was last evaluated.")
+    rules: list[RuleStatus] = Field(default_factory=list, description="Latest result of every rule.")
+    contributors: list[str] = Field(default_factory=list, description="Contributors the profile enables.")
+    expense: dict[str, Expense] = Field(default_factory=dict, description="Expense class per contributor.")
+    external_contributors: list[ExternalContributorStatus] = Field(
+        default_factory=list, description="External services, their circuits and weights."
     )

@@ -1,0 +1,140 @@
+"""The data-plane contract: documents the operator publishes in its ConfigMaps.
+
+These models are the source of the JSON Schemas under ``docs/schemas/`` (``make crds`` writes them), which
+detection services can validate against; :mod:`detection_operator.consumer` reads them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from .base import API_VERSION
+
+
+class _Document(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class ObjectIdentity(_Document):
+    """The custom resource a document was published for."""
+
+    namespace: str
+    name: str
+
+
+class SecretKeyRef(_Document):
+    """A Secret key, by reference only: the data plane reads the value itself."""
+
+    name: str
+    key: str
+
+
+class ExternalContributorEntry(_Document):
+    """An external contributor as the detector should call it."""
+
+    name: str
+    enabled: bool = Field(description="False while its profile forbids externals or its circuit is open.")
+    endpoint: str
+    weight: float = Field(ge=0, description="Effective trust weight (accuracy-scaled, clamped).")
+    timeout_ms: int = Field(ge=1)
+    signals: list[str] = Field(description="The only signals it may receive.")
+    circuit: Literal["closed", "open", "half-open"]
+    verification_key_ref: SecretKeyRef | None = None
+
+
+class ProfileDocument(_Document):
+    """``profile.json``: what the detector should run now."""
+
+    api_version: Literal["detection.adaptive.io/v1alpha1"] = API_VERSION  # type: ignore[assignment]
+    kind: Literal["DetectionProfile"] = "DetectionProfile"
+    policy: ObjectIdentity
+    profile: str
+    revision: int = Field(ge=1, description="Increases by one each time the content below changes.")
+    decided_at: datetime
+    reason: str
+    latency_target_ms: float | None = None
+    contributors: list[str] = Field(description="In-process contributors to run, in policy order.")
+    external: list[ExternalContributorEntry]
+    expense: dict[str, Literal["light", "medium", "heavy"]] = Field(
+        description="Expense class per contributor."
+    )
+    reasons: list[str] = Field(description="Every rule that held when this was decided, with its value.")
+
+
+class RuleRow(_Document):
+    """One rule in the scorecard."""
+
+    name: str
+    value: float | None
+    op: str
+    threshold: float
+    clear_threshold: float | None = None
+    verdict: Literal["holds", "clear", "unknown"]
+    active: bool
+    streak: int
+    for_: int = Field(alias="for")
+    profile: str
+    cause: str = ""
+
+
+class CostRow(_Document):
+    """One contributor's cost in the scorecard."""
+
+    name: str
+    expense: Literal["light", "medium", "heavy"]
+    source: Literal["measured", "remembered", "declared", "assumed"]
+    runtime_ms: float | None = None
+    memory_mb: float | None = None
+    cache_hit_ratio: float | None = None
+    timeout_rate: float | None = None
+
+
+class ExternalRow(_Document):
+    """One external service's health in the scorecard."""
+
+    name: str
+    enabled: bool
+    circuit: Literal["closed", "open", "half-open"]
+    circuit_reason: str
+    weight: float
+    base_weight: float
+    error_rate: float | None = None
+    p95_latency_ms: float | None = None
+    accuracy: float | None = None
+
+
+class DecisionRow(_Document):
+    """The decision the scorecard explains."""
+
+    profile: str
+    previous: str | None
+    switched: bool
+    reason: str
+    held_by: str | None = Field(description="What kept a different profile from being chosen, if anything.")
+    metrics_available: bool
+    metrics_message: str
+
+
+class ScorecardDocument(_Document):
+    """``scorecard.json``: every rule's value, threshold and verdict, every contributor's cost, and why."""
+
+    api_version: Literal["detection.adaptive.io/v1alpha1"] = API_VERSION  # type: ignore[assignment]
+    kind: Literal["DetectionScorecard"] = "DetectionScorecard"
+    policy: ObjectIdentity
+    revision: int = Field(ge=1)
+    decided_at: datetime
+    decision: DecisionRow
+    rules: list[RuleRow]
+    contributors: list[CostRow]
+    external: list[ExternalRow]
+
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "profile.schema.json": ProfileDocument,
+    "scorecard.schema.json": ScorecardDocument,
+}
+"""File name under docs/schemas -> the model it is generated from."""
