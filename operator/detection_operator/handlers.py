@@ -1,36 +1,39 @@
-"""kopf wiring only: registrations and startup settings. The logic lives in the modules these call."""
+"""kopf wiring only: startup and shutdown, and the watch feeding the scheduler. Logic lives elsewhere."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import UTC, datetime
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
+from kubernetes import client, config
 
-from . import conditions
-from .api.base import GROUP, VERSION
-from .api.kinds import KINDS, Kind
-from .api.validation import summary, validate_spec
+from .act.kube import read_secret
+from .api.base import GROUP, VERSION, parse_duration
+from .api.kinds import KINDS
+from .metrics.connections import Connections
+from .reconcile import Reconciler
+from .scheduler import Key, Scheduler
 from .settings import Settings
 
-SETTINGS = Settings.from_env()
+DEFAULT_INTERVAL = 30.0
+
+
+def _api_client() -> client.ApiClient:
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return client.ApiClient(configuration)
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Keep kopf's bookkeeping in status, under our own names.
-
-    Annotations would put a second copy of the spec in metadata, where together with kubectl's
-    last-applied-configuration a large policy can exceed the 256 KiB annotation limit; status also keeps
-    the object Git owns free of operator marks.
-    """
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Configure kopf, then start the scheduler that evaluates every object."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
-        field="status.kopf.lastHandledConfiguration"
-    )
-    settings.execution.max_workers = SETTINGS.max_workers
     # A server-side watch timeout makes kopf re-list periodically, which heals a silently broken stream.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -38,34 +41,46 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 30
     settings.posting.level = logging.INFO
 
+    operator_settings = Settings.from_env()
+    api = _api_client()
+    executor = ThreadPoolExecutor(max_workers=operator_settings.max_workers, thread_name_prefix="blocking")
+    connections = Connections(
+        operator_settings.prometheus, lambda namespace, name: read_secret(api, namespace, name)
+    )
+    reconciler = Reconciler(api, connections, executor)
+    scheduler = Scheduler(reconciler, operator_settings.max_concurrent_evaluations)
+    memo.api, memo.executor, memo.reconciler, memo.scheduler = api, executor, reconciler, scheduler
+    memo.scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
 
-def _spec_handler(kind: Kind) -> Any:
-    async def reconcile_spec(
-        spec: kopf.Spec,
-        meta: kopf.Meta,
-        status: kopf.Status,
-        body: kopf.Body,
-        patch: kopf.Patch,
-        logger: logging.Logger,
-        **_: Any,
-    ) -> None:
-        """Validate the spec and record the verdict in status.conditions and an Event."""
-        _model, errors = validate_spec(kind.spec, dict(spec))
-        problems = summary(errors) if errors else None
-        generation = meta.get("generation")
-        if problems:
-            logger.warning("invalid spec: %s", problems)
-            kopf.warn(body, reason=conditions.INVALID_SPEC, message=problems)
-        patch.status["conditions"] = conditions.merge(
-            status.get("conditions"), conditions.spec_validity(problems, generation, datetime.now(UTC))
-        )
-        patch.status["observedGeneration"] = generation
 
-    return reconcile_spec
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """Stop scheduling, let running evaluations finish, release clients."""
+    memo.scheduler_task.cancel()
+    await memo.scheduler.drain()
+    memo.executor.shutdown(wait=False)
+    memo.api.close()
+
+
+def _interval(body: kopf.Body) -> float:
+    try:
+        return parse_duration(str(body.get("spec", {}).get("interval", "30s")))
+    except ValueError:
+        return DEFAULT_INTERVAL
+
+
+async def track(
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, resource: kopf.Resource, **_: Any
+) -> None:
+    """Keep the scheduler's view of each object current; deleted objects are forgotten."""
+    key: Key = (resource.plural, body.metadata.namespace or "", body.metadata.name or "")
+    if event.get("type") == "DELETED":
+        memo.scheduler.remove(key)
+        memo.reconciler.forget(key)
+        return
+    snapshot = {field: body.get(field) for field in ("metadata", "spec", "status")}
+    memo.scheduler.upsert(key, snapshot, _interval(body))
 
 
 for _kind in KINDS:
-    _handler = _spec_handler(_kind)
-    kopf.on.resume(GROUP, VERSION, _kind.plural, id="reconcile-spec")(_handler)
-    kopf.on.create(GROUP, VERSION, _kind.plural, id="reconcile-spec")(_handler)
-    kopf.on.update(GROUP, VERSION, _kind.plural, id="reconcile-spec", field="spec")(_handler)
+    kopf.on.event(GROUP, VERSION, _kind.plural, id="track")(track)

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
 
 from ..api.base import parse_duration
 from ..api.detection_policy import (
@@ -59,7 +60,7 @@ QueryKey = tuple[str, ...]
 
 
 class _Memory(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True)
 
 
 class RuleMemory(_Memory):
@@ -87,6 +88,8 @@ class PolicyMemory(_Memory):
     unknown_since: datetime | None = None
     circuits: dict[str, Circuit] = {}
     expense: dict[str, Expense] = {}
+    revision: int = 0
+    digest: str | None = None
 
     @classmethod
     def load(cls, raw: Mapping[str, object] | None) -> PolicyMemory:
@@ -431,6 +434,8 @@ def decide_policy(
         unknown_since=unknown_since,
         circuits=circuits,
         expense={c.name: c.expense for c in costs if c.source in ("measured", "remembered")},
+        revision=memory.revision,
+        digest=memory.digest,
     )
     return PolicyDecision(
         profile=target,

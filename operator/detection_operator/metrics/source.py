@@ -140,7 +140,8 @@ class PrometheusSource:
         """Run ``promql`` as an instant query; every failure becomes a Missing, never an exception."""
         timeout = self.config.timeout_seconds
         try:
-            result = self._client.custom_query(promql, params={"timeout": f"{timeout}s"})
+            # Prometheus parses durations strictly: "2.0s" is a 400, "2000ms" is fine.
+            result = self._client.custom_query(promql, params={"timeout": f"{round(timeout * 1000)}ms"})
         except requests.Timeout:
             return Missing("timeout", f"no answer within {timeout:g}s")
         except requests.RequestException as exc:

@@ -1,0 +1,1 @@
+"""Writers: owned ConfigMaps, Deployment annotations, Events and status (blocking; run off the loop)."""

@@ -1,0 +1,130 @@
+"""Everything the operator writes to the Kubernetes API, in one place.
+
+Calls block (the official client is synchronous): the reconciler runs them in its thread pool.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from ..api.base import GROUP, VERSION
+from ..conditions import rfc3339
+
+FIELD_MANAGER = "detection-operator"
+CHECKSUM_ANNOTATION = f"{GROUP}/config-checksum"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """The custom resource being reconciled."""
+
+    kind: str
+    plural: str
+    namespace: str
+    name: str
+    uid: str
+
+    def owner_reference(self) -> dict[str, Any]:
+        """Owner reference that lets garbage collection delete our ConfigMap with the object."""
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": False,
+        }
+
+
+def apply_config_map(
+    api: client.ApiClient, owner: ObjectRef, name: str, data: dict[str, str], annotations: dict[str, str]
+) -> None:
+    """Server-side apply the owned ConfigMap with our field manager (hand edits of our keys are undone)."""
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": owner.namespace,
+            "labels": {
+                "app.kubernetes.io/managed-by": "detection-operator",
+                f"{GROUP}/{owner.kind.lower()}": owner.name,
+            },
+            "annotations": annotations,
+            "ownerReferences": [owner.owner_reference()],
+        },
+        "data": data,
+    }
+    client.CoreV1Api(api).patch_namespaced_config_map(
+        name,
+        owner.namespace,
+        manifest,
+        field_manager=FIELD_MANAGER,
+        force=True,
+        _content_type="application/apply-patch+yaml",
+    )
+
+
+def annotate_deployment(api: client.ApiClient, namespace: str, name: str, checksum: str) -> bool:
+    """Put the config checksum on the Deployment's pod template (which rolls it); False if it is missing."""
+    patch = {"spec": {"template": {"metadata": {"annotations": {CHECKSUM_ANNOTATION: checksum}}}}}
+    try:
+        client.AppsV1Api(api).patch_namespaced_deployment(name, namespace, patch)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def post_event(api: client.ApiClient, regarding: ObjectRef, type_: str, reason: str, message: str) -> None:
+    """Record a Kubernetes Event on the object (shown by `kubectl describe`)."""
+    now = datetime.now(UTC)
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{regarding.name}.", "namespace": regarding.namespace},
+        "involvedObject": {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": regarding.kind,
+            "name": regarding.name,
+            "namespace": regarding.namespace,
+            "uid": regarding.uid,
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": "detection-operator"},
+        "reportingComponent": "detection-operator",
+        "reportingInstance": "detection-operator",
+        "firstTimestamp": rfc3339(now),
+        "lastTimestamp": rfc3339(now),
+        "count": 1,
+    }
+    client.CoreV1Api(api).create_namespaced_event(regarding.namespace, event)  # type: ignore[arg-type]
+
+
+def write_status(api: client.ApiClient, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
+    """Replace the whole status (the operator is its only writer) without a resourceVersion precondition."""
+    result: Any = client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        ref.namespace,
+        ref.plural,
+        ref.name,
+        [{"op": "add", "path": "/status", "value": status}],
+        _content_type="application/json-patch+json",
+    )
+    return dict(result)
+
+
+def read_secret(api: client.ApiClient, namespace: str, name: str) -> dict[str, bytes]:
+    """All keys of a Secret, decoded. The values must never be logged or written anywhere."""
+    secret = client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+    return {key: base64.b64decode(value) for key, value in (secret.data or {}).items()}

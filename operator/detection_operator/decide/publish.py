@@ -1,0 +1,163 @@
+"""What a DetectionPolicy decision publishes: profile.json, scorecard.json, revision and messages. Pure."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..api.contract import (
+    CostRow,
+    DecisionRow,
+    ExternalContributorEntry,
+    ExternalRow,
+    ObjectIdentity,
+    ProfileDocument,
+    RuleRow,
+    ScorecardDocument,
+    SecretKeyRef,
+)
+from ..api.detection_policy import DetectionPolicySpec
+from ..signing import digest
+from .policy import PolicyDecision
+
+# Weights move with every accuracy sample; two decimals keep the published document (and the detectors
+# that reload on change) from churning on noise.
+_WEIGHT_DECIMALS = 2
+
+
+@dataclass(frozen=True)
+class Publication:
+    """The documents to publish and whether they differ from what was published last."""
+
+    profile_json: str
+    scorecard_json: str
+    digest: str
+    revision: int
+    changed: bool
+
+
+def _content(spec: DetectionPolicySpec, decision: PolicyDecision) -> dict[str, object]:
+    """The part of profile.json whose change is worth a new revision (no timestamps, no prose)."""
+    profile = next(p for p in spec.profiles if p.name == decision.profile)
+    services = {s.name: s for s in spec.external_contributors.services} if spec.external_contributors else {}
+    external = [
+        ExternalContributorEntry(
+            name=e.name,
+            enabled=e.enabled,
+            endpoint=services[e.name].endpoint,
+            weight=round(e.weight, _WEIGHT_DECIMALS),
+            timeout_ms=e.timeout_ms,
+            signals=list(services[e.name].signals),
+            circuit=e.circuit,
+            verification_key_ref=(
+                SecretKeyRef(name=ref.name, key=ref.key)
+                if (ref := services[e.name].verification_key_ref)
+                else None
+            ),
+        ).model_dump(mode="json", by_alias=True)
+        for e in decision.externals
+    ]
+    return {
+        "profile": decision.profile,
+        "latencyTargetMs": profile.latency_target_ms,
+        "contributors": list(decision.contributors),
+        "external": external,
+        "expense": {c.name: c.expense for c in decision.costs},
+    }
+
+
+def publication(
+    spec: DetectionPolicySpec,
+    decision: PolicyDecision,
+    namespace: str,
+    name: str,
+    last_digest: str | None,
+    last_revision: int,
+    now: datetime,
+) -> Publication:
+    """Build profile.json and scorecard.json; the revision moves only when the content changes."""
+    content = _content(spec, decision)
+    content_digest = digest(json.dumps(content, sort_keys=True, separators=(",", ":")).encode())
+    changed = content_digest != last_digest
+    revision = last_revision + 1 if changed or last_revision < 1 else last_revision
+    identity = ObjectIdentity(namespace=namespace, name=name)
+    reasons = [
+        f"{r.reason}: {r.name} = {r.value:g} {r.op} {r.threshold:g}"
+        for r in decision.rules
+        if r.active and r.value is not None
+    ]
+    profile_doc = ProfileDocument.model_validate(
+        {
+            **content,
+            "policy": identity,
+            "revision": revision,
+            "decidedAt": now,
+            "reason": decision.reason,
+            "reasons": reasons,
+        }
+    )
+    scorecard = ScorecardDocument(
+        policy=identity,
+        revision=revision,
+        decided_at=now,
+        decision=DecisionRow(
+            profile=decision.profile,
+            previous=decision.previous,
+            switched=decision.switched,
+            reason=decision.reason,
+            held_by=decision.held_by,
+            metrics_available=decision.metrics_available,
+            metrics_message=decision.metrics_message,
+        ),
+        rules=[
+            RuleRow(
+                name=r.name,
+                value=r.value,
+                op=r.op,
+                threshold=r.threshold,
+                clear_threshold=r.clear_threshold,
+                verdict=r.verdict,
+                active=r.active,
+                streak=r.streak,
+                for_=r.for_,
+                profile=r.profile,
+                cause=r.cause,
+            )
+            for r in decision.rules
+        ],
+        contributors=[CostRow.model_validate(c.__dict__) for c in decision.costs],
+        external=[
+            ExternalRow.model_validate({k: v for k, v in e.__dict__.items() if k != "timeout_ms"})
+            for e in decision.externals
+        ],
+    )
+    return Publication(
+        profile_json=_dump(profile_doc),
+        scorecard_json=_dump(scorecard),
+        digest=content_digest,
+        revision=revision,
+        changed=changed,
+    )
+
+
+def _dump(document: ProfileDocument | ScorecardDocument) -> str:
+    return json.dumps(document.model_dump(mode="json", by_alias=True), indent=2, sort_keys=False) + "\n"
+
+
+def switch_message(spec: DetectionPolicySpec, decision: PolicyDecision) -> str:
+    """The sentence for the switch Event, e.g. 'Switched to lean profile due to high latency'."""
+    if decision.previous is None:
+        return f"Selected {decision.profile} profile: {decision.reason}"
+    active = next((r for r in decision.rules if r.active and r.profile == decision.profile), None)
+    if active is not None:
+        return f"Switched to {decision.profile} profile due to {active.reason}"
+    if not decision.metrics_available and decision.profile == spec.fallback_profile:
+        return (
+            f"Switched to {decision.profile} profile: metrics unavailable for {spec.hold_for} "
+            f"({decision.metrics_message})"
+        )
+    return (
+        f"Switched to {decision.profile} profile: every rule clear for {spec.stabilization_window} "
+        f"(from {decision.previous})"
+    )

@@ -1,0 +1,124 @@
+"""Which Prometheus each object talks to: the operator's default, or a per-object Secret override."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+from ..api.base import parse_duration
+from ..api.common import PrometheusRef
+from .source import PrometheusConfig, PrometheusSource
+
+SecretReader = Callable[[str, str], Mapping[str, bytes]]
+
+
+class InvalidConnection(ValueError):
+    """A Prometheus connection setting that cannot be used; the message names the field, never a value."""
+
+
+def check_url(url: str, field: str) -> str:
+    """Accept only absolute http(s) URLs, so a Secret cannot point the operator at file:// or similar."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidConnection(f"{field}: must be an absolute http(s) URL")
+    return url
+
+
+class Connections:
+    """MetricsSources per connection, created once and reused (each owns a connection pool).
+
+    Per-object overrides are read from the referenced Secret at most every ``ttl`` seconds.
+    """
+
+    def __init__(
+        self,
+        default: PrometheusConfig,
+        read_secret: SecretReader,
+        ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._default = PrometheusSource(default)
+        self._default_config = default
+        self._read_secret = read_secret
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str, float | None], tuple[float, PrometheusSource]] = {}
+        self._ca_files: dict[tuple[str, str], tempfile._TemporaryFileWrapper[bytes]] = {}
+
+    def for_object(self, namespace: str, ref: PrometheusRef | None) -> PrometheusSource:
+        """The source for an object (blocking: may read a Secret). Raises InvalidConnection."""
+        timeout = parse_duration(ref.timeout) if ref and ref.timeout else None
+        if ref is None or ref.secret_ref is None:
+            if timeout is None:
+                return self._default
+            key = ("", "", timeout)
+            return self._cached(key, lambda: replace(self._default_config, timeout_seconds=timeout))
+        secret = ref.secret_ref.name
+        return self._cached(
+            (namespace, secret, timeout), lambda: self._from_secret(namespace, secret, timeout)
+        )
+
+    def _cached(
+        self, key: tuple[str, str, float | None], build: Callable[[], PrometheusConfig]
+    ) -> PrometheusSource:
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit and hit[0] > now:
+                return hit[1]
+        source = PrometheusSource(build())
+        with self._lock:
+            old = self._cache.get(key)
+            self._cache[key] = (now + self._ttl, source)
+        if old is not None:
+            old[1].close()
+        return source
+
+    def _from_secret(self, namespace: str, name: str, timeout: float | None) -> PrometheusConfig:
+        data = self._read_secret(namespace, name)
+        base = self._default_config
+
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return value.decode().strip() if value is not None else None
+
+        url = text("url")
+        headers = dict(base.headers or {})
+        if (raw := text("headers")) is not None:
+            try:
+                parsed = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise InvalidConnection(f"Secret {name}: key 'headers' is not a JSON object") from exc
+            if not isinstance(parsed, dict):
+                raise InvalidConnection(f"Secret {name}: key 'headers' is not a JSON object")
+            headers.update({str(k): str(v) for k, v in parsed.items()})
+        username, password = text("username"), text("password")
+        if (username is None) != (password is None):
+            raise InvalidConnection(f"Secret {name}: 'username' and 'password' go together")
+        ca_file = base.ca_file
+        if (ca := data.get("ca.crt")) is not None:
+            # requests takes a CA bundle only as a path; one file per Secret, rewritten on refresh.
+            handle = self._ca_files.get((namespace, name))
+            if handle is None:
+                handle = tempfile.NamedTemporaryFile(prefix="prometheus-ca-", suffix=".crt")  # noqa: SIM115
+                self._ca_files[(namespace, name)] = handle
+            handle.seek(0)
+            handle.truncate()
+            handle.write(ca)
+            handle.flush()
+            ca_file = handle.name
+        return PrometheusConfig(
+            url=check_url(url, f"Secret {name}: key 'url'") if url else base.url,
+            timeout_seconds=timeout or base.timeout_seconds,
+            bearer_token=text("token") or base.bearer_token,
+            basic_auth=(username, password) if username and password else base.basic_auth,
+            ca_file=ca_file,
+            headers=headers or None,
+            pool_size=base.pool_size,
+        )
