@@ -75,9 +75,16 @@ def namespace(kube: client.ApiClient) -> Iterator[str]:
 
 
 @pytest.fixture
-def operator(cluster: Cluster, crds: list[str], namespace: str, tmp_path: Path) -> Iterator[OperatorProcess]:
-    """The real operator, as a separate process watching the test's namespace."""
-    with OperatorProcess(cluster.kubeconfig, tmp_path / "operator.log", namespaces=[namespace]) as proc:
+def operator(
+    cluster: Cluster, crds: list[str], namespace: str, prometheus: PrometheusServer, tmp_path: Path
+) -> Iterator[OperatorProcess]:
+    """The real operator, as a separate process watching the test's namespace and the real Prometheus."""
+    env = {
+        "DETECTION_OPERATOR_PROMETHEUS_URL": prometheus.url,
+        "DETECTION_OPERATOR_PROMETHEUS_TIMEOUT_SECONDS": "2",
+    }
+    log = tmp_path / "operator.log"
+    with OperatorProcess(cluster.kubeconfig, log, namespaces=[namespace], env=env) as proc:
         yield proc
         if not proc.alive():
             pytest.fail(f"operator died during the test:\n{proc.log_tail()}")

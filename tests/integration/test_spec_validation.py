@@ -138,4 +138,6 @@ def test_fixing_the_spec_clears_invalid_spec(
         timeout=30,
         what="Ready=True after the fix",
     )
-    assert ready["reason"] == "SpecAccepted"
+    assert ready["reason"] != "InvalidSpec"
+    invalid = condition(kube, namespace, bad, "InvalidSpec")
+    assert invalid is not None and invalid["status"] == "False"
