@@ -1,0 +1,148 @@
+"""Prometheus connection resolution (settings, Secret overrides) and the evaluation scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detection_operator.api.common import PrometheusRef
+from detection_operator.metrics.connections import Connections, InvalidConnection, check_url
+from detection_operator.metrics.source import Missing, PrometheusConfig, Value, normalise
+from detection_operator.scheduler import Key, Scheduler
+
+DEFAULT = PrometheusConfig(url="http://prometheus:9090", timeout_seconds=5, headers={"X-Scope-OrgID": "ops"})
+
+
+def reader(secrets: dict[str, dict[str, bytes]]) -> Any:
+    calls: list[str] = []
+
+    def read(namespace: str, name: str) -> Mapping[str, bytes]:
+        calls.append(f"{namespace}/{name}")
+        return secrets[name]
+
+    read.calls = calls  # type: ignore[attr-defined]
+    return read
+
+
+def test_default_connection_without_override() -> None:
+    connections = Connections(DEFAULT, reader({}))
+    assert connections.for_object("ns", None).config is DEFAULT
+
+
+def test_secret_override_merges_with_defaults_and_is_cached() -> None:
+    read = reader(
+        {
+            "prom": {
+                "url": b"https://mimir.example/prometheus",
+                "token": b"t0k3n",
+                "headers": b'{"X-Scope-OrgID": "team-a"}',
+                "ca.crt": b"-----BEGIN CERT",
+            }
+        }
+    )
+    clock = [0.0]
+    connections = Connections(DEFAULT, read, ttl=60, clock=lambda: clock[0])
+    ref = PrometheusRef.model_validate({"secretRef": {"name": "prom"}, "timeout": "2s"})
+    source = connections.for_object("team-a", ref)
+    config = source.config
+    assert config.url == "https://mimir.example/prometheus"
+    assert config.bearer_token == "t0k3n" and config.timeout_seconds == 2
+    assert config.headers == {"X-Scope-OrgID": "team-a"}
+    assert config.ca_file is not None and Path(config.ca_file).read_bytes() == b"-----BEGIN CERT"
+    assert "t0k3n" not in repr(config)
+    assert connections.for_object("team-a", ref) is source
+    clock[0] = 61
+    assert connections.for_object("team-a", ref) is not source
+    assert read.calls == ["team-a/prom", "team-a/prom"]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"url": b"file:///etc/passwd"}, r"key 'url': must be an absolute http\(s\) URL"),
+        ({"headers": b"[1, 2]"}, "'headers' is not a JSON object"),
+        ({"username": b"u"}, "'username' and 'password' go together"),
+    ],
+)
+def test_bad_secrets_are_rejected_naming_the_key(data: dict[str, bytes], message: str) -> None:
+    connections = Connections(DEFAULT, reader({"prom": data}))
+    ref = PrometheusRef.model_validate({"secretRef": {"name": "prom"}})
+    with pytest.raises(InvalidConnection, match=message):
+        connections.for_object("ns", ref)
+
+
+def test_check_url() -> None:
+    assert check_url("http://x:9090", "f") == "http://x:9090"
+    with pytest.raises(InvalidConnection):
+        check_url("prometheus:9090", "f")
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        ([{"metric": {}, "value": [1, "2.5"]}], Value(2.5)),
+        ([1700000000, "3"], Value(3.0)),
+        ([], Missing("empty", "the query returned no series")),
+        ([{"value": [1, "NaN"]}], Missing("nan", "the value is NaN")),
+        ([{"value": [1, "+Inf"]}], Missing("inf", "the value is infinite")),
+        (
+            [{"value": [1, "1"]}, {"value": [1, "2"]}],
+            Missing("many-series", "2 series where one was expected"),
+        ),
+        ({"oops": 1}, Missing("bad-response", "unexpected result type dict")),
+    ],
+)
+def test_normalise(result: Any, expected: Any) -> None:
+    assert normalise(result) == expected
+
+
+def test_scheduler_runs_at_interval_and_at_once_on_a_new_generation() -> None:
+    async def scenario() -> list[tuple[Key, int]]:
+        now = [0.0]
+        runs: list[tuple[Key, int]] = []
+
+        async def evaluate(key: Key, body: Mapping[str, Any]) -> None:
+            runs.append((key, body["metadata"]["generation"]))
+
+        scheduler = Scheduler(evaluate, max_concurrency=2, clock=lambda: now[0])
+        task = asyncio.create_task(scheduler.run())
+        key: Key = ("detectionpolicies", "ns", "a")
+        scheduler.upsert(key, {"metadata": {"generation": 1}}, interval=10)
+        await asyncio.sleep(0.01)
+        now[0] = 5  # not due yet
+        scheduler.upsert(key, {"metadata": {"generation": 1}}, interval=10)
+        await asyncio.sleep(0.01)
+        scheduler.upsert(key, {"metadata": {"generation": 2}}, interval=10)  # spec changed: due now
+        await asyncio.sleep(0.01)
+        scheduler.remove(key)
+        await asyncio.sleep(0.01)
+        task.cancel()
+        return runs
+
+    runs = asyncio.run(scenario())
+    assert [generation for _, generation in runs] == [1, 2]
+
+
+def test_scheduler_survives_a_failing_evaluation() -> None:
+    async def scenario() -> int:
+        calls = [0]
+
+        async def evaluate(key: Key, body: Mapping[str, Any]) -> None:
+            calls[0] += 1
+            raise RuntimeError("boom")
+
+        scheduler = Scheduler(evaluate, max_concurrency=1)
+        task = asyncio.create_task(scheduler.run())
+        scheduler.upsert(("p", "ns", "a"), {"metadata": {"generation": 1}}, interval=0.01)
+        for _ in range(200):
+            await asyncio.sleep(0.005)
+            if calls[0] >= 3:
+                break
+        task.cancel()
+        return calls[0]
+
+    assert asyncio.run(scenario()) >= 3
