@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 export CONTROLPLANE_BIN := $(abspath $(CONTROLPLANE_BIN))
 
-.PHONY: help test demo deps venv controlplane crds check-crds lint unit integration clean
+.PHONY: help test demo bench deps venv controlplane crds check-crds lint unit integration clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -51,8 +51,8 @@ check-crds: venv
 	$(PY) -m detection_operator.api.generate --check
 
 lint: venv ## ruff and mypy
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/ruff check operator tests bench
+	$(VENV)/bin/ruff format --check operator tests bench
 	$(VENV)/bin/mypy
 
 unit: venv ## only the unit tests (no control plane needed)
@@ -63,3 +63,6 @@ integration: deps venv controlplane ## only the integration tests
 
 clean: ## remove the virtualenv and caches (the control-plane build cache too)
 	rm -rf $(VENV) $(CACHE) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+bench: deps venv controlplane ## run the benchmarks and write bench/RESULTS.md
+	$(PY) bench/run.py

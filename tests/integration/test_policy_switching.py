@@ -338,3 +338,53 @@ def test_signed_profile_verifies_with_the_consumer_helper(
     (tmp_path / "profile.json").write_text(data["profile.json"].replace("balanced", "lean"))
     with pytest.raises(ValueError, match="signature"):
         reader.load()
+
+
+def test_detector_deployment_rolls_on_each_new_profile(scenario: Scenario, operator: OperatorProcess) -> None:
+    apps = client.AppsV1Api(scenario.kube)
+    labels = {"app": "detector"}
+    apps.create_namespaced_deployment(
+        scenario.namespace,
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="detector"),
+            spec=client.V1DeploymentSpec(
+                replicas=0,
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(
+                        containers=[client.V1Container(name="d", image="registry.invalid/d:1")]
+                    ),
+                ),
+            ),
+        ),
+    )
+    scenario.metrics(**CALM)
+    scenario.create(policy(output={"deployment": "detector"}))
+    scenario.wait_profile("balanced")
+
+    def checksum() -> str | None:
+        template = apps.read_namespaced_deployment("detector", scenario.namespace).spec.template
+        return (template.metadata.annotations or {}).get("detection.adaptive.io/config-checksum")
+
+    first = wait_for(checksum, timeout=10, what="config checksum annotation")
+    scenario.metrics(cpu_ratio=0.95)
+    scenario.wait_profile("lean")
+    second = wait_for(lambda: (c := checksum()) != first and c, timeout=10, what="a new checksum")
+    assert len(second) == 64
+
+
+def test_missing_detector_deployment_is_reported_not_fatal(
+    scenario: Scenario, operator: OperatorProcess
+) -> None:
+    scenario.metrics(**CALM)
+    scenario.create(policy(output={"deployment": "nowhere"}))
+    scenario.wait_profile("balanced")
+
+    def warning() -> list[str]:
+        events = scenario.core.list_namespaced_event(scenario.namespace).items
+        return [e.message for e in events if e.reason == "DeploymentNotFound"]
+
+    assert "nowhere" in wait_for(warning, timeout=10, what="DeploymentNotFound event")[0]
+    ready = scenario.condition("Ready")
+    assert ready is not None and ready["status"] == "True"

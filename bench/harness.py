@@ -1,0 +1,80 @@
+"""Shared benchmark plumbing: timing statistics and the RESULTS.md writer (machine, date, commit)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Summary of a sample of durations (seconds)."""
+
+    n: int
+    median: float
+    p90: float
+    p99: float
+    minimum: float
+    maximum: float
+
+    @classmethod
+    def of(cls, samples: list[float]) -> Stats:
+        ordered = sorted(samples)
+
+        def pct(p: float) -> float:
+            return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
+
+        return cls(len(ordered), statistics.median(ordered), pct(0.9), pct(0.99), ordered[0], ordered[-1])
+
+    def row(self, unit: str = "ms") -> str:
+        scale = {"ms": 1e3, "µs": 1e6, "s": 1.0}[unit]
+        values = (self.median, self.p90, self.p99, self.minimum, self.maximum)
+        return " | ".join(f"{v * scale:.3g} {unit}" for v in values) + f" | {self.n}"
+
+
+def machine() -> str:
+    """One line describing where the numbers were taken."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    python = platform.python_version()
+    return f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {memory:.0f} GiB, Python {python}"
+
+
+def commit() -> str:
+    """The commit benchmarked (with '+dirty' when the work tree has changes)."""
+    root = Path(__file__).resolve().parents[1]
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+    ).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout
+    return sha.strip() + ("+dirty" if dirty.strip() else "")
+
+
+def write_results(sections: list[str]) -> None:
+    """Replace bench/RESULTS.md with this run's sections."""
+    header = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench`; numbers from one run on a shared, noisy machine: compare medians and",
+        "ratios within a run, not across runs.",
+        "",
+        f"- Machine: {machine()}",
+        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Commit: {commit()}",
+        "",
+    ]
+    RESULTS.write_text("\n".join(header + sections) + "\n")

@@ -1,0 +1,198 @@
+"""DetectionPolicy benchmarks: pure decision cost, and rule holding -> ConfigMap visible on the apiserver."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, watch
+
+from detection_operator.api.base import GROUP, VERSION
+from detection_operator.api.detection_policy import DetectionPolicySpec
+from detection_operator.decide.policy import PolicyMemory, QueryKey, decide_policy, query_plan
+from detection_operator.decide.publish import publication
+from detection_operator.metrics.connections import Connections
+from detection_operator.metrics.source import PrometheusConfig, PrometheusSource, Reading, Value, query_all
+from detection_operator.reconcile import Reconciler
+from detection_operator.testing.controlplane import LocalControlPlane
+from detection_operator.testing.exporter import MetricExporter
+from detection_operator.testing.kube import api_client, install_crds
+from detection_operator.testing.prometheus import PrometheusServer
+
+from .harness import Stats
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def benchmark_spec(**overrides: Any) -> dict[str, Any]:
+    """4 rules, 8 contributors with 4 cost queries each, 2 external services: the issue's reference policy."""
+    contributors = [f"c{i}" for i in range(8)]
+    spec: dict[str, Any] = {
+        "defaultProfile": "balanced",
+        "profiles": [
+            {"name": "lean", "contributors": contributors[:2], "maxExpense": "light"},
+            {"name": "balanced", "contributors": contributors[:5]},
+            {"name": "paranoid", "contributors": contributors, "allowExternal": True},
+        ],
+        "rules": [
+            {
+                "name": "latency",
+                "query": 'max(bench_latency_ms{namespace="$namespace"})',
+                "op": ">",
+                "threshold": 200,
+                "clearThreshold": 150,
+                "profile": "lean",
+                "reason": "high latency",
+            },
+            {
+                "name": "cpu",
+                "query": 'max(bench_cpu{namespace="$namespace"})',
+                "op": ">",
+                "threshold": 0.8,
+                "profile": "lean",
+                "reason": "CPU saturation",
+            },
+            {
+                "name": "memory",
+                "query": 'max(bench_memory{namespace="$namespace"})',
+                "op": ">",
+                "threshold": 0.75,
+                "profile": "lean",
+                "reason": "memory pressure",
+            },
+            {
+                "name": "surge",
+                "query": 'max(bench_flagged{namespace="$namespace"})',
+                "op": ">",
+                "threshold": 0.2,
+                "profile": "paranoid",
+                "reason": "bot surge",
+            },
+        ],
+        "contributors": [{"name": c} for c in contributors],
+        "expense": {
+            "queries": {
+                d: f'max(bench_{d}{{contributor="$contributor"}})'
+                for d in ("runtimeMs", "memoryMb", "cacheHitRatio", "timeoutRate")
+            }
+        },
+        "externalContributors": {
+            "queries": {
+                d: f'max(bench_ext_{d}{{service="$contributor"}})'
+                for d in ("errorRate", "p95LatencyMs", "accuracy")
+            },
+            "services": [
+                {"name": f"ext{i}", "endpoint": "https://intel.example", "signals": ["ip"]} for i in range(2)
+            ],
+        },
+    }
+    spec.update(overrides)
+    return spec
+
+
+def decision_cost(iterations: int = 3000) -> tuple[Stats, Stats]:
+    """Median cost of decide_policy alone, and of decide + building both documents."""
+    spec = DetectionPolicySpec.model_validate(benchmark_spec())
+    plan = query_plan(spec, "bench", "bench")
+    observation: dict[QueryKey, Reading] = {key: Value(0.1 * (i % 7)) for i, key in enumerate(plan)}
+    memory = PolicyMemory()
+    decide_samples, total_samples = [], []
+    for i in range(iterations):
+        now = datetime(2026, 1, 1, tzinfo=UTC).replace(second=i % 60)
+        start = time.perf_counter()
+        decision = decide_policy(spec, observation, memory, now)
+        decided = time.perf_counter()
+        publication(spec, decision, "bench", "bench", memory.digest, memory.revision, now)
+        done = time.perf_counter()
+        memory = decision.memory
+        decide_samples.append(decided - start)
+        total_samples.append(done - start)
+    return Stats.of(decide_samples), Stats.of(total_samples)
+
+
+def _watch_config_maps(
+    api: client.ApiClient, namespace: str, seen: queue.Queue[tuple[float, str]], stop: threading.Event
+) -> None:
+    w = watch.Watch()
+    for event in w.stream(client.CoreV1Api(api).list_namespaced_config_map, namespace, timeout_seconds=600):
+        if stop.is_set():
+            w.stop()
+            return
+        data = event["object"].data or {}
+        if "profile.json" in data:
+            seen.put((time.perf_counter(), data["profile.json"]))
+
+
+def rule_to_config_map(workdir: Path, switches: int = 40) -> tuple[Stats, Stats, Stats]:
+    """Flip a rule on and off; per switch, time from the evaluation starting (the metric already visible in
+    Prometheus) to the ConfigMap update arriving on a separate watch, and to the reconciler returning."""
+    with (
+        LocalControlPlane(workdir / "controlplane") as plane,
+        MetricExporter() as exporter,
+        PrometheusServer(workdir / "prometheus", targets=[exporter.target]) as prom,
+    ):
+        api = api_client(plane.kubeconfig)
+        install_crds(api, REPO / "crds")
+        namespace = "bench"
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
+        )
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "DetectionPolicy",
+            "metadata": {"name": "bench"},
+            "spec": benchmark_spec(minDwell="0s", stabilizationWindow="0s"),
+        }
+        created = client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "detectionpolicies", body
+        )
+        for name in ("cpu", "memory", "flagged"):
+            exporter.set(f"bench_{name}", 0.1, {"namespace": namespace})
+        executor = ThreadPoolExecutor(max_workers=16)
+        reconciler = Reconciler(api, Connections(PrometheusConfig(url=prom.url), lambda ns, n: {}), executor)
+        key = ("detectionpolicies", namespace, "bench")
+        seen: queue.Queue[tuple[float, str]] = queue.Queue()
+        stop = threading.Event()
+        watcher = threading.Thread(target=_watch_config_maps, args=(api, namespace, seen, stop), daemon=True)
+        watcher.start()
+        visible, returned, queries = [], [], []
+        spec = DetectionPolicySpec.model_validate(created["spec"])
+        plan = query_plan(spec, namespace, "bench")
+        source = PrometheusSource(PrometheusConfig(url=prom.url))
+        loop = asyncio.new_event_loop()
+        try:
+            for i in range(switches + 1):
+                high = i % 2 == 1
+                exporter.set("bench_latency_ms", 300 if high else 100, {"namespace": namespace})
+                prom.wait_for_series(
+                    f'max(bench_latency_ms{{namespace="{namespace}"}})',
+                    predicate=(lambda v: v > 200) if high else (lambda v: v < 150),
+                )
+                while not seen.empty():
+                    seen.get_nowait()
+                start = time.perf_counter()
+                loop.run_until_complete(reconciler(key, created))
+                returned.append(time.perf_counter() - start)
+                arrived, text = seen.get(timeout=30)
+                assert ('"lean"' in text) == high, text
+                visible.append(arrived - start)
+                created = client.CustomObjectsApi(api).get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "detectionpolicies", "bench"
+                )
+                # The same queries again, alone: how much of the above is Prometheus.
+                start = time.perf_counter()
+                loop.run_until_complete(query_all(source, list(plan.values()), executor))
+                queries.append(time.perf_counter() - start)
+        finally:
+            stop.set()
+            loop.close()
+            executor.shutdown()
+            api.close()
+        # The first evaluation creates the ConfigMap; only switches are measured.
+        return Stats.of(visible[1:]), Stats.of(returned[1:]), Stats.of(queries[1:])

@@ -1,0 +1,52 @@
+"""`make bench`: run every benchmark and write bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import policy
+from bench.harness import write_results
+
+HEADER = "| | median | p90 | p99 | min | max | n |\n|---|---|---|---|---|---|---|"
+
+
+def main() -> int:
+    sections = []
+    decide_only, decide_publish = policy.decision_cost()
+    sections += [
+        "## DetectionPolicy: pure decision cost",
+        "",
+        "One policy with 4 rules, 8 contributors (4 cost queries each) and 2 external services.",
+        "",
+        HEADER,
+        f"| decide_policy | {decide_only.row('µs')} |",
+        f"| decide_policy + profile.json/scorecard.json | {decide_publish.row('µs')} |",
+        "",
+    ]
+    print("\n".join(sections[-4:]), flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        visible, returned, queries = policy.rule_to_config_map(Path(tmp))
+    sections += [
+        "## DetectionPolicy: rule holding -> ConfigMap updated (real apiserver + Prometheus)",
+        "",
+        "Per switch: the new metric value is already visible in Prometheus; the clock starts when the",
+        "evaluation starts (queries, decision, server-side apply, Event, status) and stops when the",
+        "ConfigMap update arrives on a separate watch. Target: < 100 ms (spec), < 50 ms (ours).",
+        "",
+        HEADER,
+        f"| evaluation start -> ConfigMap on watch | {visible.row('ms')} |",
+        f"| whole evaluation (incl. Event and status) | {returned.row('ms')} |",
+        f"| of which: the policy's 42 queries alone | {queries.row('ms')} |",
+        "",
+    ]
+    print("\n".join(sections[-3:]), flush=True)
+    write_results(sections)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
