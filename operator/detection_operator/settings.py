@@ -14,7 +14,12 @@ _PREFIX = "DETECTION_OPERATOR_"
 
 
 def _read_file(path: str | None) -> str | None:
-    return Path(path).read_text().strip() if path else None
+    # A mounted Secret may lack some keys (no CA, say): an absent file means "not configured".
+    return Path(path).read_text().strip() if path and Path(path).is_file() else None
+
+
+def _existing(path: str | None) -> str | None:
+    return path if path and Path(path).is_file() else None
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ class Settings:
             timeout_seconds=float(get("PROMETHEUS_TIMEOUT_SECONDS") or default.prometheus.timeout_seconds),
             bearer_token=_read_file(get("PROMETHEUS_BEARER_TOKEN_FILE")),
             basic_auth=(username, password) if username and password else None,
-            ca_file=get("PROMETHEUS_CA_FILE"),
+            ca_file=_existing(get("PROMETHEUS_CA_FILE")),
             headers=json.loads(get("PROMETHEUS_HEADERS") or "{}") or None,
             pool_size=int(get("MAX_WORKERS") or default.max_workers),
         )
