@@ -83,6 +83,40 @@ def annotate_deployment(api: client.ApiClient, namespace: str, name: str, checks
     return True
 
 
+@dataclass(frozen=True)
+class DeploymentState:
+    """What the route decision needs to know about a model's Deployment."""
+
+    replicas: int
+    available: int
+
+
+def read_deployment(api: client.ApiClient, namespace: str, name: str) -> DeploymentState | None:
+    """Replica counts of a Deployment, or None if it does not exist."""
+    try:
+        deployment = client.AppsV1Api(api).read_namespaced_deployment(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    replicas = deployment.spec.replicas if deployment.spec and deployment.spec.replicas is not None else 1
+    available = (deployment.status.available_replicas if deployment.status else None) or 0
+    return DeploymentState(replicas=replicas, available=available)
+
+
+def scale_deployment(api: client.ApiClient, namespace: str, name: str, replicas: int) -> bool:
+    """Set a Deployment's replicas through its scale subresource; False if it does not exist."""
+    try:
+        client.AppsV1Api(api).patch_namespaced_deployment_scale(
+            name, namespace, {"spec": {"replicas": replicas}}
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
 def post_event(api: client.ApiClient, regarding: ObjectRef, type_: str, reason: str, message: str) -> None:
     """Record a Kubernetes Event on the object (shown by `kubectl describe`)."""
     now = datetime.now(UTC)

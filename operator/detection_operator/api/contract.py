@@ -133,8 +133,34 @@ class ScorecardDocument(_Document):
     external: list[ExternalRow]
 
 
+class CandidateEntry(_Document):
+    """A model the route may use, with its health at decision time."""
+
+    name: str
+    priority: int = Field(ge=0, description="0 is the primary; backups follow in order.")
+    level: Literal["ok", "warning", "critical", "unknown"]
+    score: float | None = Field(default=None, ge=0, le=100, description="Health score 0-100.")
+    trend: Literal["improving", "stable", "degrading", "unknown"]
+
+
+class RouteDocument(_Document):
+    """``route.json``: which model the router should send the route's traffic to."""
+
+    api_version: Literal["detection.adaptive.io/v1alpha1"] = API_VERSION  # type: ignore[assignment]
+    kind: Literal["ModelRouteDecision"] = "ModelRouteDecision"
+    route: ObjectIdentity
+    active: str = Field(description="The model to serve now.")
+    primary: str
+    state: Literal["Primary", "FailedOver", "Overridden", "Degraded"]
+    reason: str
+    revision: int = Field(ge=1, description="Increases by one each time active or state changes.")
+    decided_at: datetime
+    candidates: list[CandidateEntry]
+
+
 SCHEMAS: dict[str, type[BaseModel]] = {
     "profile.schema.json": ProfileDocument,
     "scorecard.schema.json": ScorecardDocument,
+    "route.schema.json": RouteDocument,
 }
 """File name under docs/schemas -> the model it is generated from."""

@@ -206,6 +206,20 @@ class ModelSwitch(StatusModel):
     rolled_back_at: datetime | None = Field(default=None, description="When the route returned to primary.")
 
 
+class ModelStatus(StatusModel):
+    """One candidate model's latest health."""
+
+    name: str = Field(description="Model name.")
+    level: Literal["ok", "warning", "critical", "unknown"] = Field(description="Worst metric level.")
+    score: float | None = Field(default=None, description="Health score 0-100.")
+    trend: Literal["improving", "stable", "degrading", "unknown"] = Field(
+        description="Versus the previous window."
+    )
+    requests: float | None = Field(default=None, description="Requests in the window.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Latest value of each metric.")
+    levels: dict[str, str] = Field(default_factory=dict, description="Level of each metric.")
+
+
 class ModelRouteStatus(ObjectStatus):
     """Observed state of a ModelRoute, written by the operator."""
 
@@ -214,3 +228,5 @@ class ModelRouteStatus(ObjectStatus):
     switch_history: list[ModelSwitch] = Field(
         default_factory=list, max_length=20, description="Most recent switches, newest last."
     )
+    last_evaluated: datetime | None = Field(default=None, description="When the route was last evaluated.")
+    models: list[ModelStatus] = Field(default_factory=list, description="Health of every candidate.")

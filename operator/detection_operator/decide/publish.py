@@ -1,4 +1,4 @@
-"""What a DetectionPolicy decision publishes: profile.json, scorecard.json, revision and messages. Pure."""
+"""What a decision publishes: profile.json + scorecard.json, or route.json; revisions and messages. Pure."""
 
 from __future__ import annotations
 
@@ -7,19 +7,23 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..api.contract import (
+    CandidateEntry,
     CostRow,
     DecisionRow,
     ExternalContributorEntry,
     ExternalRow,
     ObjectIdentity,
     ProfileDocument,
+    RouteDocument,
     RuleRow,
     ScorecardDocument,
     SecretKeyRef,
 )
 from ..api.detection_policy import DetectionPolicySpec
+from ..api.model_route import ModelRouteSpec
 from ..signing import digest
 from .policy import PolicyDecision
+from .route import RouteDecision
 
 # Weights move with every accuracy sample; two decimals keep the published document (and the detectors
 # that reload on change) from churning on noise.
@@ -67,6 +71,13 @@ def _content(spec: DetectionPolicySpec, decision: PolicyDecision) -> dict[str, o
     }
 
 
+def next_revision(content: object, last_digest: str | None, last_revision: int) -> tuple[str, bool, int]:
+    """Digest of ``content``, whether it changed, and the revision to publish it under."""
+    content_digest = digest(json.dumps(content, sort_keys=True, separators=(",", ":")).encode())
+    changed = content_digest != last_digest
+    return content_digest, changed, last_revision + 1 if changed or last_revision < 1 else last_revision
+
+
 def publication(
     spec: DetectionPolicySpec,
     decision: PolicyDecision,
@@ -78,9 +89,7 @@ def publication(
 ) -> Publication:
     """Build profile.json and scorecard.json; the revision moves only when the content changes."""
     content = _content(spec, decision)
-    content_digest = digest(json.dumps(content, sort_keys=True, separators=(",", ":")).encode())
-    changed = content_digest != last_digest
-    revision = last_revision + 1 if changed or last_revision < 1 else last_revision
+    content_digest, changed, revision = next_revision(content, last_digest, last_revision)
     identity = ObjectIdentity(namespace=namespace, name=name)
     reasons = [
         f"{r.reason}: {r.name} = {r.value:g} {r.op} {r.threshold:g}"
@@ -141,7 +150,7 @@ def publication(
     )
 
 
-def _dump(document: ProfileDocument | ScorecardDocument) -> str:
+def _dump(document: ProfileDocument | ScorecardDocument | RouteDocument) -> str:
     return json.dumps(document.model_dump(mode="json", by_alias=True), indent=2, sort_keys=False) + "\n"
 
 
@@ -161,3 +170,42 @@ def switch_message(spec: DetectionPolicySpec, decision: PolicyDecision) -> str:
         f"Switched to {decision.profile} profile: every rule clear for {spec.stabilization_window} "
         f"(from {decision.previous})"
     )
+
+
+@dataclass(frozen=True)
+class RoutePublication:
+    """route.json and whether it differs from what was published last."""
+
+    route_json: str
+    digest: str
+    revision: int
+    changed: bool
+
+
+def route_publication(
+    spec: ModelRouteSpec,
+    decision: RouteDecision,
+    namespace: str,
+    name: str,
+    last_digest: str | None,
+    last_revision: int,
+    now: datetime,
+) -> RoutePublication:
+    """Build route.json; the revision moves only when the active model, primary or state change."""
+    primary = spec.models[0].name
+    content = {"active": decision.active, "primary": primary, "state": decision.state}
+    content_digest, changed, revision = next_revision(content, last_digest, last_revision)
+    document = RouteDocument(
+        route=ObjectIdentity(namespace=namespace, name=name),
+        active=decision.active,
+        primary=primary,
+        state=decision.state,
+        reason=decision.reason,
+        revision=revision,
+        decided_at=now,
+        candidates=[
+            CandidateEntry(name=m.name, priority=m.priority, level=m.level, score=m.score, trend=m.trend)
+            for m in decision.models
+        ],
+    )
+    return RoutePublication(_dump(document), content_digest, revision, changed)

@@ -85,8 +85,8 @@ def _number(raw: Any) -> Reading:
 class MetricsSource(Protocol):
     """Where samples come from. One implementation (Prometheus) until a measurement says otherwise."""
 
-    def query(self, promql: str) -> Reading:
-        """Run one instant query now."""
+    def query(self, promql: str, at: float | None = None) -> Reading:
+        """Run one instant query, now or at the Unix time ``at``."""
         ...
 
 
@@ -136,12 +136,15 @@ class PrometheusSource:
             config.url, HTTPAdapter(max_retries=no_retry, pool_connections=1, pool_maxsize=config.pool_size)
         )
 
-    def query(self, promql: str) -> Reading:
-        """Run ``promql`` as an instant query; every failure becomes a Missing, never an exception."""
+    def query(self, promql: str, at: float | None = None) -> Reading:
+        """Run ``promql`` as an instant query (at ``at``, else now); every failure becomes a Missing."""
         timeout = self.config.timeout_seconds
+        # Prometheus parses durations strictly: "2.0s" is a 400, "2000ms" is fine.
+        params = {"timeout": f"{round(timeout * 1000)}ms"}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
         try:
-            # Prometheus parses durations strictly: "2.0s" is a 400, "2000ms" is fine.
-            result = self._client.custom_query(promql, params={"timeout": f"{round(timeout * 1000)}ms"})
+            result = self._client.custom_query(promql, params=params)
         except requests.Timeout:
             return Missing("timeout", f"no answer within {timeout:g}s")
         except requests.RequestException as exc:
@@ -162,9 +165,11 @@ def _short(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-async def query_all(source: MetricsSource, queries: Sequence[str], executor: Executor) -> dict[str, Reading]:
+async def query_all(
+    source: MetricsSource, queries: Sequence[str], executor: Executor, at: float | None = None
+) -> dict[str, Reading]:
     """Run the distinct ``queries`` in parallel on ``executor`` (the client blocks); map each to a reading."""
     loop = asyncio.get_running_loop()
     unique = list(dict.fromkeys(queries))
-    readings = await asyncio.gather(*(loop.run_in_executor(executor, source.query, q) for q in unique))
+    readings = await asyncio.gather(*(loop.run_in_executor(executor, source.query, q, at) for q in unique))
     return dict(zip(unique, readings, strict=True))

@@ -13,10 +13,8 @@ Command line, used by the demo::
 from __future__ import annotations
 
 import argparse
-import atexit
 import base64
 import contextlib
-import ctypes
 import datetime
 import functools
 import ipaddress
@@ -24,11 +22,9 @@ import os
 import shutil
 import signal
 import ssl
-import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -42,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from detection_operator.testing.ports import free_port
+from detection_operator.testing.processes import ManagedProcess
 
 __all__ = [
     "DEFAULT_CONTROLLERS",
@@ -71,134 +68,12 @@ DEFAULT_CONTROLLERS: Final[tuple[str, ...]] = (
 SERVICE_CLUSTER_IP_RANGE: Final = "10.0.0.0/24"
 # The first address of the service range is what in-cluster clients dial as "kubernetes.default".
 _KUBERNETES_SERVICE_IP: Final = "10.0.0.1"
-_LOG_TAIL_LINES: Final = 40
 _POLL_INTERVAL: Final = 0.1
-_STOP_GRACE: Final = 15.0
 _PORT_ATTEMPTS: Final = 3
 
 
 class ControlPlaneError(RuntimeError):
     """The control plane could not be started, or a binary is missing."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Child process bookkeeping
-# --------------------------------------------------------------------------------------------------
-
-# Every child we ever started and have not reaped yet. The atexit hook kills what is left, so a test
-# that forgets stop() (or dies on an exception) still leaves no etcd/apiserver behind.
-_LIVE: set[subprocess.Popen[bytes]] = set()
-_LIVE_LOCK = threading.Lock()
-
-_PR_SET_PDEATHSIG: Final = 1
-_prctl: Callable[..., int] | None = None
-if sys.platform == "linux":
-    # Resolved in the parent: dlopen/dlsym between fork and exec could deadlock on a loader lock
-    # held by another thread at fork time.
-    with contextlib.suppress(OSError, AttributeError):
-        _prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-
-def _preexec_die_with_parent(parent_pid: int) -> Callable[[], None]:
-    """Build a preexec_fn that makes the kernel SIGKILL the child when its parent dies.
-
-    This covers what atexit cannot: a test runner killed by SIGKILL, OOM or a CI timeout. Linux ties
-    the death signal to the *thread* that forked, so start the control plane from a long-lived thread.
-    """
-
-    def preexec() -> None:
-        if _prctl is not None:
-            _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        # The parent may have died between fork() and prctl(); then nobody would ever kill us.
-        if os.getppid() != parent_pid:
-            os._exit(1)
-
-    return preexec
-
-
-def _kill_leftovers() -> None:
-    with _LIVE_LOCK:
-        procs = list(_LIVE)
-        _LIVE.clear()
-    for proc in procs:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-
-
-atexit.register(_kill_leftovers)
-
-
-class _Child:
-    """One control-plane binary: its argv, its log file and its process (if running)."""
-
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        # Append, so the log of a restarted apiserver keeps the history that led to the restart.
-        with self.log_path.open("ab") as log:
-            log.write(f"\n==== {time.strftime('%H:%M:%S')} starting: {' '.join(self.argv)}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.log_path.parent,
-                # Own session: a Ctrl-C in the terminal must not hit etcd before the apiserver is
-                # down; stop() decides the order.
-                start_new_session=True,
-                preexec_fn=_preexec_die_with_parent(os.getpid()),
-            )
-        with _LIVE_LOCK:
-            _LIVE.add(proc)
-        self.proc = proc
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, grace: float = _STOP_GRACE) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        try:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.terminate()
-                try:
-                    proc.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        proc.kill()
-                    proc.wait(timeout=10)
-        finally:
-            with _LIVE_LOCK:
-                _LIVE.discard(proc)
-            self.proc = None
-
-    def tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        try:
-            with self.log_path.open("rb") as f:
-                return b"".join(deque(f, maxlen=lines)).decode(errors="replace")
-        except OSError as exc:
-            return f"<cannot read {self.log_path}: {exc}>"
-
-    def failure(self, what: str) -> ControlPlaneError:
-        """An exception that carries the end of this child's log, which is where the reason is."""
-        state = "" if self.proc is None else f" (exit code {self.proc.poll()})"
-        return ControlPlaneError(
-            f"{self.name} {what}{state}; last {_LOG_TAIL_LINES} lines of {self.log_path}:\n{self.tail()}"
-        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -412,10 +287,6 @@ def _etcd_health(http: httpx.Client, client_url: str) -> str | None:
     return f"/health -> {resp.status_code} {resp.text.strip()[:200]}"
 
 
-def _address_in_use(child: _Child) -> bool:
-    return "address already in use" in child.tail().lower()
-
-
 class LocalControlPlane:
     """etcd + kube-apiserver (+ kube-controller-manager) on 127.0.0.1, for tests and the demo.
 
@@ -442,9 +313,9 @@ class LocalControlPlane:
         self.controller_manager = controller_manager
         self.controllers = tuple(controllers)
         self._pki = _Pki(self.workdir / "pki")
-        self._etcd: _Child | None = None
-        self._apiserver: _Child | None = None
-        self._kcm: _Child | None = None
+        self._etcd: ManagedProcess | None = None
+        self._apiserver: ManagedProcess | None = None
+        self._kcm: ManagedProcess | None = None
         self._etcd_url: str | None = None
         self._apiserver_port: int | None = None
         #: Seconds each phase of the last start() took (``pki``, ``etcd``, ``kube-apiserver``, ...).
@@ -567,8 +438,8 @@ class LocalControlPlane:
     def check_running(self) -> None:
         """Raise :class:`ControlPlaneError` if a child that should be running has exited."""
         for child in (self._etcd, self._apiserver, self._kcm):
-            if child is not None and child.proc is not None and not child.running():
-                raise child.failure("exited unexpectedly")
+            if child is not None and child.exit_code is not None:
+                raise ControlPlaneError(child.describe("exited unexpectedly"))
 
     # ---- internals -------------------------------------------------------------------------------
 
@@ -583,8 +454,9 @@ class LocalControlPlane:
     def _bin(self, name: str) -> str:
         return str(self.bin_dir / name)
 
-    def _log(self, name: str) -> Path:
-        return self.workdir / f"{name}.log"
+    def _child(self, name: str, argv: list[str]) -> ManagedProcess:
+        # cwd: anything a binary writes relative to its working directory stays in the workdir too.
+        return ManagedProcess(name, argv, self.workdir / f"{name}.log", cwd=self.workdir)
 
     def _tls_client(self) -> httpx.Client:
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
@@ -594,7 +466,7 @@ class LocalControlPlane:
 
     def _wait(
         self,
-        child: _Child,
+        child: ManagedProcess,
         deadline: float,
         what: str,
         probe: Callable[[], str | None],
@@ -603,7 +475,7 @@ class LocalControlPlane:
         reason = "not probed yet"
         while True:
             if not child.running():
-                raise child.failure(f"exited while waiting for {what}")
+                raise ControlPlaneError(child.describe(f"exited while waiting for {what}"))
             try:
                 result = probe()
             except (httpx.HTTPError, OSError, ValueError) as exc:
@@ -612,7 +484,7 @@ class LocalControlPlane:
                 return
             reason = result
             if time.monotonic() >= deadline:
-                raise child.failure(f"not ready in time ({what}: {reason})")
+                raise ControlPlaneError(child.describe(f"not ready in time ({what}: {reason})"))
             time.sleep(_POLL_INTERVAL)
 
     def _start_etcd(self, deadline: float) -> None:
@@ -623,7 +495,7 @@ class LocalControlPlane:
             client_port, peer_port = _distinct_free_ports(2)
             client_url = f"http://127.0.0.1:{client_port}"
             peer_url = f"http://127.0.0.1:{peer_port}"
-            child = _Child(
+            child = self._child(
                 ETCD,
                 [
                     self._bin(ETCD),
@@ -638,7 +510,6 @@ class LocalControlPlane:
                     # Test data is disposable; fsync dominates etcd latency on CI disks.
                     "--unsafe-no-fsync=true",
                 ],
-                self._log(ETCD),
             )
             self._etcd = child
             child.start()
@@ -647,7 +518,7 @@ class LocalControlPlane:
                     self._wait(child, deadline, "/health", functools.partial(_etcd_health, http, client_url))
             except ControlPlaneError:
                 # free_port() hands out a port that anyone may grab before etcd binds it.
-                if attempt < _PORT_ATTEMPTS and not child.running() and _address_in_use(child):
+                if attempt < _PORT_ATTEMPTS and child.lost_port_race():
                     child.stop()
                     continue
                 raise
@@ -687,25 +558,20 @@ class LocalControlPlane:
         fixed_port = port is not None
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             use_port = port if port is not None else _distinct_free_ports(1)[0]
-            child = _Child(APISERVER, self._apiserver_argv(use_port), self._log(APISERVER))
+            child = self._child(APISERVER, self._apiserver_argv(use_port))
             self._apiserver = child
             self._apiserver_port = use_port
             child.start()
             try:
                 self._wait_apiserver(child, deadline, use_port)
             except ControlPlaneError:
-                if (
-                    not fixed_port
-                    and attempt < _PORT_ATTEMPTS
-                    and not child.running()
-                    and _address_in_use(child)
-                ):
+                if not fixed_port and attempt < _PORT_ATTEMPTS and child.lost_port_race():
                     child.stop()
                     continue
                 raise
             return
 
-    def _wait_apiserver(self, child: _Child, deadline: float, port: int) -> None:
+    def _wait_apiserver(self, child: ManagedProcess, deadline: float, port: int) -> None:
         base = f"https://127.0.0.1:{port}"
         with self._tls_client() as http:
 
@@ -788,21 +654,19 @@ class LocalControlPlane:
     def _start_controller_manager(self, deadline: float) -> None:
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             port = _distinct_free_ports(1)[0]
-            child = _Child(
-                CONTROLLER_MANAGER, self._controller_manager_argv(port), self._log(CONTROLLER_MANAGER)
-            )
+            child = self._child(CONTROLLER_MANAGER, self._controller_manager_argv(port))
             self._kcm = child
             child.start()
             try:
                 self._wait_controller_manager(child, deadline, port)
             except ControlPlaneError:
-                if attempt < _PORT_ATTEMPTS and not child.running() and _address_in_use(child):
+                if attempt < _PORT_ATTEMPTS and child.lost_port_race():
                     child.stop()
                     continue
                 raise
             return
 
-    def _wait_controller_manager(self, child: _Child, deadline: float, port: int) -> None:
+    def _wait_controller_manager(self, child: ManagedProcess, deadline: float, port: int) -> None:
         wants_sa = any(c in ("serviceaccount-controller", "serviceaccount", "*") for c in self.controllers)
         with self._tls_client() as http:
 

@@ -17,9 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Literal
 
+from detection_operator.testing.ports import LOOPBACK, LoopbackServer
+
 __all__ = ["MetricExporter", "main", "parse_sample_line"]
 
-_HOST = "127.0.0.1"
 _CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -79,7 +80,7 @@ def _render(families: Mapping[str, _Family]) -> bytes:
     return "\n".join(lines).encode()
 
 
-class MetricExporter:
+class MetricExporter(LoopbackServer):
     """Serve a mutable set of gauges and counters on ``http://127.0.0.1:PORT/metrics``.
 
     ``port=0`` picks a free port on :meth:`start`; the chosen port is kept for later restarts so a
@@ -101,7 +102,7 @@ class MetricExporter:
         """Bind the port and serve in a daemon thread. No-op if already running."""
         if self._server is not None:
             return
-        server = ThreadingHTTPServer((_HOST, self._port), self._handler_class())
+        server = ThreadingHTTPServer((LOOPBACK, self._port), self._handler_class())
         self._port = server.server_address[1]
         self._server = server
         self._thread = threading.Thread(
@@ -134,23 +135,6 @@ class MetricExporter:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-    @property
-    def port(self) -> int:
-        """The TCP port; only known before :meth:`start` if it was given explicitly."""
-        if self._port == 0:
-            raise RuntimeError("MetricExporter has no port yet: call start() first")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:12345`` (metrics are under ``/metrics``)."""
-        return f"http://{self.target}"
-
-    @property
-    def target(self) -> str:
-        """``host:port`` as written in a Prometheus ``static_configs`` target list."""
-        return f"{_HOST}:{self.port}"
 
     # -- series --------------------------------------------------------------------------------
 

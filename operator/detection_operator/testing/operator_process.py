@@ -7,8 +7,6 @@ and see exactly what a user's Deployment would do.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +16,7 @@ from types import TracebackType
 import httpx
 
 from .ports import free_port
+from .processes import ManagedProcess, log_tail
 
 
 class OperatorProcess:
@@ -37,16 +36,16 @@ class OperatorProcess:
         self.env = dict(env or {})
         self.extra_args = tuple(extra_args)
         self.liveness_port = free_port()
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._process: ManagedProcess | None = None
 
     @property
     def pid(self) -> int | None:
         """PID of the running process, if any."""
-        return self._proc.pid if self._proc else None
+        return self._process.pid if self._process else None
 
     def alive(self) -> bool:
         """Whether the process is still running."""
-        return self._proc is not None and self._proc.poll() is None
+        return self._process is not None and self._process.running()
 
     def start(self, timeout: float = 60) -> None:
         """Start the operator and wait until its liveness endpoint answers."""
@@ -54,11 +53,11 @@ class OperatorProcess:
         argv += [f"--namespace={ns}" for ns in self.namespaces]
         argv += [f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz", *self.extra_args]
         env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig)}
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as log:
-            self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self._process = ManagedProcess("operator", argv, self.log_file, env=env)
+        self._process.start()
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2) as client:
+        # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback requests.
+        with httpx.Client(timeout=2, trust_env=False) as client:
             while True:
                 if not self.alive():
                     raise RuntimeError(f"operator exited during start-up:\n{self.log_tail()}")
@@ -74,29 +73,17 @@ class OperatorProcess:
 
     def stop(self, timeout: float = 20) -> None:
         """Stop gracefully (SIGTERM, as the kubelet does); SIGKILL if it does not exit in time."""
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        self._proc = None
+        if self._process is not None:
+            self._process.stop(timeout)
 
     def kill(self) -> None:
         """SIGKILL the process, as an OOM kill or node loss would."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            self._proc = None
+        if self._process is not None:
+            self._process.kill()
 
     def log_tail(self, lines: int = 60) -> str:
         """The last lines of the operator's log."""
-        if not self.log_file.exists():
-            return "(no log)"
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_file, lines)
 
     def __enter__(self) -> OperatorProcess:
         self.start()

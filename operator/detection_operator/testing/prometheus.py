@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import json
 import os
 import shutil
 import signal
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,32 +14,15 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from detection_operator.testing.ports import free_port
+from detection_operator.testing.ports import LoopbackServer, free_port
+from detection_operator.testing.processes import ManagedProcess
 
 __all__ = ["PrometheusNotFoundError", "PrometheusServer", "Sample", "find_prometheus"]
 
 _FALLBACK_BINARY = "/usr/bin/prometheus"
-_LOG_TAIL_LINES = 40
 _POLL_INTERVAL = 0.1
 _HTTP_TIMEOUT = 5.0
 _PORT_ATTEMPTS = 3
-
-# Every Prometheus we started and have not reaped yet; killed at interpreter exit so a failing or
-# interrupted test run never leaves servers (and their ports and data dirs) behind.
-_LIVE: set[subprocess.Popen[bytes]] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    with _LIVE_LOCK:
-        leftovers = list(_LIVE)
-        _LIVE.clear()
-    for proc in leftovers:
-        if proc.poll() is None:
-            proc.kill()  # SIGKILL also ends a SIGSTOPped (paused) process
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
 
 
 class PrometheusNotFoundError(FileNotFoundError):
@@ -83,22 +62,7 @@ def find_prometheus(binary: str | None = None) -> str:
     return resolved
 
 
-def _pdeathsig_prefix() -> list[str]:
-    """Return an argv prefix that makes the child get SIGKILL when its parent thread dies.
-
-    ``setpriv`` (util-linux) sets PR_SET_PDEATHSIG and execs, which avoids ``preexec_fn``: that
-    runs Python in the forked child and can deadlock when other threads (e.g. a MetricExporter)
-    hold locks. The kernel fires the signal when the *thread* that forked exits, so it is only
-    used from the main thread; starting from a short-lived worker thread would kill Prometheus as
-    soon as that thread finished. The atexit handler still covers that case on normal exit.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return []
-    setpriv = shutil.which("setpriv")
-    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
-
-
-class PrometheusServer:
+class PrometheusServer(LoopbackServer):
     """A Prometheus process scraping ``targets`` under job ``exporter``, listening on 127.0.0.1.
 
     Files live in ``workdir``: ``prometheus.yml``, ``prometheus.log`` (appended across restarts)
@@ -121,8 +85,7 @@ class PrometheusServer:
         self.extra_flags = list(extra_flags or [])
         self._targets = list(targets)
         self._port = port
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._paused = False
+        self._process: ManagedProcess | None = None
 
     # -- paths and properties ------------------------------------------------------------------
 
@@ -142,18 +105,6 @@ class PrometheusServer:
         return self.workdir / "prometheus.log"
 
     @property
-    def port(self) -> int:
-        """The listen port; chosen on first :meth:`start` when constructed with ``port=0``."""
-        if self._port == 0:
-            raise RuntimeError("PrometheusServer has no port yet: call start() first")
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:9090``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
     def targets(self) -> list[str]:
         """The current scrape targets."""
         return list(self._targets)
@@ -161,12 +112,12 @@ class PrometheusServer:
     @property
     def running(self) -> bool:
         """Whether the process is alive (a paused process counts as running)."""
-        return self._proc is not None and self._proc.poll() is None
+        return self._process is not None and self._process.running()
 
     @property
     def pid(self) -> int | None:
         """The process id while running."""
-        return self._proc.pid if self.running and self._proc is not None else None
+        return self._process.pid if self.running and self._process is not None else None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -187,68 +138,22 @@ class PrometheusServer:
         for attempt in range(1, _PORT_ATTEMPTS + 1):
             if self._port == 0:
                 self._port = free_port()
-            exit_code = self._spawn_and_wait(deadline)
-            if exit_code is None:
+            process = self._process = ManagedProcess("Prometheus", self._argv(), self.log_path)
+            process.start()
+            if self._wait_ready(process, deadline):
                 return
-            log_tail = self._log_tail()
-            if retry_port and attempt < _PORT_ATTEMPTS and "address already in use" in log_tail:
+            if retry_port and attempt < _PORT_ATTEMPTS and process.lost_port_race():
+                process.stop()
                 self._port = 0
                 continue
-            raise RuntimeError(f"Prometheus exited with code {exit_code} during startup{log_tail}")
-
-    def _spawn_and_wait(self, deadline: float) -> int | None:
-        """Spawn the process and wait for readiness; return its exit code if it died first."""
-        argv = [
-            *_pdeathsig_prefix(),
-            self.binary,
-            f"--config.file={self.config_path}",
-            f"--storage.tsdb.path={self.data_path}",
-            f"--web.listen-address=127.0.0.1:{self._port}",
-            "--web.enable-lifecycle",
-            "--web.enable-admin-api",
-            "--log.level=warn",
-            *self.extra_flags,
-        ]
-        with self.log_path.open("ab") as log:
-            log.write(f"=== starting: {' '.join(argv)}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-        with _LIVE_LOCK:
-            _LIVE.add(proc)
-        self._proc = proc
-        self._paused = False
-
-        with self._client() as client:
-            while True:
-                if proc.poll() is not None:
-                    self._reap()
-                    return proc.returncode
-                try:
-                    if client.get(f"{self.url}/-/ready").status_code == 200:
-                        return None
-                except httpx.TransportError:
-                    pass  # not listening yet
-                if time.monotonic() >= deadline:
-                    self.stop()
-                    raise RuntimeError(f"Prometheus not ready in time on {self.url}{self._log_tail()}")
-                time.sleep(_POLL_INTERVAL)
+            message = process.describe("exited during startup")
+            process.stop()
+            raise RuntimeError(message)
 
     def stop(self, timeout: float = 10) -> None:
         """Terminate with SIGTERM (clean TSDB shutdown), SIGKILL after ``timeout``, and reap."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            if self._paused:
-                # A stopped process only acts on SIGTERM once continued.
-                proc.send_signal(signal.SIGCONT)
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._reap()
+        if self._process is not None:
+            self._process.stop(timeout)
 
     def restart(self, timeout: float = 30) -> None:
         """Stop and start again on the same port with the same data directory."""
@@ -257,13 +162,11 @@ class PrometheusServer:
 
     def pause(self) -> None:
         """Freeze the process with SIGSTOP: connections are accepted by the kernel but never answered."""
-        self._require_proc().send_signal(signal.SIGSTOP)
-        self._paused = True
+        self._require_process().send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
         """Continue a process frozen by :meth:`pause`."""
-        self._require_proc().send_signal(signal.SIGCONT)
-        self._paused = False
+        self._require_process().send_signal(signal.SIGCONT)
 
     def __enter__(self) -> PrometheusServer:
         self.start()
@@ -365,28 +268,42 @@ class PrometheusServer:
         # Atomic replace: a reload racing the write must never read a half-written file.
         tmp.replace(self.config_path)
 
+    def _argv(self) -> list[str]:
+        return [
+            self.binary,
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self.data_path}",
+            f"--web.listen-address={self.target}",
+            "--web.enable-lifecycle",
+            "--web.enable-admin-api",
+            "--log.level=warn",
+            *self.extra_flags,
+        ]
+
+    def _wait_ready(self, process: ManagedProcess, deadline: float) -> bool:
+        """Wait until ``/-/ready`` answers 200 (True) or the process exits (False); stop it on timeout."""
+        with self._client() as client:
+            while process.running():
+                try:
+                    if client.get(f"{self.url}/-/ready").status_code == 200:
+                        return True
+                except httpx.TransportError:
+                    pass  # not listening yet
+                if time.monotonic() >= deadline:
+                    message = process.describe(f"not ready in time on {self.url}")
+                    process.stop()
+                    raise RuntimeError(message)
+                time.sleep(_POLL_INTERVAL)
+        return False
+
     def _client(self) -> httpx.Client:
         # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback requests.
         return httpx.Client(timeout=_HTTP_TIMEOUT, trust_env=False)
 
-    def _require_proc(self) -> subprocess.Popen[bytes]:
-        if self._proc is None or self._proc.poll() is not None:
+    def _require_process(self) -> ManagedProcess:
+        if self._process is None:
             raise RuntimeError("Prometheus is not running")
-        return self._proc
-
-    def _reap(self) -> None:
-        proc, self._proc = self._proc, None
-        self._paused = False
-        if proc is not None:
-            with _LIVE_LOCK:
-                _LIVE.discard(proc)
-
-    def _log_tail(self) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
-        except OSError as exc:
-            return f"\n(could not read {self.log_path}: {exc})"
-        return f"\nlast {len(lines)} lines of {self.log_path}:\n" + "\n".join(lines)
+        return self._process
 
 
 def _parse_query_response(response: httpx.Response) -> list[Sample]:

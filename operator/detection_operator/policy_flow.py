@@ -1,0 +1,166 @@
+"""DetectionPolicy evaluation: observe -> decide -> publish -> notify -> record."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from kubernetes.client.exceptions import ApiException
+
+from . import conditions
+from .act import kube
+from .api.detection_policy import DetectionPolicySpec
+from .conditions import rfc3339
+from .decide.policy import PolicyDecision, PolicyMemory, decide_policy, query_plan
+from .decide.publish import Publication, publication, switch_message
+from .scheduler import Key
+from .signing import sign
+
+if TYPE_CHECKING:
+    from .reconcile import Reconciler
+
+log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 20
+METRICS_AVAILABLE = "MetricsAvailable"
+
+
+async def evaluate_policy(
+    r: Reconciler,
+    key: Key,
+    ref: kube.ObjectRef,
+    spec: DetectionPolicySpec,
+    status: dict[str, Any],
+    generation: int | None,
+    now: datetime,
+) -> None:
+    """One DetectionPolicy evaluation, from queries to status."""
+    observation = await r.observe(ref, spec.prometheus, query_plan(spec, ref.namespace, ref.name))
+    memory = PolicyMemory.load(status.get("memory"))
+    decision = decide_policy(spec, observation, memory, now)
+    pub = publication(spec, decision, ref.namespace, ref.name, memory.digest, memory.revision, now)
+    config_map = spec.output.config_map_name or f"{ref.name}-detection-profile"
+    output_error = None
+    written = status.get("configMap")
+    if not spec.dry_run and (pub.changed or written != config_map):
+        try:
+            await _publish(r, ref, spec, config_map, pub)
+            written = config_map
+        except ApiException as exc:
+            output_error = f"writing ConfigMap {config_map}: {exc.status} {exc.reason}"
+            log.warning("%s/%s: %s", ref.namespace, ref.name, output_error)
+    new_memory = decision.memory
+    if output_error is None:
+        new_memory = new_memory.model_copy(update={"revision": pub.revision, "digest": pub.digest})
+    await _notify(r, ref, spec, decision, status)
+    fields = _fields(spec, decision, status, new_memory, now)
+    fields.update(observedGeneration=generation, configMap=written)
+    if spec.dry_run:
+        ready = conditions.condition(conditions.READY, True, "DryRun", decision.reason, generation, now)
+    elif output_error:
+        ready = conditions.condition(conditions.READY, False, "OutputFailed", output_error, generation, now)
+    else:
+        ready = conditions.condition(conditions.READY, True, "Published", decision.reason, generation, now)
+    metrics = conditions.condition(
+        METRICS_AVAILABLE,
+        decision.metrics_available,
+        "QueriesAnswered" if decision.metrics_available else "MetricsUnavailable",
+        decision.metrics_message,
+        generation,
+        now,
+    )
+    invalid = conditions.condition(conditions.INVALID_SPEC, False, "SpecAccepted", "", generation, now)
+    await r.record(key, ref, status, fields, [ready, invalid, metrics])
+
+
+async def _publish(
+    r: Reconciler, ref: kube.ObjectRef, spec: DetectionPolicySpec, config_map: str, pub: Publication
+) -> None:
+    data = {"profile.json": pub.profile_json, "scorecard.json": pub.scorecard_json}
+    if (key_ref := spec.output.signing_key_ref) is not None:
+        secret = await r.blocking(kube.read_secret, r.api, ref.namespace, key_ref.name)
+        if key_ref.key not in secret:
+            raise ApiException(status=404, reason=f"key {key_ref.key} not in Secret {key_ref.name}")
+        data["profile.json.sig"] = sign(secret[key_ref.key], pub.profile_json.encode())
+    annotations = {"detection.adaptive.io/revision": str(pub.revision)}
+    await r.blocking(kube.apply_config_map, r.api, ref, config_map, data, annotations)
+    if spec.output.deployment:
+        found = await r.blocking(
+            kube.annotate_deployment, r.api, ref.namespace, spec.output.deployment, pub.digest
+        )
+        if not found:
+            message = f"Deployment {spec.output.deployment} not found; profile.json is published anyway"
+            await r.event(ref, "Warning", "DeploymentNotFound", message)
+
+
+async def _notify(
+    r: Reconciler,
+    ref: kube.ObjectRef,
+    spec: DetectionPolicySpec,
+    decision: PolicyDecision,
+    status: Mapping[str, Any],
+) -> None:
+    if decision.switched:
+        reason = "ProfileSelected" if decision.previous is None else "ProfileSwitched"
+        await r.event(ref, "Normal", reason, switch_message(spec, decision))
+    for change in decision.circuit_changes:
+        opened = change.endswith("-> open")
+        reason = "ExternalServiceUnavailable" if opened else "ExternalServiceRecovered"
+        await r.event(ref, "Warning" if opened else "Normal", reason, change)
+    previous = conditions.find(status.get("conditions"), METRICS_AVAILABLE)
+    was_available = previous is None or previous.get("status") == "True"
+    if was_available and not decision.metrics_available:
+        await r.event(ref, "Warning", "MetricsUnavailable", decision.metrics_message)
+    elif not was_available and decision.metrics_available:
+        await r.event(ref, "Normal", "MetricsRecovered", "every rule query answered again")
+
+
+def _fields(
+    spec: DetectionPolicySpec,
+    decision: PolicyDecision,
+    status: Mapping[str, Any],
+    memory: PolicyMemory,
+    now: datetime,
+) -> dict[str, Any]:
+    """The DetectionPolicy-specific part of status."""
+    history = list(status.get("history") or [])
+    if decision.switched:
+        entry = {"to": decision.profile, "reason": switch_message(spec, decision), "at": rfc3339(now)}
+        if decision.previous is not None:
+            entry["from"] = decision.previous
+        history = ([*history, entry])[-HISTORY_LIMIT:]
+    return {
+        "profile": decision.profile,
+        "since": rfc3339(memory.since) if memory.since else None,
+        "reason": decision.reason,
+        "revision": memory.revision,
+        "history": history,
+        "lastEvaluated": rfc3339(now),
+        "rules": [
+            {
+                "name": r.name,
+                **({"value": r.value} if r.value is not None else {}),
+                "threshold": r.threshold,
+                "verdict": r.verdict,
+                "active": r.active,
+                "streak": r.streak,
+                **({"cause": r.cause} if r.cause else {}),
+            }
+            for r in decision.rules
+        ],
+        "contributors": list(decision.contributors),
+        "expense": {c.name: c.expense for c in decision.costs},
+        "externalContributors": [
+            {
+                "name": e.name,
+                "enabled": e.enabled,
+                "circuit": e.circuit,
+                "weight": e.weight,
+                **({"reason": e.circuit_reason} if e.circuit_reason else {}),
+            }
+            for e in decision.externals
+        ],
+        "memory": memory.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
