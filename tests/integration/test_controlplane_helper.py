@@ -177,9 +177,8 @@ def test_missing_binaries_name_the_make_target(tmp_path: Path) -> None:
         LocalControlPlane(tmp_path / "cp", bin_dir=tmp_path / "empty").start()
 
 
-@needs_binaries
-def test_cli_up_prints_kubeconfig_and_stops_on_sigterm(tmp_path: Path) -> None:
-    workdir = tmp_path / "cli"
+def _cli_up(workdir: Path) -> subprocess.Popen[str]:
+    """Run ``controlplane up`` (no controller manager) and return once it printed the kubeconfig line."""
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -199,6 +198,18 @@ def test_cli_up_prints_kubeconfig_and_stops_on_sigterm(tmp_path: Path) -> None:
         assert line.strip() == f"export KUBECONFIG={workdir.resolve() / 'kubeconfig'}", (
             proc.stderr and proc.stderr.read()
         )
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
+
+
+@needs_binaries
+def test_cli_up_prints_kubeconfig_and_stops_on_sigterm(tmp_path: Path) -> None:
+    workdir = tmp_path / "cli"
+    proc = _cli_up(workdir)
+    try:
         core = client.CoreV1Api(config.new_client_from_config(config_file=str(workdir / "kubeconfig")))
         assert core.read_namespace("default").metadata.name == "default"
         proc.send_signal(signal.SIGTERM)
@@ -208,3 +219,15 @@ def test_cli_up_prints_kubeconfig_and_stops_on_sigterm(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert _processes_mentioning(str(workdir)) == []
+
+
+@needs_binaries
+def test_children_die_with_a_sigkilled_parent(tmp_path: Path) -> None:
+    # SIGKILL runs neither signal handlers nor atexit: only the kernel's parent-death signal, armed
+    # by ManagedProcess, can take etcd and the apiserver down with the CLI.
+    workdir = tmp_path / "cli"
+    proc = _cli_up(workdir)
+    assert _processes_mentioning(str(workdir)), "the control plane should be running"
+    proc.kill()
+    proc.wait()
+    _eventually(lambda: _processes_mentioning(str(workdir)) == [] or None, 10, "children to die")

@@ -151,7 +151,12 @@ class Scenario:
             doc = self.published_profile()
             return doc if doc and doc["profile"] == profile else None
 
-        return wait_for(published, timeout=timeout, interval=0.2, what=f"profile.json to say {profile}")
+        document = wait_for(published, timeout=timeout, interval=0.2, what=f"profile.json to say {profile}")
+        # The ConfigMap is written before the status of the same evaluation: let the status catch up.
+        wait_for(
+            lambda: self.status().get("profile") == profile, timeout=10, what=f"status.profile={profile}"
+        )
+        return document
 
     def switch_events(self) -> list[str]:
         events = self.core.list_namespaced_event(self.namespace).items

@@ -1,17 +1,16 @@
 """The test helpers against a real Prometheus: exporter → scrape → instant query, no mocks.
 
-One exporter and one Prometheus are shared by the module because a fresh Prometheus 2.42 (and a
-config reload) takes ~5s before the first scrape: its service-discovery manager batches target
-updates on a fixed 5s tick. Each test uses its own ``service`` label so they cannot see each
-other's series; the restart test runs last only to avoid paying that delay again for later tests.
+The tests use the session's ``exporter`` and ``prometheus`` fixtures (conftest.py) because a fresh
+Prometheus 2.42 (and a config reload) takes ~5s before the first scrape: its service-discovery manager
+batches target updates on a fixed 5s tick. Each test uses its own ``service`` label so it cannot see
+other tests' series; every test leaves the server running with the exporter as its only target. The
+restart test runs last only to avoid paying that delay again for later tests in this module.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,21 +19,6 @@ from detection_operator.testing.exporter import MetricExporter
 from detection_operator.testing.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def exporter() -> Iterator[MetricExporter]:
-    with MetricExporter() as exp:
-        yield exp
-
-
-@pytest.fixture(scope="module")
-def prometheus(
-    tmp_path_factory: pytest.TempPathFactory, exporter: MetricExporter
-) -> Iterator[PrometheusServer]:
-    workdir: Path = tmp_path_factory.mktemp("prometheus")
-    with PrometheusServer(workdir, [exporter.target], scrape_interval="1s") as prom:
-        yield prom
 
 
 def _raw_value(prom: PrometheusServer, query: str) -> str:
@@ -117,7 +101,8 @@ def test_restart_keeps_data(exporter: MetricExporter, prometheus: PrometheusServ
     prometheus.wait_for_absent(series, timeout=10)
     port = prometheus.port
     prometheus.restart()
-    assert prometheus.port == port
+    # Same port: the session's operator fixtures were handed this URL.
+    assert prometheus.running and prometheus.port == port
 
     assert prometheus.wait_for_series(f"count_over_time({series}[5m])") > 0
     assert [s.value for s in prometheus.query(series, at=seen_250_at)] == [250]
