@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import policy
+from bench import policy, route
 from bench.harness import write_results
 
 HEADER = "| | median | p90 | p99 | min | max | n |\n|---|---|---|---|---|---|---|"
@@ -44,6 +44,26 @@ def main() -> int:
         "",
     ]
     print("\n".join(sections[-3:]), flush=True)
+    cases = [("2s", 1, 10), ("2s", 3, 10), ("30s", 3, 3)]
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        failover = route.failover_latency(Path(tmp), cases)
+    sections += [
+        "## ModelRoute: metric critical in Prometheus -> route.json changed (end to end)",
+        "",
+        "The real operator process; the clock starts when an instant query first shows the critical",
+        "accuracy and stops when the ConfigMap update arrives on a separate watch. A failover needs",
+        "`failureThreshold` consecutive critical evaluations, so expect about (threshold - 0.5) x interval.",
+        "Spec asks < 5 s.",
+        "",
+        "| interval, failureThreshold | median | p90 | p99 | min | max | n |",
+        "|---|---|---|---|---|---|---|",
+        *[
+            f"| {interval}, {threshold} | {stats.row('s')} |"
+            for (interval, threshold), stats in failover.items()
+        ],
+        "",
+    ]
+    print("\n".join(sections[-5:]), flush=True)
     write_results(sections)
     return 0
 
