@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import platform
+import queue
 import statistics
 import subprocess
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from kubernetes import client, watch
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -78,3 +83,21 @@ def write_results(sections: list[str]) -> None:
         "",
     ]
     RESULTS.write_text("\n".join(header + sections) + "\n")
+
+
+def watch_config_map_key(
+    api: client.ApiClient,
+    namespace: str,
+    key: str,
+    seen: queue.Queue[tuple[float, str]],
+    stop: threading.Event,
+) -> None:
+    """Put (arrival time, text) on ``seen`` for each ConfigMap event in ``namespace`` carrying ``key``."""
+    w = watch.Watch()
+    for event in w.stream(client.CoreV1Api(api).list_namespaced_config_map, namespace, timeout_seconds=3600):
+        if stop.is_set():
+            w.stop()
+            return
+        text = (event["object"].data or {}).get(key)
+        if text:
+            seen.put((time.perf_counter(), text))

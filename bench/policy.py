@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
 from detection_operator.api.detection_policy import DetectionPolicySpec
@@ -25,7 +25,7 @@ from detection_operator.testing.exporter import MetricExporter
 from detection_operator.testing.kube import api_client, install_crds
 from detection_operator.testing.prometheus import PrometheusServer
 
-from .harness import Stats
+from .harness import Stats, watch_config_map_key
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,19 +116,6 @@ def decision_cost(iterations: int = 3000) -> tuple[Stats, Stats]:
     return Stats.of(decide_samples), Stats.of(total_samples)
 
 
-def _watch_config_maps(
-    api: client.ApiClient, namespace: str, seen: queue.Queue[tuple[float, str]], stop: threading.Event
-) -> None:
-    w = watch.Watch()
-    for event in w.stream(client.CoreV1Api(api).list_namespaced_config_map, namespace, timeout_seconds=600):
-        if stop.is_set():
-            w.stop()
-            return
-        data = event["object"].data or {}
-        if "profile.json" in data:
-            seen.put((time.perf_counter(), data["profile.json"]))
-
-
 def rule_to_config_map(workdir: Path, switches: int = 40) -> tuple[Stats, Stats, Stats]:
     """Flip a rule on and off; per switch, time from the evaluation starting (the metric already visible in
     Prometheus) to the ConfigMap update arriving on a separate watch, and to the reconciler returning."""
@@ -159,7 +146,9 @@ def rule_to_config_map(workdir: Path, switches: int = 40) -> tuple[Stats, Stats,
         key = ("detectionpolicies", namespace, "bench")
         seen: queue.Queue[tuple[float, str]] = queue.Queue()
         stop = threading.Event()
-        watcher = threading.Thread(target=_watch_config_maps, args=(api, namespace, seen, stop), daemon=True)
+        watcher = threading.Thread(
+            target=watch_config_map_key, args=(api, namespace, "profile.json", seen, stop), daemon=True
+        )
         watcher.start()
         visible, returned, queries = [], [], []
         spec = DetectionPolicySpec.model_validate(created["spec"])

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
 from detection_operator.testing.controlplane import LocalControlPlane
@@ -22,7 +22,7 @@ from detection_operator.testing.kube import api_client, install_crds
 from detection_operator.testing.operator_process import OperatorProcess
 from detection_operator.testing.prometheus import PrometheusServer
 
-from .harness import Stats
+from .harness import Stats, watch_config_map_key
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("primary", "backup")
@@ -48,17 +48,9 @@ def _route(interval: str, failure_threshold: int) -> dict[str, Any]:
     }
 
 
-def _watch(
-    api: client.ApiClient, namespace: str, seen: queue.Queue[tuple[float, str]], stop: threading.Event
-) -> None:
-    w = watch.Watch()
-    for event in w.stream(client.CoreV1Api(api).list_namespaced_config_map, namespace, timeout_seconds=3600):
-        if stop.is_set():
-            w.stop()
-            return
-        text = (event["object"].data or {}).get("route.json")
-        if text:
-            seen.put((time.perf_counter(), json.loads(text)["active"]))
+def active(event: tuple[float, str]) -> str:
+    """The active model named by a route.json watch event."""
+    return str(json.loads(event[1])["active"])
 
 
 def failover_latency(workdir: Path, cases: list[tuple[str, int, int]]) -> dict[tuple[str, int], Stats]:
@@ -81,24 +73,28 @@ def failover_latency(workdir: Path, cases: list[tuple[str, int, int]]) -> dict[t
                 exporter.set("bench_requests", 1000, {"namespace": namespace, "model": model})
             seen: queue.Queue[tuple[float, str]] = queue.Queue()
             stop = threading.Event()
-            threading.Thread(target=_watch, args=(api, namespace, seen, stop), daemon=True).start()
+            threading.Thread(
+                target=watch_config_map_key, args=(api, namespace, "route.json", seen, stop), daemon=True
+            ).start()
             env = {"DETECTION_OPERATOR_PROMETHEUS_URL": prom.url}
             with OperatorProcess(plane.kubeconfig, workdir / f"operator-{index}.log", [namespace], env):
                 client.CustomObjectsApi(api).create_namespaced_custom_object(
                     GROUP, VERSION, namespace, "modelroutes", _route(interval, threshold)
                 )
-                assert seen.get(timeout=120)[1] == "primary"
+                assert active(seen.get(timeout=120)) == "primary"
                 latencies = []
                 query = f'max(bench_accuracy{{namespace="{namespace}",model="primary"}})'
                 for _ in range(samples):
                     exporter.set("bench_accuracy", 0.5, {"namespace": namespace, "model": "primary"})
                     prom.wait_for_series(query, predicate=lambda v: v < 0.75, timeout=60)
                     visible = time.perf_counter()
-                    arrived, active = seen.get(timeout=600)
-                    assert active == "backup", active
+                    arrived, text = seen.get(timeout=600)
+                    assert active((arrived, text)) == "backup", text
                     latencies.append(arrived - visible)
                     exporter.set("bench_accuracy", 0.95, {"namespace": namespace, "model": "primary"})
-                    assert seen.get(timeout=600)[1] == "primary"  # rolled back, ready for the next sample
+                    assert (
+                        active(seen.get(timeout=600)) == "primary"
+                    )  # rolled back: ready for the next sample
             stop.set()
             results[(interval, threshold)] = Stats.of(latencies)
         api.close()

@@ -62,3 +62,12 @@ def spec_validity(problems: str | None, generation: int | None, now: datetime) -
         condition(READY, True, "SpecAccepted", "spec is valid", generation, now),
         condition(INVALID_SPEC, False, "SpecAccepted", "", generation, now),
     ]
+
+
+def readiness(
+    dry_run: bool, output_error: str | None, reason: str, generation: int | None, now: datetime
+) -> dict[str, Any]:
+    """Ready after an evaluation: published (or dry run), or why the output could not be written."""
+    if output_error:
+        return condition(READY, False, "OutputFailed", output_error, generation, now)
+    return condition(READY, True, "DryRun" if dry_run else "Published", reason, generation, now)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -20,8 +19,6 @@ from .signing import sign
 
 if TYPE_CHECKING:
     from .reconcile import Reconciler
-
-log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 20
 METRICS_AVAILABLE = "MetricsAvailable"
@@ -45,24 +42,15 @@ async def evaluate_policy(
     output_error = None
     written = status.get("configMap")
     if not spec.dry_run and (pub.changed or written != config_map):
-        try:
-            await _publish(r, ref, spec, config_map, pub)
-            written = config_map
-        except ApiException as exc:
-            output_error = f"writing ConfigMap {config_map}: {exc.status} {exc.reason}"
-            log.warning("%s/%s: %s", ref.namespace, ref.name, output_error)
+        output_error = await r.write(ref, f"ConfigMap {config_map}", _publish(r, ref, spec, config_map, pub))
+        written = config_map if output_error is None else written
     new_memory = decision.memory
     if output_error is None:
         new_memory = new_memory.model_copy(update={"revision": pub.revision, "digest": pub.digest})
     await _notify(r, ref, spec, decision, status)
     fields = _fields(spec, decision, status, new_memory, now)
     fields.update(observedGeneration=generation, configMap=written)
-    if spec.dry_run:
-        ready = conditions.condition(conditions.READY, True, "DryRun", decision.reason, generation, now)
-    elif output_error:
-        ready = conditions.condition(conditions.READY, False, "OutputFailed", output_error, generation, now)
-    else:
-        ready = conditions.condition(conditions.READY, True, "Published", decision.reason, generation, now)
+    ready = conditions.readiness(spec.dry_run, output_error, decision.reason, generation, now)
     metrics = conditions.condition(
         METRICS_AVAILABLE,
         decision.metrics_available,

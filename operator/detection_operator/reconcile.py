@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -107,6 +107,16 @@ class Reconciler:
             return {key: Missing("error", detail) for key in plan}
         readings = await query_all(source, list(plan.values()), self._executor, at)
         return {key: readings[query] for key, query in plan.items()}
+
+    async def write(self, ref: kube.ObjectRef, what: str, action: Awaitable[None]) -> str | None:
+        """Run an output write; return what failed (for the Ready condition) instead of raising."""
+        try:
+            await action
+        except ApiException as exc:
+            error = f"writing {what}: {exc.status} {exc.reason}"
+            log.warning("%s/%s: %s", ref.namespace, ref.name, error)
+            return error
+        return None
 
     async def event(self, ref: kube.ObjectRef, type_: str, reason: str, message: str) -> None:
         try:

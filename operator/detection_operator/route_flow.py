@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-
-from kubernetes.client.exceptions import ApiException
 
 from . import conditions
 from .act import kube
@@ -21,8 +18,6 @@ from .scheduler import Key
 
 if TYPE_CHECKING:
     from .reconcile import Reconciler
-
-log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 20
 METRICS_AVAILABLE = "MetricsAvailable"
@@ -61,12 +56,10 @@ async def evaluate_route(
     output_error = None
     written = status.get("configMap")
     if not spec.dry_run:
-        try:
-            await _act(r, ref, spec, decision, pub, config_map, publish=pub.changed or written != config_map)
-            written = config_map
-        except ApiException as exc:
-            output_error = f"writing ConfigMap {config_map} or scaling: {exc.status} {exc.reason}"
-            log.warning("%s/%s: %s", ref.namespace, ref.name, output_error)
+        publish = pub.changed or written != config_map
+        act = _act(r, ref, spec, decision, pub, config_map, publish)
+        output_error = await r.write(ref, f"ConfigMap {config_map} or Deployment scale", act)
+        written = config_map if output_error is None else written
     new_memory = decision.memory
     if output_error is None:
         new_memory = new_memory.model_copy(update={"revision": pub.revision, "digest": pub.digest})
@@ -131,12 +124,7 @@ def _conditions(
     def cond(type_: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
         return conditions.condition(type_, ok, reason, message, generation, now)
 
-    if spec.dry_run:
-        ready = cond(conditions.READY, True, "DryRun", decision.reason)
-    elif output_error:
-        ready = cond(conditions.READY, False, "OutputFailed", output_error)
-    else:
-        ready = cond(conditions.READY, True, "Published", decision.reason)
+    ready = conditions.readiness(spec.dry_run, output_error, decision.reason, generation, now)
     degraded_reason = (
         "NoHealthyBackup"
         if decision.no_healthy_backup

@@ -117,6 +117,7 @@ class ObjectStatus(StatusModel):
     reason: str | None = Field(default=None, description="Why the current decision was made.")
     revision: int | None = Field(default=None, description="Revision of the published decision.")
     config_map: ObjectName | None = Field(default=None, description="Name of the owned ConfigMap.")
+    last_evaluated: datetime | None = Field(default=None, description="When the object was last evaluated.")
     memory: dict[str, Any] = Field(
         default_factory=dict,
         description="Decision state that must survive a restart (counters, timers); internal.",

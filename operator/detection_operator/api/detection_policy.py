@@ -403,7 +403,6 @@ class DetectionPolicyStatus(ObjectStatus):
     history: list[ProfileSwitch] = Field(
         default_factory=list, max_length=20, description="Most recent switches, newest last."
     )
-    last_evaluated: datetime | None = Field(default=None, description="When the policy was last evaluated.")
     rules: list[RuleStatus] = Field(default_factory=list, description="Latest result of every rule.")
     contributors: list[str] = Field(default_factory=list, description="Contributors the profile enables.")
     expense: dict[str, Expense] = Field(default_factory=dict, description="Expense class per contributor.")

@@ -228,5 +228,4 @@ class ModelRouteStatus(ObjectStatus):
     switch_history: list[ModelSwitch] = Field(
         default_factory=list, max_length=20, description="Most recent switches, newest last."
     )
-    last_evaluated: datetime | None = Field(default=None, description="When the route was last evaluated.")
     models: list[ModelStatus] = Field(default_factory=list, description="Health of every candidate.")
