@@ -156,49 +156,20 @@ class _Pki:
         # ECDSA P-256 keeps generation fast; every TLS stack involved (Go, OpenSSL) accepts it.
         ca_key = ec.generate_private_key(ec.SECP256R1())
         ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "detection-operator-test-ca")])
-        ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
-        ca_cert = (
-            x509.CertificateBuilder()
-            .subject_name(ca_name)
-            .issuer_name(ca_name)
-            .public_key(ca_key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(until)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(ca_ski, critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
-        # Python 3.13's default SSL context sets VERIFY_X509_STRICT, which requires the AKI.
-        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski)
 
-        def leaf(
-            subject: x509.Name, usage: x509.ObjectIdentifier, sans: Sequence[x509.GeneralName] = ()
-        ) -> tuple[bytes, bytes]:
-            key = ec.generate_private_key(ec.SECP256R1())
-            builder = (
+        def builder(
+            subject: x509.Name, public_key: ec.EllipticCurvePublicKey, ca: bool
+        ) -> x509.CertificateBuilder:
+            """What the CA and the leaf certificates share; only the CA may sign certificates."""
+            return (
                 x509.CertificateBuilder()
                 .subject_name(subject)
                 .issuer_name(ca_name)
-                .public_key(key.public_key())
+                .public_key(public_key)
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(now)
                 .not_valid_after(until)
-                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
                 .add_extension(
                     x509.KeyUsage(
                         digital_signature=True,
@@ -206,20 +177,32 @@ class _Pki:
                         key_encipherment=False,
                         data_encipherment=False,
                         key_agreement=False,
-                        key_cert_sign=False,
-                        crl_sign=False,
+                        key_cert_sign=ca,
+                        crl_sign=ca,
                         encipher_only=False,
                         decipher_only=False,
                     ),
                     critical=True,
                 )
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            )
+
+        ca_cert = builder(ca_name, ca_key.public_key(), ca=True).sign(ca_key, hashes.SHA256())
+        # Python 3.13's default SSL context sets VERIFY_X509_STRICT, which requires the AKI.
+        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+
+        def leaf(
+            subject: x509.Name, usage: x509.ObjectIdentifier, sans: Sequence[x509.GeneralName] = ()
+        ) -> tuple[bytes, bytes]:
+            key = ec.generate_private_key(ec.SECP256R1())
+            cert = (
+                builder(subject, key.public_key(), ca=False)
                 .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
                 .add_extension(aki, critical=False)
             )
             if sans:
-                builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
-            return _cert_pem(builder.sign(ca_key, hashes.SHA256())), _key_pem(key)
+                cert = cert.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+            return _cert_pem(cert.sign(ca_key, hashes.SHA256())), _key_pem(key)
 
         serving_sans: list[x509.GeneralName] = [
             x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "::1", _KUBERNETES_SERVICE_IP)
