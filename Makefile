@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 CACHE := .cache
 CONTROLPLANE_BIN := $(CACHE)/controlplane/bin
 VENV_STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-DEB_PACKAGES := prometheus
+DEB_PACKAGES := prometheus prometheus-alertmanager
 PYTEST_ARGS ?=
 
 export CONTROLPLANE_BIN := $(abspath $(CONTROLPLANE_BIN))

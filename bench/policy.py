@@ -19,6 +19,8 @@ from detection_operator.decide.policy import PolicyMemory, QueryKey, decide_poli
 from detection_operator.decide.publish import publication
 from detection_operator.metrics.connections import Connections
 from detection_operator.metrics.source import PrometheusConfig, PrometheusSource, Reading, Value, query_all
+from detection_operator.notify.delivery import Notifier
+from detection_operator.notify.receivers import ReceiverConfig
 from detection_operator.reconcile import Reconciler
 from detection_operator.testing.controlplane import LocalControlPlane
 from detection_operator.testing.exporter import MetricExporter
@@ -142,7 +144,8 @@ def rule_to_config_map(workdir: Path, switches: int = 40) -> tuple[Stats, Stats,
         for name in ("cpu", "memory", "flagged"):
             exporter.set(f"bench_{name}", 0.1, {"namespace": namespace})
         executor = ThreadPoolExecutor(max_workers=16)
-        reconciler = Reconciler(api, Connections(PrometheusConfig(url=prom.url), lambda ns, n: {}), executor)
+        connections = Connections(PrometheusConfig(url=prom.url), lambda ns, n: {})
+        reconciler = Reconciler(api, connections, executor, Notifier(ReceiverConfig()))
         key = ("detectionpolicies", namespace, "bench")
         seen: queue.Queue[tuple[float, str]] = queue.Queue()
         stop = threading.Event()

@@ -14,6 +14,8 @@ from .act.kube import read_secret
 from .api.base import GROUP, VERSION, parse_duration
 from .api.kinds import KINDS
 from .metrics.connections import Connections
+from .notify.delivery import Notifier
+from .notify.receivers import ReceiverConfig
 from .reconcile import Reconciler
 from .scheduler import Key, Scheduler
 from .settings import Settings
@@ -47,9 +49,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     connections = Connections(
         operator_settings.prometheus, lambda namespace, name: read_secret(api, namespace, name)
     )
-    reconciler = Reconciler(api, connections, executor)
+    notifier = Notifier(ReceiverConfig.load(operator_settings.receivers_file))
+    reconciler = Reconciler(api, connections, executor, notifier)
     scheduler = Scheduler(reconciler, operator_settings.max_concurrent_evaluations)
     memo.api, memo.executor, memo.reconciler, memo.scheduler = api, executor, reconciler, scheduler
+    memo.notifier = notifier
     memo.scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
 
 
@@ -58,6 +62,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     """Stop scheduling, let running evaluations finish, release clients."""
     memo.scheduler_task.cancel()
     await memo.scheduler.drain()
+    await memo.notifier.close()
     memo.executor.shutdown(wait=False)
     memo.api.close()
 

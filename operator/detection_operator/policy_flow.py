@@ -12,6 +12,7 @@ from . import conditions
 from .act import kube
 from .api.detection_policy import DetectionPolicySpec
 from .conditions import rfc3339
+from .decide.alerts import ObjectKey, policy_alerts
 from .decide.policy import PolicyDecision, PolicyMemory, decide_policy, query_plan
 from .decide.publish import Publication, publication, switch_message
 from .scheduler import Key
@@ -28,6 +29,7 @@ async def evaluate_policy(
     r: Reconciler,
     key: Key,
     ref: kube.ObjectRef,
+    annotations: Mapping[str, str] | None,
     spec: DetectionPolicySpec,
     status: dict[str, Any],
     generation: int | None,
@@ -60,7 +62,11 @@ async def evaluate_policy(
         now,
     )
     invalid = conditions.condition(conditions.INVALID_SPEC, False, "SpecAccepted", "", generation, now)
-    await r.record(key, ref, status, fields, [ready, invalid, metrics])
+    alerts = policy_alerts(spec, decision, ObjectKey(ref.kind, ref.namespace, ref.name))
+    fields["alerts"], delivered = await r.alerts(
+        ref, annotations, spec.alerts, alerts, status, generation, now
+    )
+    await r.record(key, ref, status, fields, [ready, invalid, metrics, delivered])
 
 
 async def _publish(

@@ -8,30 +8,37 @@ evaluation writes the whole status, and the last written status is remembered to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
 
 from . import conditions
 from .act import kube
-from .api.common import PrometheusRef
+from .api.base import parse_duration
+from .api.common import AlertRecord, AlertSpec, PrometheusRef
 from .api.detection_policy import DetectionPolicySpec
 from .api.kinds import by_plural
 from .api.model_route import ModelRouteSpec
 from .api.validation import summary, validate_spec
+from .decide.alerts import Alert, ObjectKey, acknowledged_prefixes, plan_alerts
 from .metrics.connections import Connections, InvalidConnection
 from .metrics.source import Missing, Reading, query_all
+from .notify.delivery import Notifier
 from .policy_flow import evaluate_policy
 from .route_flow import evaluate_route
 from .scheduler import Key
 
 log = logging.getLogger(__name__)
+
+ALERTS_DELIVERED = "AlertsDelivered"
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -45,9 +52,11 @@ class Reconciler:
         api: client.ApiClient,
         connections: Connections,
         executor: Executor,
+        notifier: Notifier,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.api = api
+        self.notifier = notifier
         self._connections = connections
         self._executor = executor
         self._clock = clock
@@ -87,9 +96,9 @@ class Reconciler:
             await self.record(key, ref, status, {"observedGeneration": generation}, updates)
             return
         if isinstance(model, DetectionPolicySpec):
-            await evaluate_policy(self, key, ref, model, status, generation, now)
+            await evaluate_policy(self, key, ref, meta.get("annotations"), model, status, generation, now)
         elif isinstance(model, ModelRouteSpec):
-            await evaluate_route(self, key, ref, model, status, generation, now)
+            await evaluate_route(self, key, ref, meta.get("annotations"), model, status, generation, now)
 
     async def observe(
         self,
@@ -117,6 +126,43 @@ class Reconciler:
             log.warning("%s/%s: %s", ref.namespace, ref.name, error)
             return error
         return None
+
+    async def alerts(
+        self,
+        ref: kube.ObjectRef,
+        annotations: Mapping[str, str] | None,
+        settings: AlertSpec,
+        current: list[Alert],
+        status: Mapping[str, Any],
+        generation: int | None,
+        now: datetime,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Plan and dispatch this evaluation's alerts; return the records for status and AlertsDelivered."""
+        obj = ObjectKey(ref.kind, ref.namespace, ref.name)
+        records = []
+        for raw in status.get("alerts") or []:
+            with contextlib.suppress(ValidationError):  # a damaged record is dropped, not fatal
+                records.append(AlertRecord.model_validate(raw))
+        cooldown = timedelta(seconds=parse_duration(settings.cooldown))
+        plan = plan_alerts(obj, current, records, acknowledged_prefixes(annotations), cooldown, now)
+        self.notifier.dispatch(obj, list(settings.receivers), plan.outgoing, cooldown, now)
+        for item in plan.transitions:
+            firing = item.status == "firing"
+            reason = "AlertFiring" if firing else "AlertResolved"
+            message = f"[{item.alert.severity}] {item.alert.summary} (fingerprint {item.fingerprint})"
+            await self.event(ref, "Warning" if firing else "Normal", reason, message)
+        failures = self.notifier.outcomes.get(obj)
+        failed = failures.failures if failures else {}
+        delivered = conditions.condition(
+            ALERTS_DELIVERED,
+            not failed,
+            "DeliveryFailed" if failed else "Delivered",
+            "; ".join(f"receiver {name}: {error}" for name, error in sorted(failed.items())),
+            generation,
+            now,
+        )
+        dumped = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in plan.records]
+        return dumped, delivered
 
     async def event(self, ref: kube.ObjectRef, type_: str, reason: str, message: str) -> None:
         try:

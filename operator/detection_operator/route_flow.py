@@ -12,6 +12,7 @@ from .act import kube
 from .api.base import parse_duration
 from .api.model_route import ModelRouteSpec
 from .conditions import rfc3339
+from .decide.alerts import ObjectKey, route_alerts
 from .decide.publish import RoutePublication, route_publication
 from .decide.route import RouteDecision, RouteKey, RouteMemory, decide_route, query_plan
 from .scheduler import Key
@@ -29,6 +30,7 @@ async def evaluate_route(
     r: Reconciler,
     key: Key,
     ref: kube.ObjectRef,
+    annotations: Mapping[str, str] | None,
     spec: ModelRouteSpec,
     status: dict[str, Any],
     generation: int | None,
@@ -69,7 +71,13 @@ async def evaluate_route(
     await _notify(r, ref, decision, status)
     fields = _fields(decision, status, new_memory, now)
     fields.update(observedGeneration=generation, configMap=written)
-    await r.record(key, ref, status, fields, _conditions(spec, decision, output_error, generation, now))
+    alerts = route_alerts(spec, decision, ObjectKey(ref.kind, ref.namespace, ref.name))
+    fields["alerts"], delivered = await r.alerts(
+        ref, annotations, spec.alerts, alerts, status, generation, now
+    )
+    await r.record(
+        key, ref, status, fields, [*_conditions(spec, decision, output_error, generation, now), delivered]
+    )
 
 
 async def _act(

@@ -34,6 +34,8 @@ class Settings:
     """Evaluations in flight at once; the rest wait their turn."""
     liveness_port: int = 8080
     """Port of /healthz."""
+    receivers_file: str | None = None
+    """YAML/JSON file (a mounted Secret) listing alert receivers; see notify.receivers."""
     prometheus: PrometheusConfig = field(
         default_factory=lambda: PrometheusConfig(url="http://prometheus-operated.monitoring.svc:9090")
     )
@@ -69,5 +71,6 @@ class Settings:
                 get("MAX_CONCURRENT_EVALUATIONS") or default.max_concurrent_evaluations
             ),
             liveness_port=int(get("LIVENESS_PORT") or default.liveness_port),
+            receivers_file=get("RECEIVERS_FILE"),
             prometheus=prometheus,
         )

@@ -75,13 +75,25 @@ def namespace(kube: client.ApiClient) -> Iterator[str]:
 
 
 @pytest.fixture
+def operator_env() -> dict[str, str]:
+    """Extra environment for the operator; a test module overrides this fixture to add settings."""
+    return {}
+
+
+@pytest.fixture
 def operator(
-    cluster: Cluster, crds: list[str], namespace: str, prometheus: PrometheusServer, tmp_path: Path
+    cluster: Cluster,
+    crds: list[str],
+    namespace: str,
+    prometheus: PrometheusServer,
+    operator_env: dict[str, str],
+    tmp_path: Path,
 ) -> Iterator[OperatorProcess]:
     """The real operator, as a separate process watching the test's namespace and the real Prometheus."""
     env = {
         "DETECTION_OPERATOR_PROMETHEUS_URL": prometheus.url,
         "DETECTION_OPERATOR_PROMETHEUS_TIMEOUT_SECONDS": "2",
+        **operator_env,
     }
     log = tmp_path / "operator.log"
     with OperatorProcess(cluster.kubeconfig, log, namespaces=[namespace], env=env) as proc:

@@ -109,6 +109,36 @@ class StatusModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
+AlertTypeName = Literal[
+    "performance-degradation",
+    "latency",
+    "model-failure",
+    "resource-exhaustion",
+    "metrics-unavailable",
+    "profile-switched",
+    "model-switched",
+    "no-healthy-backup",
+]
+Severity = Literal["info", "warning", "critical"]
+
+
+class AlertRecord(StatusModel):
+    """What was sent about one alert fingerprint (bounded list in status; restarts repeat nothing)."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    fingerprint: str = Field(description="Stable identity of the alert; acknowledge with its first 6+ chars.")
+    type: AlertTypeName = Field(description="Kind of problem.")
+    severity: Severity = Field(description="info, warning or critical.")
+    subject: str = Field(description="Rule, model/metric or route the alert is about.")
+    summary: str = Field(description="Message with context.")
+    state: Literal["firing", "resolved"] = Field(description="firing or resolved.")
+    started_at: datetime = Field(description="When it started firing.")
+    last_sent_at: datetime = Field(description="When it was last sent.")
+    resolved_at: datetime | None = Field(default=None, description="When it resolved.")
+    acknowledged: bool = Field(default=False, description="Acknowledged by annotation: no repeats.")
+
+
 class ObjectStatus(StatusModel):
     """Status fields both kinds share."""
 
@@ -118,6 +148,9 @@ class ObjectStatus(StatusModel):
     revision: int | None = Field(default=None, description="Revision of the published decision.")
     config_map: ObjectName | None = Field(default=None, description="Name of the owned ConfigMap.")
     last_evaluated: datetime | None = Field(default=None, description="When the object was last evaluated.")
+    alerts: list[AlertRecord] = Field(
+        default_factory=list, max_length=50, description="Alerts firing now and recently resolved."
+    )
     memory: dict[str, Any] = Field(
         default_factory=dict,
         description="Decision state that must survive a restart (counters, timers); internal.",

@@ -1,0 +1,1 @@
+"""Alert delivery: receivers, payloads, signed webhooks and Alertmanager."""

@@ -1,0 +1,148 @@
+"""Deliver grouped notifications with httpx: in the background, with retries, never blocking evaluation.
+
+Each receiver is tried independently with exponential back-off (0.5 s, 1 s, 2 s, ...) up to its
+``attempts``, each try bounded by its ``timeoutSeconds``. Outcomes are counted per receiver and remembered
+per object, so the next evaluation can report them in the ``AlertsDelivered`` condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import httpx
+
+from ..decide.alerts import ObjectKey, Outgoing
+from ..signing import WEBHOOK_HEADER, sign_webhook
+from .payloads import alertmanager_alerts, webhook_body
+from .receivers import Receiver, ReceiverConfig
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START = 0.5
+
+
+@dataclass
+class ReceiverStats:
+    """Delivery counters of one receiver since the process started."""
+
+    sent: int = 0
+    failed: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class Delivery:
+    """The latest outcome for one object: which receivers failed, and why."""
+
+    failures: dict[str, str] = field(default_factory=dict)
+    delivered_at: float | None = None
+
+
+class Notifier:
+    """Sends notifications for objects to the receivers their spec names."""
+
+    def __init__(
+        self,
+        config: ReceiverConfig,
+        client: httpx.AsyncClient | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self._client = client or httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16), follow_redirects=False
+        )
+        self._sleep = sleep
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stats: dict[str, ReceiverStats] = {r.name: ReceiverStats() for r in config.receivers}
+        self.outcomes: dict[ObjectKey, Delivery] = {}
+        self.on_sent: Callable[[str, bool, float], None] | None = None
+        """Called with (receiver, succeeded, seconds) after each delivery, for the operator's metrics."""
+
+    def dispatch(
+        self,
+        obj: ObjectKey,
+        receivers: list[str],
+        items: tuple[Outgoing, ...],
+        cooldown: timedelta,
+        now: datetime,
+    ) -> None:
+        """Start delivering ``items`` to each named receiver; returns at once."""
+        if not items:
+            return
+        outcome = self.outcomes.setdefault(obj, Delivery())
+        for name in receivers:
+            receiver = self.config.get(name)
+            if receiver is None:
+                outcome.failures[name] = "no such receiver in the operator's settings"
+                continue
+            task = asyncio.create_task(self._deliver(obj, receiver, items, cooldown, now, outcome))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(
+        self,
+        obj: ObjectKey,
+        receiver: Receiver,
+        items: tuple[Outgoing, ...],
+        cooldown: timedelta,
+        now: datetime,
+        outcome: Delivery,
+    ) -> None:
+        if receiver.type == "webhook":
+            url, body = receiver.url, json.dumps(webhook_body(obj, items, now)).encode()
+        else:
+            url = f"{receiver.url}/api/v2/alerts"
+            body = json.dumps(alertmanager_alerts(obj, items, now, cooldown)).encode()
+        stats = self.stats.setdefault(receiver.name, ReceiverStats())
+        started = time.perf_counter()
+        error = ""
+        for attempt in range(receiver.attempts):
+            if attempt:
+                await self._sleep(BACKOFF_START * 2 ** (attempt - 1))
+            headers = {"Content-Type": "application/json", "User-Agent": "detection-operator"}
+            if receiver.hmac_key is not None:
+                key = receiver.hmac_key.get_secret_value().encode()
+                headers[WEBHOOK_HEADER] = sign_webhook(key, body, int(time.time()))
+            try:
+                response = await self._client.post(
+                    url, content=body, headers=headers, timeout=receiver.timeout_seconds
+                )
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}"
+                continue
+            if response.is_success:
+                stats.sent += 1
+                outcome.failures.pop(receiver.name, None)
+                outcome.delivered_at = time.time()
+                self._report(receiver.name, True, started)
+                return
+            error = f"HTTP {response.status_code}"
+            if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
+                break  # the request itself is wrong: retrying cannot help
+        stats.failed += 1
+        stats.last_error = error
+        outcome.failures[receiver.name] = f"{error} after {attempt + 1} attempt(s)"
+        log.warning(
+            "alert delivery to %s failed for %s/%s: %s", receiver.name, obj.namespace, obj.name, error
+        )
+        self._report(receiver.name, False, started)
+
+    def _report(self, receiver: str, ok: bool, started: float) -> None:
+        if self.on_sent is not None:
+            self.on_sent(receiver, ok, time.perf_counter() - started)
+
+    async def drain(self) -> None:
+        """Wait for deliveries in flight (tests and shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Finish deliveries in flight, then release connections."""
+        await self.drain()
+        await self._client.aclose()

@@ -1,0 +1,92 @@
+"""A real HTTP receiver on loopback that records what it is sent: the webhook end of alerting tests.
+
+It can answer with a chosen status, answer slowly, and be stopped and restarted on the same port (a
+receiver that is down, then up again).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+from .ports import LOOPBACK, LoopbackServer
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request the receiver got."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    received_at: float
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+
+class WebhookReceiver(LoopbackServer):
+    """Records POSTs; ``status`` and ``delay`` set how it answers."""
+
+    def __init__(self, port: int = 0) -> None:
+        self._port = port
+        self.status = 200
+        self.delay = 0.0
+        self._requests: list[Request] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def requests(self) -> list[Request]:
+        """Every request so far (answered with any status), oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def start(self) -> None:
+        """Listen (on the same port as before, after a stop)."""
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._lock:
+                    receiver._requests.append(Request(self.path, dict(self.headers), body, time.time()))
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer((LOOPBACK, self._port), Handler)
+        self._server.daemon_threads = True
+        self._port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="webhook-receiver", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening (connections are then refused); recorded requests are kept."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> WebhookReceiver:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,220 @@
+"""Alerting end to end: the real operator sends to a real HTTP receiver and a real Alertmanager."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from detection_operator.api.base import GROUP, VERSION
+from detection_operator.signing import ReplayGuard
+from detection_operator.testing.alertmanager import AlertmanagerServer
+from detection_operator.testing.exporter import MetricExporter
+from detection_operator.testing.kube import wait_for
+from detection_operator.testing.operator_process import OperatorProcess
+from detection_operator.testing.receiver import Request, WebhookReceiver
+
+NAME = "classifier"
+LABELS = '{namespace="$namespace",model="$model"}'
+KEY = b"webhook-test-key"
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as hook:
+        yield hook
+
+
+@pytest.fixture
+def alertmanager(receiver: WebhookReceiver, tmp_path: Path) -> Iterator[AlertmanagerServer]:
+    with AlertmanagerServer(tmp_path / "alertmanager", receiver.url + "/from-alertmanager") as am:
+        yield am
+
+
+@pytest.fixture
+def operator_env(
+    receiver: WebhookReceiver, alertmanager: AlertmanagerServer, tmp_path: Path
+) -> dict[str, str]:
+    config = {
+        "allowedHosts": ["127.0.0.1"],
+        "receivers": [
+            {"name": "hook", "type": "webhook", "url": receiver.url + "/hook", "hmacKey": KEY.decode()},
+            {"name": "am", "type": "alertmanager", "url": alertmanager.url},
+        ],
+    }
+    path = tmp_path / "receivers.json"
+    path.write_text(json.dumps(config))
+    return {"DETECTION_OPERATOR_RECEIVERS_FILE": str(path)}
+
+
+class Route:
+    def __init__(self, kube: client.ApiClient, exporter: MetricExporter, namespace: str) -> None:
+        self.kube, self.exporter, self.namespace = kube, exporter, namespace
+        self.objects = client.CustomObjectsApi(kube)
+        for model in ("primary", "backup"):
+            self.accuracy(model, 0.95)
+            exporter.set("al_requests", 500, {"namespace": namespace, "model": model})
+
+    def accuracy(self, model: str, value: float) -> None:
+        self.exporter.set("al_accuracy", value, {"namespace": self.namespace, "model": model})
+
+    def create(self, receivers: list[str], cooldown: str = "1h") -> None:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelRoute",
+            "metadata": {"name": NAME},
+            "spec": {
+                "interval": "1s",
+                "models": [{"name": "primary"}, {"name": "backup"}],
+                "metrics": [
+                    {"name": "accuracy", "query": f"max(al_accuracy{LABELS})"},
+                    {"name": "requests", "query": f"max(al_requests{LABELS})"},
+                ],
+                "failureThreshold": 100,  # these tests watch alerts, not failovers
+                "alerts": {"receivers": receivers, "cooldown": cooldown},
+            },
+        }
+        self.objects.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "modelroutes", body)
+
+    def status(self) -> dict[str, Any]:
+        obj = self.objects.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "modelroutes", NAME)
+        return dict(obj.get("status") or {})
+
+    def evaluations(self, count: int) -> None:
+        """Wait until the operator has evaluated ``count`` more times."""
+        for _ in range(count):
+            seen = self.status().get("lastEvaluated", "")
+            wait_for(
+                lambda s=seen: self.status().get("lastEvaluated", "") > s, timeout=15, what="an evaluation"
+            )
+
+
+def alerts_in(
+    requests: list[Request], status: str, subject: str = "primary/accuracy"
+) -> list[dict[str, Any]]:
+    found = []
+    for request in requests:
+        for alert in request.json()["alerts"]:
+            if alert["status"] == status and alert["subject"] == subject:
+                found.append(alert)
+    return found
+
+
+def hook_requests(receiver: WebhookReceiver) -> list[Request]:
+    return [r for r in receiver.requests if r.path == "/hook"]
+
+
+@pytest.fixture
+def route(kube: client.ApiClient, exporter: MetricExporter, namespace: str) -> Route:
+    return Route(kube, exporter, namespace)
+
+
+def test_one_notification_per_cooldown_then_one_resolved_notice(
+    route: Route, receiver: WebhookReceiver, operator: OperatorProcess
+) -> None:
+    route.create(["hook"])
+    route.evaluations(2)
+    route.accuracy("primary", 0.80)  # warning: 0.85 > 0.80 > 0.75
+    wait_for(lambda: alerts_in(hook_requests(receiver), "firing"), timeout=20, what="firing alert")
+    route.evaluations(4)
+    firing = alerts_in(hook_requests(receiver), "firing")
+    assert len(firing) == 1, firing
+    alert = firing[0]
+    assert (alert["type"], alert["severity"], alert["threshold"]) == (
+        "performance-degradation",
+        "warning",
+        0.85,
+    )
+    assert "accuracy = 0.8 past warning threshold 0.85" in alert["summary"] and alert["recommendation"]
+    guard = ReplayGuard()
+    for request in hook_requests(receiver):
+        guard.verify(KEY, request.body, request.headers["X-Signature-SHA256"], now=request.received_at)
+    route.accuracy("primary", 0.95)
+    wait_for(lambda: alerts_in(hook_requests(receiver), "resolved"), timeout=20, what="resolved notice")
+    route.evaluations(3)
+    assert len(alerts_in(hook_requests(receiver), "resolved")) == 1
+    events = client.CoreV1Api(route.kube).list_namespaced_event(route.namespace).items
+    reasons = {e.reason for e in events}
+    assert {"AlertFiring", "AlertResolved"} <= reasons
+    assert route.status()["alerts"][0]["state"] == "resolved"
+
+
+def test_acknowledged_alert_stops_repeating_until_resolved(
+    route: Route, receiver: WebhookReceiver, operator: OperatorProcess
+) -> None:
+    route.create(["hook"], cooldown="2s")
+    route.accuracy("primary", 0.80)
+    wait_for(lambda: len(alerts_in(hook_requests(receiver), "firing")) >= 2, timeout=30, what="a repeat")
+    fingerprint = route.status()["alerts"][0]["fingerprint"]
+    route.objects.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        route.namespace,
+        "modelroutes",
+        NAME,
+        {"metadata": {"annotations": {f"detection.adaptive.io/ack-{fingerprint[:8]}": "on-call"}}},
+    )
+    wait_for(lambda: route.status()["alerts"][0].get("acknowledged"), timeout=15, what="acknowledged")
+    count = len(alerts_in(hook_requests(receiver), "firing"))
+    route.evaluations(6)  # three cooldowns
+    assert len(alerts_in(hook_requests(receiver), "firing")) == count
+    route.accuracy("primary", 0.95)
+    wait_for(lambda: alerts_in(hook_requests(receiver), "resolved"), timeout=20, what="resolved after ack")
+
+
+def test_receiver_down_then_up_gets_the_notification(
+    route: Route, receiver: WebhookReceiver, operator: OperatorProcess
+) -> None:
+    route.create(["hook"])
+    route.evaluations(2)
+    receiver.stop()
+    route.accuracy("primary", 0.80)
+    wait_for(
+        lambda: route.status().get("alerts"), timeout=20, what="alert recorded while the receiver is down"
+    )
+    receiver.start()
+    wait_for(lambda: alerts_in(hook_requests(receiver), "firing"), timeout=20, what="delivered after retry")
+    delivered = wait_for(
+        lambda: next((c for c in route.status()["conditions"] if c["type"] == "AlertsDelivered"), None),
+        timeout=10,
+        what="AlertsDelivered condition",
+    )
+    assert delivered["status"] == "True"
+
+
+def test_operator_restart_repeats_nothing(
+    route: Route, receiver: WebhookReceiver, operator: OperatorProcess
+) -> None:
+    route.create(["hook"])
+    route.accuracy("primary", 0.80)
+    wait_for(lambda: alerts_in(hook_requests(receiver), "firing"), timeout=20, what="firing alert")
+    operator.kill()
+    operator.start()
+    route.evaluations(4)
+    assert len(alerts_in(hook_requests(receiver), "firing")) == 1
+
+
+def test_alertmanager_receives_groups_and_resolves(
+    route: Route, receiver: WebhookReceiver, operator: OperatorProcess
+) -> None:
+    route.create(["am"])
+    route.accuracy("primary", 0.70)  # critical
+
+    def from_am(status: str) -> list[dict[str, Any]]:
+        found = []
+        for request in receiver.requests:
+            if request.path == "/from-alertmanager":
+                body = request.json()
+                found += [a for a in body["alerts"] if a["status"] == status]
+        return found
+
+    firing = wait_for(lambda: from_am("firing"), timeout=30, what="Alertmanager webhook (firing)")
+    labels = firing[0]["labels"]
+    assert labels["alertname"] == "DetectionPerformanceDegradation" and labels["severity"] == "critical"
+    assert labels["namespace"] == route.namespace and labels["name"] == NAME
+    route.accuracy("primary", 0.95)
+    wait_for(lambda: from_am("resolved"), timeout=30, what="Alertmanager webhook (resolved)")
