@@ -1,0 +1,40 @@
+"""Alert delivery latency: from the decision handing a notification to the notifier, to a real webhook
+receiver on loopback having it (signed, one grouped POST)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+from detection_operator.decide.alerts import Alert, ObjectKey, plan_alerts
+from detection_operator.notify.delivery import Notifier
+from detection_operator.notify.receivers import ReceiverConfig
+from detection_operator.testing.receiver import WebhookReceiver
+
+from .harness import Stats
+
+
+def decision_to_webhook(samples: int = 100) -> Stats:
+    """Median time from dispatch() to the receiver recording the request."""
+
+    async def run(receiver: WebhookReceiver) -> list[float]:
+        config = ReceiverConfig.model_validate(
+            {"receivers": [{"name": "hook", "type": "webhook", "url": receiver.url, "hmacKey": "bench"}]}
+        )
+        notifier = Notifier(config)
+        obj = ObjectKey("ModelRoute", "bench", "route")
+        latencies = []
+        for i in range(samples):
+            alert = Alert("latency", "warning", f"m{i}/latencyP95Ms", "p95 high", value=3000, threshold=2000)
+            plan = plan_alerts(obj, [alert], (), set(), timedelta(minutes=15), datetime.now(UTC))
+            before = len(receiver.requests)
+            start = time.time()
+            notifier.dispatch(obj, ["hook"], plan.outgoing, timedelta(minutes=15), datetime.now(UTC))
+            await notifier.drain()
+            latencies.append(receiver.requests[before].received_at - start)
+        await notifier.close()
+        return latencies
+
+    with WebhookReceiver() as receiver:
+        return Stats.of(asyncio.run(run(receiver)))
