@@ -104,6 +104,11 @@ def alerts_in(
     return found
 
 
+def accuracy_record(route: Route) -> dict[str, Any]:
+    """The status record of the primary's accuracy alert."""
+    return next(a for a in route.status()["alerts"] if a["subject"] == "primary/accuracy")
+
+
 def hook_requests(receiver: WebhookReceiver) -> list[Request]:
     return [r for r in receiver.requests if r.path == "/hook"]
 
@@ -140,7 +145,7 @@ def test_one_notification_per_cooldown_then_one_resolved_notice(
     events = client.CoreV1Api(route.kube).list_namespaced_event(route.namespace).items
     reasons = {e.reason for e in events}
     assert {"AlertFiring", "AlertResolved"} <= reasons
-    assert route.status()["alerts"][0]["state"] == "resolved"
+    assert accuracy_record(route)["state"] == "resolved"
 
 
 def test_acknowledged_alert_stops_repeating_until_resolved(
@@ -149,7 +154,7 @@ def test_acknowledged_alert_stops_repeating_until_resolved(
     route.create(["hook"], cooldown="2s")
     route.accuracy("primary", 0.80)
     wait_for(lambda: len(alerts_in(hook_requests(receiver), "firing")) >= 2, timeout=30, what="a repeat")
-    fingerprint = route.status()["alerts"][0]["fingerprint"]
+    fingerprint = accuracy_record(route)["fingerprint"]
     route.objects.patch_namespaced_custom_object(
         GROUP,
         VERSION,
@@ -158,7 +163,7 @@ def test_acknowledged_alert_stops_repeating_until_resolved(
         NAME,
         {"metadata": {"annotations": {f"detection.adaptive.io/ack-{fingerprint[:8]}": "on-call"}}},
     )
-    wait_for(lambda: route.status()["alerts"][0].get("acknowledged"), timeout=15, what="acknowledged")
+    wait_for(lambda: accuracy_record(route).get("acknowledged"), timeout=15, what="acknowledged")
     count = len(alerts_in(hook_requests(receiver), "firing"))
     route.evaluations(6)  # three cooldowns
     assert len(alerts_in(hook_requests(receiver), "firing")) == count

@@ -190,8 +190,11 @@ def test_high_latency_switches_to_lean_and_publishes_a_valid_contract(
     scorecard = json.loads(data["scorecard.json"])
     jsonschema.validate(scorecard, SCORECARD_SCHEMA)
     assert {r["name"]: r["verdict"] for r in scorecard["rules"]}["high-latency"] == "holds"
-    events = wait_for(scenario.switch_events, timeout=10, what="switch event")
-    assert "Switched to lean profile due to high latency" in events
+    wait_for(
+        lambda: "Switched to lean profile due to high latency" in scenario.switch_events(),
+        timeout=10,
+        what="switch event",
+    )
     status = scenario.status()
     assert status["profile"] == "lean" and status["history"][-1]["to"] == "lean"
     cm = scenario.core.read_namespaced_config_map(f"{NAME}-detection-profile", scenario.namespace)
