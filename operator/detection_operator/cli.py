@@ -27,6 +27,68 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from .tools import validate
+    from .tools.documents import ReadError
+
+    try:
+        report = validate.validate(args.paths, args.prometheus)
+    except ReadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(validate.render(report, args.output))
+    return 0 if report.ok and report.checked else 1
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from .tools import backtest
+
+    try:
+        since, step = backtest.parse_since(args.since), backtest.parse_since(args.step)
+        doc = backtest.load_one(args.file)
+        progress = None if args.output != "text" else backtest.stderr_progress
+        new = backtest.backtest_document(
+            doc, args.prometheus, since, step, args.until, args.namespace, progress
+        )
+        if args.against:
+            old_doc = backtest.load_one(args.against)
+            old = backtest.backtest_document(
+                old_doc, args.prometheus, since, step, args.until, args.namespace, progress
+            )
+            backtest.stderr_progress("")
+            print(backtest.render_diff(old, new))
+            return 0
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    backtest.stderr_progress("")
+    print(backtest.render(new, args.output))
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import json
+
+    from kubernetes import client, config
+
+    from .tools import explain
+
+    configuration = client.Configuration()
+    config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    namespace = args.namespace
+    if namespace is None:
+        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+        namespace = (context or {}).get("context", {}).get("namespace", "default")
+    with client.ApiClient(configuration) as api:
+        try:
+            explained = explain.fetch(api, args.target, namespace)
+        except (ValueError, KeyError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    print(json.dumps(explained, indent=2) if args.output == "json" else explain.render(explained))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="detection-operator", description=__doc__)
@@ -45,6 +107,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)
+
+    validate = sub.add_parser(
+        "validate", help="check DetectionPolicy / ModelRoute YAML (files, directories, or - for stdin)"
+    )
+    validate.add_argument("paths", nargs="+", metavar="FILE|DIR|-")
+    validate.add_argument("--prometheus", metavar="URL", help="also have this Prometheus parse every query")
+    validate.add_argument("--output", choices=["text", "json"], default="text")
+    validate.set_defaults(func=_validate)
+
+    backtest = sub.add_parser("backtest", help="replay a policy or route over Prometheus history")
+    backtest.add_argument("file")
+    backtest.add_argument("--prometheus", metavar="URL", required=True)
+    backtest.add_argument("--since", default="7d", help="how far back (7d, 12h, 90m; default 7d)")
+    backtest.add_argument("--until", type=float, default=None, help="end as a Unix time (default: now)")
+    backtest.add_argument("--step", default="30s", help="evaluation step (default 30s)")
+    backtest.add_argument("--namespace", help="value of $namespace (default: the document's, else default)")
+    backtest.add_argument("--against", metavar="OLD_FILE", help="compare with this older version")
+    backtest.add_argument("--output", choices=["text", "json", "csv"], default="text")
+    backtest.set_defaults(func=_backtest)
+
+    explain = sub.add_parser("explain", help="show the latest decision of dp/NAME or mr/NAME, readable")
+    explain.add_argument("target", metavar="KIND/NAME")
+    explain.add_argument("-n", "--namespace", default=None)
+    explain.add_argument("--output", choices=["text", "json"], default="text")
+    explain.set_defaults(func=_explain)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The GitOps commands: validate, backtest, explain."""

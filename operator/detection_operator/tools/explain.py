@@ -1,0 +1,128 @@
+"""`detection-operator explain dp/NAME|mr/NAME`: the latest decision, readable.
+
+Reads the object's status and its owned ConfigMap (scorecard.json or route.json) from the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from ..api.base import GROUP, VERSION
+from ..api.kinds import by_plural
+
+
+def fetch(api: client.ApiClient, target: str, namespace: str) -> dict[str, Any]:
+    """Status, conditions and the published document of ``kind/name``."""
+    kind_name, _, name = target.partition("/")
+    if not name:
+        raise ValueError(f"{target!r}: expected KIND/NAME, e.g. dp/bot-detector or mr/bot-classifier")
+    kind = by_plural(kind_name)
+    obj: Any = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, kind.plural, name
+    )
+    status = obj.get("status") or {}
+    document = None
+    if config_map := status.get("configMap"):
+        try:
+            data = client.CoreV1Api(api).read_namespaced_config_map(config_map, namespace).data or {}
+            raw = data.get("scorecard.json") or data.get("route.json")
+            document = json.loads(raw) if raw else None
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    return {"kind": kind.kind, "namespace": namespace, "name": name, "status": status, "published": document}
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    cells = [
+        [("-" if v is None else f"{v:g}" if isinstance(v, float) else str(v)) for v in row] for row in rows
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    return [line, *("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells)]
+
+
+def render(explained: dict[str, Any]) -> str:
+    """Human-readable tables."""
+    status, doc = explained["status"], explained["published"] or {}
+    lines = [f"{explained['kind']} {explained['namespace']}/{explained['name']}"]
+    for condition in status.get("conditions", []):
+        lines.append(
+            f"  {condition['type']}={condition['status']} ({condition['reason']}) {condition['message']}"
+        )
+    if explained["kind"] == "DetectionPolicy":
+        lines.append(f"Profile: {status.get('profile')} since {status.get('since')}: {status.get('reason')}")
+        rules = doc.get("rules") or status.get("rules") or []
+        lines += ["", "Rules (in precedence order):"]
+        lines += _table(
+            ["rule", "value", "op", "threshold", "clear", "verdict", "active", "streak", "cause"],
+            [
+                [
+                    r["name"],
+                    r.get("value"),
+                    r.get("op"),
+                    r.get("threshold"),
+                    r.get("clearThreshold"),
+                    r.get("verdict"),
+                    r.get("active"),
+                    r.get("streak"),
+                    r.get("cause"),
+                ]
+                for r in rules
+            ],
+        )
+        lines += ["", "Contributors:"]
+        lines += _table(
+            ["contributor", "expense", "source", "runtime ms", "memory MB", "timeout rate"],
+            [
+                [
+                    c["name"],
+                    c["expense"],
+                    c["source"],
+                    c.get("runtimeMs"),
+                    c.get("memoryMb"),
+                    c.get("timeoutRate"),
+                ]
+                for c in doc.get("contributors", [])
+            ],
+        )
+        lines += ["", "External contributors:"]
+        lines += _table(
+            ["service", "enabled", "circuit", "weight", "reason"],
+            [
+                [e["name"], e["enabled"], e["circuit"], e["weight"], e.get("reason")]
+                for e in status.get("externalContributors", [])
+            ],
+        )
+    else:
+        lines.append(f"Active: {status.get('activeModel')} ({status.get('state')}): {status.get('reason')}")
+        lines += ["", "Models (priority order):"]
+        lines += _table(
+            ["model", "level", "score", "trend", "requests", "metrics"],
+            [
+                [
+                    m["name"],
+                    m["level"],
+                    m.get("score"),
+                    m["trend"],
+                    m.get("requests"),
+                    ", ".join(f"{k}={v:g}" for k, v in m.get("metrics", {}).items()),
+                ]
+                for m in status.get("models", [])
+            ],
+        )
+        lines += ["", "Switch history:"]
+        lines += [
+            f"  {h['at']}  {h.get('from')} -> {h['to']}  {h['reason']}"
+            for h in status.get("switchHistory", [])
+        ]
+    firing = [a for a in status.get("alerts", []) if a.get("state") == "firing"]
+    if firing:
+        lines += ["", "Alerts firing:"] + [
+            f"  [{a['severity']}] {a['summary']} ({a['fingerprint']})" for a in firing
+        ]
+    return "\n".join(lines)
