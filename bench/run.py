@@ -51,7 +51,7 @@ def main() -> int:
         "",
     ]
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        visible, returned, queries = policy.rule_to_config_map(Path(tmp))
+        decided, visible, returned, queries = policy.rule_to_config_map(Path(tmp))
     sections += [
         "## DetectionPolicy: rule holding -> ConfigMap updated (real apiserver + Prometheus)",
         "",
@@ -60,6 +60,7 @@ def main() -> int:
         "ConfigMap update arrives on a separate watch. Target: < 100 ms (spec), < 50 ms (ours).",
         "",
         HEADER,
+        f"| decision made -> ConfigMap on watch | {decided.row('ms')} |",
         f"| evaluation start -> ConfigMap on watch | {visible.row('ms')} |",
         f"| whole evaluation (incl. Event and status) | {returned.row('ms')} |",
         f"| of which: the policy's 42 queries alone | {queries.row('ms')} |",

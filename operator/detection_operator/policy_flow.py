@@ -39,6 +39,7 @@ async def evaluate_policy(
     observation = await r.observe(ref, spec.prometheus, query_plan(spec, ref.namespace, ref.name))
     memory = PolicyMemory.load(status.get("memory"))
     decision = decide_policy(spec, observation, memory, now)
+    r.decided(key)
     pub = publication(spec, decision, ref.namespace, ref.name, memory.digest, memory.revision, now)
     config_map = spec.output.config_map_name or f"{ref.name}-detection-profile"
     output_error = None

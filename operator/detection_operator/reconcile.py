@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
@@ -61,6 +62,13 @@ class Reconciler:
         self._executor = executor
         self._clock = clock
         self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
+        self.on_decided: Callable[[Key, float], None] | None = None
+        """Called with ``time.perf_counter()`` when a decision is made; benchmarks time from it."""
+
+    def decided(self, key: Key) -> None:
+        """Mark the moment the decision of ``key``'s evaluation is known."""
+        if self.on_decided is not None:
+            self.on_decided(key, time.perf_counter())
 
     def forget(self, key: Key) -> None:
         """Drop what is remembered about a deleted object."""

@@ -53,6 +53,7 @@ async def evaluate_route(
     replicas = {model: state.replicas if state else 0 for model, state in state_of.items()}
     memory = RouteMemory.load(status.get("memory"))
     decision = decide_route(spec, {**current, **previous}, memory, now, ready, replicas)
+    r.decided(key)
     pub = route_publication(spec, decision, ref.namespace, ref.name, memory.digest, memory.revision, now)
     config_map = spec.output.config_map_name or f"{ref.name}-model-route"
     output_error = None
