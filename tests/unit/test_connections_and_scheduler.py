@@ -146,3 +146,18 @@ def test_scheduler_survives_a_failing_evaluation() -> None:
         return calls[0]
 
     assert asyncio.run(scenario()) >= 3
+
+
+def test_a_broken_secret_is_read_again_only_after_the_ttl() -> None:
+    read = reader({"prom": {"url": b"ftp://nope"}})
+    clock = [0.0]
+    connections = Connections(DEFAULT, read, ttl=60, clock=lambda: clock[0])
+    ref = PrometheusRef.model_validate({"secretRef": {"name": "prom"}})
+    for _ in range(3):
+        with pytest.raises(InvalidConnection):
+            connections.for_object("ns", ref)
+    assert len(read.calls) == 1
+    clock[0] = 61
+    with pytest.raises(InvalidConnection):
+        connections.for_object("ns", ref)
+    assert len(read.calls) == 2

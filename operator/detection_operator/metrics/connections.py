@@ -49,6 +49,7 @@ class Connections:
         self._clock = clock
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str, float | None], tuple[float, PrometheusSource]] = {}
+        self._failures: dict[tuple[str, str, float | None], tuple[float, Exception]] = {}
         self._ca_files: dict[tuple[str, str], tempfile._TemporaryFileWrapper[bytes]] = {}
 
     def for_object(self, namespace: str, ref: PrometheusRef | None) -> PrometheusSource:
@@ -72,8 +73,18 @@ class Connections:
             hit = self._cache.get(key)
             if hit and hit[0] > now:
                 return hit[1]
-        source = PrometheusSource(build())
+            failed = self._failures.get(key)
+            if failed and failed[0] > now:
+                raise failed[1]
+        try:
+            source = PrometheusSource(build())
+        except Exception as exc:
+            # A broken Secret is re-read at most every ttl seconds, not at every evaluation.
+            with self._lock:
+                self._failures[key] = (now + self._ttl, exc)
+            raise
         with self._lock:
+            self._failures.pop(key, None)
             old = self._cache.get(key)
             self._cache[key] = (now + self._ttl, source)
         if old is not None:

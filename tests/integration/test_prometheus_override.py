@@ -1,0 +1,97 @@
+"""A policy's own Prometheus connection, from a Secret it references, overrides the operator's default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from detection_operator.api.base import GROUP, VERSION
+from detection_operator.testing.exporter import MetricExporter
+from detection_operator.testing.kube import wait_for
+from detection_operator.testing.operator_process import OperatorProcess
+from detection_operator.testing.ports import free_port
+from detection_operator.testing.prometheus import PrometheusServer
+
+
+@pytest.fixture
+def operator_env() -> dict[str, str]:
+    # The operator's own default points nowhere: only the Secret override can reach Prometheus.
+    return {"DETECTION_OPERATOR_PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}"}
+
+
+def policy(name: str, prometheus: dict[str, Any] | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "interval": "1s",
+        "minDwell": "0s",  # the first decision may come before Prometheus has the value
+        "defaultProfile": "balanced",
+        "profiles": [{"name": "lean"}, {"name": "balanced"}],
+        "rules": [
+            {
+                "name": "latency",
+                "query": 'max(override_latency{namespace="$namespace"})',
+                "op": ">",
+                "threshold": 200,
+                "profile": "lean",
+                "reason": "high latency",
+            }
+        ],
+    }
+    if prometheus:
+        spec["prometheus"] = prometheus
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DetectionPolicy",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def test_secret_override_reaches_prometheus_and_bad_secrets_fail_safe(
+    kube: client.ApiClient,
+    namespace: str,
+    exporter: MetricExporter,
+    prometheus: PrometheusServer,
+    operator: OperatorProcess,
+) -> None:
+    core, objects = client.CoreV1Api(kube), client.CustomObjectsApi(kube)
+    exporter.set("override_latency", 350, {"namespace": namespace})
+    for name, data in (
+        ("prom", {"url": prometheus.url, "headers": '{"X-Scope-OrgID": "team-a"}'}),
+        ("prom-bad", {"url": "file:///etc/passwd"}),
+    ):
+        core.create_namespaced_secret(
+            namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data)
+        )
+    objects.create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "detectionpolicies",
+        policy("own", {"secretRef": {"name": "prom"}, "timeout": "2s"}),
+    )
+    objects.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "detectionpolicies", policy("default", None)
+    )
+    objects.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "detectionpolicies", policy("bad", {"secretRef": {"name": "prom-bad"}})
+    )
+
+    def status(name: str) -> dict[str, Any]:
+        obj = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, "detectionpolicies", name)
+        return dict(obj.get("status") or {})
+
+    def metrics_condition(name: str) -> dict[str, Any] | None:
+        return next((c for c in status(name).get("conditions", []) if c["type"] == "MetricsAvailable"), None)
+
+    wait_for(lambda: status("own").get("profile") == "lean", timeout=30, what="override policy switched")
+    assert metrics_condition("own")["status"] == "True"  # type: ignore[index]
+    for name, cause in (("default", "error"), ("bad", "must be an absolute http(s) URL")):
+        condition = wait_for(
+            lambda n=name: (c := metrics_condition(n)) and c["status"] == "False" and c,
+            timeout=30,
+            what=f"{name}: MetricsAvailable=False",
+        )
+        assert cause in condition["message"], condition
+        assert "file:///etc/passwd" not in condition["message"]  # the bad value is not echoed back
