@@ -72,9 +72,13 @@ class Reconciler:
 
     def forget(self, key: Key) -> None:
         """Drop what is remembered about a deleted object."""
-        self._written.pop(key, None)
+        written = self._written.pop(key, None)
+        if written is not None:
+            kind = by_plural(key[0]).kind
+            self.notifier.outcomes.pop(ObjectKey(kind, key[1], key[2]), None)
 
     async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking call (Kubernetes client, Secret reads) in the worker pool."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
@@ -165,7 +169,10 @@ class Reconciler:
             ALERTS_DELIVERED,
             not failed,
             "DeliveryFailed" if failed else "Delivered",
-            "; ".join(f"receiver {name}: {error}" for name, error in sorted(failed.items())),
+            "; ".join(
+                f"receiver {name}: {error} ({self.notifier.failed_count(name)} failed deliveries so far)"
+                for name, error in sorted(failed.items())
+            ),
             generation,
             now,
         )
@@ -173,6 +180,7 @@ class Reconciler:
         return dumped, delivered
 
     async def event(self, ref: kube.ObjectRef, type_: str, reason: str, message: str) -> None:
+        """Post an Event on the object; a failure is logged, never raised."""
         try:
             await self.blocking(kube.post_event, self.api, ref, type_, reason, message)
         except ApiException as exc:  # an Event is best effort; the status carries the same facts
@@ -186,6 +194,7 @@ class Reconciler:
         fields: dict[str, Any],
         updates: list[dict[str, Any]],
     ) -> None:
+        """Write the whole status (old fields, then ``fields``, conditions merged) and remember it."""
         # Absent rather than null: the CRD schema declares no nullable fields.
         new_status = {k: v for k, v in {**status, **fields}.items() if v is not None}
         new_status["conditions"] = conditions.merge(status.get("conditions"), updates)

@@ -46,8 +46,6 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
-        self.on_lag: Callable[[float], None] | None = None
-        """Called with each evaluation's start delay past its due time (seconds)."""
 
     def upsert(self, key: Key, body: Mapping[str, Any], interval: float) -> None:
         """Record the latest body of an object; a new generation makes it due now."""
@@ -81,9 +79,6 @@ class Scheduler:
                 if entry.running:
                     continue
                 if entry.due <= now:
-                    lag = now - entry.due
-                    if self.on_lag is not None:
-                        self.on_lag(lag)
                     # Keep the phase: the next run is an interval after this one was due, not after it ran.
                     entry.due += entry.interval
                     if entry.due <= now:

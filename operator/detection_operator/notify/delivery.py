@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,20 +29,10 @@ BACKOFF_START = 0.5
 
 
 @dataclass
-class ReceiverStats:
-    """Delivery counters of one receiver since the process started."""
-
-    sent: int = 0
-    failed: int = 0
-    last_error: str = ""
-
-
-@dataclass
 class Delivery:
     """The latest outcome for one object: which receivers failed, and why."""
 
     failures: dict[str, str] = field(default_factory=dict)
-    delivered_at: float | None = None
 
 
 class Notifier:
@@ -59,10 +50,8 @@ class Notifier:
         )
         self._sleep = sleep
         self._tasks: set[asyncio.Task[None]] = set()
-        self.stats: dict[str, ReceiverStats] = {r.name: ReceiverStats() for r in config.receivers}
+        self._failed: Counter[str] = Counter()
         self.outcomes: dict[ObjectKey, Delivery] = {}
-        self.on_sent: Callable[[str, bool, float], None] | None = None
-        """Called with (receiver, succeeded, seconds) after each delivery, for the operator's metrics."""
 
     def dispatch(
         self,
@@ -99,8 +88,6 @@ class Notifier:
         else:
             url = f"{receiver.url}/api/v2/alerts"
             body = json.dumps(alertmanager_alerts(obj, items, now, cooldown)).encode()
-        stats = self.stats.setdefault(receiver.name, ReceiverStats())
-        started = time.perf_counter()
         error = ""
         for attempt in range(receiver.attempts):
             if attempt:
@@ -117,25 +104,20 @@ class Notifier:
                 error = f"{type(exc).__name__}"
                 continue
             if response.is_success:
-                stats.sent += 1
                 outcome.failures.pop(receiver.name, None)
-                outcome.delivered_at = time.time()
-                self._report(receiver.name, True, started)
                 return
             error = f"HTTP {response.status_code}"
             if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
                 break  # the request itself is wrong: retrying cannot help
-        stats.failed += 1
-        stats.last_error = error
+        self._failed[receiver.name] += 1
         outcome.failures[receiver.name] = f"{error} after {attempt + 1} attempt(s)"
         log.warning(
             "alert delivery to %s failed for %s/%s: %s", receiver.name, obj.namespace, obj.name, error
         )
-        self._report(receiver.name, False, started)
 
-    def _report(self, receiver: str, ok: bool, started: float) -> None:
-        if self.on_sent is not None:
-            self.on_sent(receiver, ok, time.perf_counter() - started)
+    def failed_count(self, receiver: str) -> int:
+        """Deliveries to ``receiver`` that failed since the operator started."""
+        return self._failed[receiver]
 
     async def drain(self) -> None:
         """Wait for deliveries in flight (tests and shutdown)."""
