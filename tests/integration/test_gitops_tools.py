@@ -139,58 +139,25 @@ def test_backtest_agrees_with_the_live_operator_and_explain_reads_it(
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(body))
     since = f"{int(end - start) + 1}s"
-    result = cli(
-        "backtest",
-        str(path),
-        "--prometheus",
-        prometheus.url,
-        "--since",
-        since,
-        "--until",
-        f"{end:.0f}",
-        "--step",
-        "1s",
-        "--output",
-        "json",
-    )
+
+    def backtest(*extra: str) -> subprocess.CompletedProcess[str]:
+        """The same replay window as the live run, at a 1 s step."""
+        window = ["--since", since, "--until", f"{end:.0f}", "--step", "1s"]
+        return cli("backtest", str(path), "--prometheus", prometheus.url, *window, *extra)
+
+    result = backtest("--output", "json")
     assert result.returncode == 0, result.stderr
     timeline = json.loads(result.stdout)
     assert [s["current"] for s in timeline["switches"]] == live
     assert timeline["evaluations"] >= int(end - start)
 
-    csv_out = cli(
-        "backtest",
-        str(path),
-        "--prometheus",
-        prometheus.url,
-        "--since",
-        since,
-        "--until",
-        f"{end:.0f}",
-        "--step",
-        "1s",
-        "--output",
-        "csv",
-    )
+    csv_out = backtest("--output", "csv")
     assert csv_out.stdout.splitlines()[0] == "at,from,to,reason" and len(csv_out.stdout.splitlines()) == 6
 
     stricter = dict(body, spec=dict(body["spec"], rules=body["spec"]["rules"][1:]))  # drop the latency rule
     old_path = tmp_path / "old.yaml"
     old_path.write_text(yaml.safe_dump(stricter))
-    diff = cli(
-        "backtest",
-        str(path),
-        "--prometheus",
-        prometheus.url,
-        "--since",
-        since,
-        "--until",
-        f"{end:.0f}",
-        "--step",
-        "1s",
-        "--against",
-        str(old_path),
-    )
+    diff = backtest("--against", str(old_path))
     assert diff.returncode == 0, diff.stderr
     assert "Switches: 3 -> 5" in diff.stdout and "+" in diff.stdout and "lean" in diff.stdout
 
