@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from ..api.base import parse_duration
 from ..api.detection_policy import (
@@ -37,6 +36,7 @@ from ..api.detection_policy import (
 )
 from ..metrics import promql
 from ..metrics.source import Missing, Reading
+from .memory import Memory
 
 Verdict = Literal["holds", "clear", "unknown"]
 CircuitState = Literal["closed", "open", "half-open"]
@@ -59,18 +59,14 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 QueryKey = tuple[str, ...]
 
 
-class _Memory(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True)
-
-
-class RuleMemory(_Memory):
+class RuleMemory(Memory):
     """Per-rule state carried between evaluations."""
 
     streak: int = 0
     active: bool = False
 
 
-class Circuit(_Memory):
+class Circuit(Memory):
     """Circuit breaker of one external service."""
 
     state: CircuitState = "closed"
@@ -78,26 +74,18 @@ class Circuit(_Memory):
     reason: str = ""
 
 
-class PolicyMemory(_Memory):
+class PolicyMemory(Memory):
     """Everything the decision needs from earlier evaluations; stored in status.memory."""
 
     profile: str | None = None
     since: datetime | None = None
-    rules: dict[str, RuleMemory] = {}
+    rules: dict[str, RuleMemory] = Field(default_factory=dict)
     clear_since: datetime | None = None
     unknown_since: datetime | None = None
-    circuits: dict[str, Circuit] = {}
-    expense: dict[str, Expense] = {}
+    circuits: dict[str, Circuit] = Field(default_factory=dict)
+    expense: dict[str, Expense] = Field(default_factory=dict)
     revision: int = 0
     digest: str | None = None
-
-    @classmethod
-    def load(cls, raw: Mapping[str, object] | None) -> PolicyMemory:
-        """Read memory from status; a damaged value starts afresh rather than crashing the evaluation."""
-        try:
-            return cls.model_validate(raw or {})
-        except ValidationError:
-            return cls()
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from ..api.base import parse_duration
 from ..api.model_route import ModelMetric, ModelRouteSpec
 from ..metrics import promql
 from ..metrics.source import Missing, Reading
+from .memory import Memory
 
 Level = Literal["ok", "warning", "critical", "unknown"]
 Trend = Literal["improving", "stable", "degrading", "unknown"]
@@ -44,11 +44,7 @@ _LEVEL_RANK = {"unknown": 0, "ok": 0, "warning": 1, "critical": 2}
 RouteKey = tuple[str, str, str]
 
 
-class _Memory(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True)
-
-
-class Prewarm(_Memory):
+class Prewarm(Memory):
     """A backup scaled up ahead of a possible failover."""
 
     since: datetime
@@ -56,7 +52,7 @@ class Prewarm(_Memory):
     idle_since: datetime | None = None
 
 
-class RouteMemory(_Memory):
+class RouteMemory(Memory):
     """Everything the route decision needs from earlier evaluations; stored in status.memory."""
 
     active: str | None = None
@@ -64,18 +60,10 @@ class RouteMemory(_Memory):
     since: datetime | None = None
     critical_streak: int = 0
     primary_healthy_since: datetime | None = None
-    failovers: list[datetime] = []
-    prewarmed: dict[str, Prewarm] = {}
+    failovers: list[datetime] = Field(default_factory=list)
+    prewarmed: dict[str, Prewarm] = Field(default_factory=dict)
     revision: int = 0
     digest: str | None = None
-
-    @classmethod
-    def load(cls, raw: Mapping[str, object] | None) -> RouteMemory:
-        """Read memory from status; a damaged value starts afresh rather than crashing the evaluation."""
-        try:
-            return cls.model_validate(raw or {})
-        except ValidationError:
-            return cls()
 
 
 @dataclass(frozen=True)
