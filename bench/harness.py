@@ -9,13 +9,21 @@ import statistics
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from kubernetes import client, watch
 
+from detection_operator.testing.controlplane import LocalControlPlane
+from detection_operator.testing.exporter import MetricExporter
+from detection_operator.testing.kube import api_client, install_crds
+from detection_operator.testing.prometheus import PrometheusServer
+
 RESULTS = Path(__file__).with_name("RESULTS.md")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -101,3 +109,29 @@ def watch_config_map_key(
         text = (event["object"].data or {}).get(key)
         if text:
             seen.put((time.perf_counter(), text))
+
+
+@dataclass
+class Stack:
+    """The real parts a benchmark runs against, CRDs installed."""
+
+    plane: LocalControlPlane
+    exporter: MetricExporter
+    prometheus: PrometheusServer
+    api: client.ApiClient
+
+
+@contextmanager
+def real_stack(workdir: Path) -> Iterator[Stack]:
+    """Local control plane, an exporter, Prometheus scraping it, and an API client; all stopped after."""
+    with (
+        LocalControlPlane(workdir / "controlplane") as plane,
+        MetricExporter() as exporter,
+        PrometheusServer(workdir / "prometheus", targets=[exporter.target]) as prom,
+    ):
+        api = api_client(plane.kubeconfig)
+        try:
+            install_crds(api, REPO / "crds")
+            yield Stack(plane, exporter, prom, api)
+        finally:
+            api.close()

@@ -22,14 +22,8 @@ from detection_operator.metrics.source import PrometheusConfig, PrometheusSource
 from detection_operator.notify.delivery import Notifier
 from detection_operator.notify.receivers import ReceiverConfig
 from detection_operator.reconcile import Reconciler
-from detection_operator.testing.controlplane import LocalControlPlane
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.kube import api_client, install_crds
-from detection_operator.testing.prometheus import PrometheusServer
 
-from .harness import Stats, watch_config_map_key
-
-REPO = Path(__file__).resolve().parents[1]
+from .harness import Stats, real_stack, watch_config_map_key
 
 
 def benchmark_spec(**overrides: Any) -> dict[str, Any]:
@@ -121,13 +115,8 @@ def decision_cost(iterations: int = 3000) -> tuple[Stats, Stats]:
 def rule_to_config_map(workdir: Path, switches: int = 100) -> tuple[Stats, Stats, Stats, Stats]:
     """Flip a rule on and off; per switch: decision made -> ConfigMap update on a separate watch; evaluation
     start (metric already visible in Prometheus) -> the same; the whole evaluation; the queries alone."""
-    with (
-        LocalControlPlane(workdir / "controlplane") as plane,
-        MetricExporter() as exporter,
-        PrometheusServer(workdir / "prometheus", targets=[exporter.target]) as prom,
-    ):
-        api = api_client(plane.kubeconfig)
-        install_crds(api, REPO / "crds")
+    with real_stack(workdir) as stack:
+        api, exporter, prom = stack.api, stack.exporter, stack.prometheus
         namespace = "bench"
         client.CoreV1Api(api).create_namespace(
             client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
@@ -188,7 +177,6 @@ def rule_to_config_map(workdir: Path, switches: int = 100) -> tuple[Stats, Stats
             stop.set()
             loop.close()
             executor.shutdown()
-            api.close()
         # The first evaluation creates the ConfigMap; only switches are measured.
         return (
             Stats.of(decided_to_visible[1:]),

@@ -16,15 +16,10 @@ from typing import Any
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.controlplane import LocalControlPlane
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.kube import api_client, install_crds
 from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.prometheus import PrometheusServer
 
-from .harness import Stats, watch_config_map_key
+from .harness import Stats, real_stack, watch_config_map_key
 
-REPO = Path(__file__).resolve().parents[1]
 MODELS = ("primary", "backup")
 
 
@@ -56,13 +51,8 @@ def active(event: tuple[float, str]) -> str:
 def failover_latency(workdir: Path, cases: list[tuple[str, int, int]]) -> dict[tuple[str, int], Stats]:
     """For each (interval, failureThreshold, samples): failover latencies (and rollbacks in between)."""
     results: dict[tuple[str, int], Stats] = {}
-    with (
-        LocalControlPlane(workdir / "controlplane") as plane,
-        MetricExporter() as exporter,
-        PrometheusServer(workdir / "prometheus", targets=[exporter.target]) as prom,
-    ):
-        api = api_client(plane.kubeconfig)
-        install_crds(api, REPO / "crds")
+    with real_stack(workdir) as stack:
+        api, exporter, prom, plane = stack.api, stack.exporter, stack.prometheus, stack.plane
         for index, (interval, threshold, samples) in enumerate(cases):
             namespace = f"bench-route-{index}"
             client.CoreV1Api(api).create_namespace(
@@ -97,5 +87,4 @@ def failover_latency(workdir: Path, cases: list[tuple[str, int, int]]) -> dict[t
                     )  # rolled back: ready for the next sample
             stop.set()
             results[(interval, threshold)] = Stats.of(latencies)
-        api.close()
     return results
