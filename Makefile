@@ -8,18 +8,20 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CACHE := .cache
 CONTROLPLANE_BIN := $(CACHE)/controlplane/bin
+HELM_BIN := $(CACHE)/tools/bin/helm
 VENV_STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 DEB_PACKAGES := prometheus prometheus-alertmanager
 PYTEST_ARGS ?=
 
 export CONTROLPLANE_BIN := $(abspath $(CONTROLPLANE_BIN))
+export HELM_BIN := $(abspath $(HELM_BIN))
 
-.PHONY: help test demo bench deps venv controlplane crds check-crds lint unit integration clean
+.PHONY: help test demo bench deps venv controlplane helm crds check-crds lint unit integration clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-test: deps venv controlplane lint check-crds ## install everything needed, then lint and run every test
+test: deps venv controlplane helm lint check-crds ## install everything needed, then lint and run every test
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 demo: ## run the local demo (control plane, Prometheus, simulator, operator)
@@ -44,6 +46,9 @@ $(VENV_STAMP): pyproject.toml
 controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl into .cache (once)
 	CACHE=$(abspath $(CACHE))/controlplane hack/build-controlplane.sh
 
+helm: ## build the helm CLI into .cache (once), for the chart tests
+	BIN=$(dir $(HELM_BIN)) hack/install-helm.sh
+
 crds: venv ## regenerate crds/, the chart's copy and docs/schemas/ from the pydantic models
 	$(PY) -m detection_operator.api.generate
 
@@ -58,7 +63,7 @@ lint: venv ## ruff and mypy
 unit: venv ## only the unit tests (no control plane needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-integration: deps venv controlplane ## only the integration tests
+integration: deps venv controlplane helm ## only the integration tests
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 clean: ## remove the virtualenv and caches (the control-plane build cache too)
