@@ -34,6 +34,14 @@ def test_generated_files_match_the_models(path: Path, text: str) -> None:
     assert path.exists() and path.read_text() == text, f"{path} is stale: run `make crds`"
 
 
+def test_chart_crds_are_the_top_level_crds() -> None:
+    # Also catches a stray file in either directory, which the per-file check above cannot see.
+    chart, top = REPO / "charts/detection-operator/crds", REPO / "crds"
+    assert sorted(p.name for p in chart.iterdir()) == sorted(p.name for p in top.iterdir())
+    for path in top.iterdir():
+        assert (chart / path.name).read_bytes() == path.read_bytes(), f"{path.name} differs: run `make crds`"
+
+
 def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
     found: list[tuple[str, dict[str, Any]]] = []
     if isinstance(node, dict):
