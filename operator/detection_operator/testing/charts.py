@@ -23,6 +23,7 @@ __all__ = [
     "HelmError",
     "apply",
     "helm_binary",
+    "install",
     "kubectl_binary",
     "lint",
     "render",
@@ -55,8 +56,8 @@ def kubectl_binary() -> Path:
     return default_bin_dir() / "kubectl"
 
 
-def _run(argv: Sequence[str], stdin: str = "") -> str:
-    done = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=300)
+def _run(argv: Sequence[str], stdin: str = "", timeout: float = 300) -> str:
+    done = subprocess.run(list(argv), input=stdin, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise HelmError(
             f"{Path(argv[0]).name} {argv[1]} failed: {done.stderr.strip() or done.stdout.strip()}"
@@ -73,6 +74,20 @@ def render(
         yaml.safe_dump(dict(values or {})),
     )
     return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def install(
+    kubeconfig: Path,
+    chart: Path,
+    release: str,
+    namespace: str,
+    values: Mapping[str, Any] | None = None,
+    timeout: float = 300,
+) -> str:
+    """``helm upgrade --install --wait``: returns once every Deployment replica is ready (or raises)."""
+    argv = [str(helm_binary()), "upgrade", "--install", release, str(chart), "--kubeconfig", str(kubeconfig)]
+    argv += ["--namespace", namespace, "--create-namespace", "--wait", f"--timeout={int(timeout)}s"]
+    return _run([*argv, "--values", "-"], yaml.safe_dump(dict(values or {})), timeout + 30)
 
 
 def lint(chart: Path, values: Mapping[str, Any] | None = None) -> str:
