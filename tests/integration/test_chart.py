@@ -235,7 +235,9 @@ def test_operator_works_as_its_service_account_and_nothing_more(
 ) -> None:
     watched, other_watched, unwatched = new_namespace(), new_namespace(), new_namespace()
     watch = (watched, other_watched) if mode == "namespaced" else ()
-    values = {"watchNamespaces": list(watch), "rbac": {"secretNames": ["prom-conn"]}}
+    # Namespaced mode also narrows Secrets to a name; cluster mode keeps the default (get any, by name).
+    secret_names = ["prom-conn"] if watch else []
+    values = {"watchNamespaces": list(watch), "rbac": {"secretNames": secret_names}}
     manifests = render(CHART, "ops", namespace, values)
     # Everything but the workload: the operator runs here, as the chart's ServiceAccount.
     rbac = [m for m in manifests if m["kind"] not in ("Deployment", "Service", "PodDisruptionBudget")]
@@ -326,7 +328,6 @@ def _assert_least_privilege(
     core.read_namespaced_secret("prom-conn", watched)
 
     refused: dict[str, Callable[[], object]] = {
-        "read a Secret not in rbac.secretNames": lambda: core.read_namespaced_secret("other", watched),
         "list Secrets": lambda: core.list_namespaced_secret(watched),
         "list Secrets cluster-wide": lambda: core.list_secret_for_all_namespaces(),
         "delete a ConfigMap": lambda: core.delete_namespaced_config_map("p-detection-profile", watched),
@@ -362,14 +363,19 @@ def _assert_least_privilege(
         ),
     }
     if unwatched is not None:
-        refused |= _unwatched_namespace_calls(core, apps, objects, unwatched)
+        refused |= _namespaced_mode_calls(core, apps, objects, watched, unwatched)
     allowed = [what for what, call in refused.items() if not _forbidden(call)]
     assert not allowed, f"the chart's ServiceAccount may {allowed}"
 
 
-def _unwatched_namespace_calls(
-    core: client.CoreV1Api, apps: client.AppsV1Api, objects: client.CustomObjectsApi, unwatched: str
+def _namespaced_mode_calls(
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    objects: client.CustomObjectsApi,
+    watched: str,
+    unwatched: str,
 ) -> dict[str, Callable[[], object]]:
+    """What only namespaced mode (with rbac.secretNames: [prom-conn]) refuses."""
     scale = {"spec": {"replicas": 2}}
     config_map = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="x"), data={"a": "b"})
     return {
@@ -385,6 +391,7 @@ def _unwatched_namespace_calls(
         "read a Secret in an unwatched namespace": lambda: core.read_namespaced_secret(
             "prom-conn", unwatched
         ),
+        "read a Secret not in rbac.secretNames": lambda: core.read_namespaced_secret("other", watched),
         "list policies in an unwatched namespace": lambda: objects.list_namespaced_custom_object(
             GROUP, VERSION, unwatched, "detectionpolicies"
         ),
