@@ -22,9 +22,11 @@ from detection_operator.testing.charts import (
     HelmError,
     apply,
     helm_binary,
+    install,
     lint,
     render,
     servicemonitor_crd_dir,
+    uninstall,
 )
 from detection_operator.testing.exporter import MetricExporter
 from detection_operator.testing.kube import api_client, install_crds, wait_for
@@ -133,6 +135,28 @@ def test_lint_and_server_side_dry_run(
             f"{namespace}-ops-detection-operator-discovery",
         }
         assert "DETECTION_OPERATOR_NAMESPACES" not in env_of(one(manifests, "Deployment"))
+
+
+def test_helm_install_and_uninstall(
+    cluster: Cluster,
+    kube: client.ApiClient,
+    crds: list[str],
+    namespace: str,
+    new_namespace: Callable[[], str],
+) -> None:
+    watched = [new_namespace(), new_namespace()]
+    out = install(cluster.kubeconfig, CHART, "ops", namespace, {"watchNamespaces": watched}, wait=False)
+    assert "STATUS: deployed" in out
+    assert f"Namespaced mode: it watches {watched[0]}, {watched[1]} only." in out
+    rbac = client.RbacAuthorizationV1Api(kube)
+    assert rbac.read_namespaced_role("ops-detection-operator", watched[1]).rules
+    discovery = f"{namespace}-ops-detection-operator-discovery"
+    assert rbac.read_cluster_role(discovery).rules
+    uninstall(cluster.kubeconfig, "ops", namespace)
+    # Nothing cluster-scoped is left behind (namespace deletion would not take it along).
+    with pytest.raises(ApiException) as gone:
+        rbac.read_cluster_role(discovery)
+    assert gone.value.status == 404
 
 
 def test_pod_is_locked_down_highly_available_and_probed(namespace: str) -> None:
@@ -244,9 +268,7 @@ def test_operator_works_as_its_service_account_and_nothing_more(
     apply(cluster.kubeconfig, rbac)
     rbac_api = client.RbacAuthorizationV1Api(kube)
     try:
-        _run_as_service_account(
-            cluster, kube, namespace, watch, watched, unwatched, prometheus, exporter, tmp_path
-        )
+        _run_as_service_account(kube, namespace, watch, watched, unwatched, prometheus, exporter, tmp_path)
     finally:
         # Namespace deletion does not take cluster-scoped objects along.
         for binding in by_kind(manifests, "ClusterRoleBinding"):
@@ -256,7 +278,6 @@ def test_operator_works_as_its_service_account_and_nothing_more(
 
 
 def _run_as_service_account(
-    cluster: Cluster,
     kube: client.ApiClient,
     release_namespace: str,
     watch: tuple[str, ...],

@@ -28,6 +28,7 @@ __all__ = [
     "lint",
     "render",
     "servicemonitor_crd_dir",
+    "uninstall",
 ]
 
 #: The prometheus-operator release whose ServiceMonitor CRD the chart's ServiceMonitor is checked against.
@@ -83,11 +84,27 @@ def install(
     namespace: str,
     values: Mapping[str, Any] | None = None,
     timeout: float = 300,
+    wait: bool = True,
 ) -> str:
-    """``helm upgrade --install --wait``: returns once every Deployment replica is ready (or raises)."""
+    """``helm upgrade --install``, with ``wait`` until every Deployment replica is ready; helm's output."""
     argv = [str(helm_binary()), "upgrade", "--install", release, str(chart), "--kubeconfig", str(kubeconfig)]
-    argv += ["--namespace", namespace, "--create-namespace", "--wait", f"--timeout={int(timeout)}s"]
+    argv += ["--namespace", namespace, "--create-namespace", f"--timeout={int(timeout)}s"]
+    argv += ["--wait"] if wait else []
     return _run([*argv, "--values", "-"], yaml.safe_dump(dict(values or {})), timeout + 30)
+
+
+def uninstall(kubeconfig: Path, release: str, namespace: str) -> str:
+    """``helm uninstall`` (CRDs stay, as Helm never deletes them)."""
+    argv = [
+        str(helm_binary()),
+        "uninstall",
+        release,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--namespace",
+        namespace,
+    ]
+    return _run([*argv, "--wait"])
 
 
 def lint(chart: Path, values: Mapping[str, Any] | None = None) -> str:
