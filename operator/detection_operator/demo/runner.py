@@ -27,7 +27,7 @@ from kubernetes import client
 from detection_operator.api.base import GROUP, VERSION
 from detection_operator.demo.scenario import POLICY, ROUTE, Phase, scenario
 from detection_operator.demo.timeline import PLURALS, Timeline, elapsed
-from detection_operator.testing.controlplane import ControlPlaneError, LocalControlPlane, default_bin_dir
+from detection_operator.testing.controlplane import LocalControlPlane, default_bin_dir
 from detection_operator.testing.documents import edited
 from detection_operator.testing.exporter import MetricExporter
 from detection_operator.testing.kube import api_client, install_crds, wait_for
@@ -122,10 +122,17 @@ def _state_of(timeline: Timeline, phase: Phase) -> str:
 
 
 def _play(
-    phases: list[Phase], simulator: MetricSimulator, timeline: Timeline, timeout: float, out: TextIO
+    phases: list[Phase],
+    simulator: MetricSimulator,
+    timeline: Timeline,
+    start: float,
+    timeout: float,
+    out: TextIO,
 ) -> None:
-    """Play each phase and wait, up to ``timeout`` seconds, for the switches it expects."""
-    start = time.monotonic()
+    """Play each phase and wait, up to ``timeout`` seconds, for the switches it expects.
+
+    ``start`` (monotonic) is the timeline's +00:00.
+    """
     for number, phase in enumerate(phases, 1):
         stamp = elapsed(time.monotonic() - start)
         print(f"\n{stamp}  ▶ phase {number}/{len(phases)} {phase.name}: {phase.description}", file=out)
@@ -176,7 +183,7 @@ def _how_to_poke(
         f"""
 Everything is still running. In another terminal:
   export KUBECONFIG={plane.kubeconfig}
-  export PATH={default_bin_dir().resolve()}:$PATH     # kubectl
+  export PATH={default_bin_dir().absolute()}:$PATH     # kubectl
   kubectl get dp,mr -A
   kubectl get deploy,events -n {NAMESPACE}
   {cli} explain dp/{POLICY} -n {NAMESPACE}
@@ -233,29 +240,29 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             "DETECTION_OPERATOR_RECEIVERS_FILE": str(receivers),
         }
         operator = OperatorProcess(plane.kubeconfig, operator_log, namespaces=[NAMESPACE], env=env)
+        stack.callback(operator.stop)  # a no-op if start() fails
         operator.start()
-        stack.callback(operator.stop)
         print(
             f"Operator running (log: {operator_log}); ready after {time.monotonic() - started:.0f}s", file=out
         )
         timeline = Timeline(api, NAMESPACE, [("dp", POLICY), ("mr", ROUTE)], out)
+        start = time.monotonic()
         try:
-            _play(phases, simulator, timeline, args.phase_timeout, out)
+            _play(phases, simulator, timeline, start, args.phase_timeout, out)
         except DemoError as exc:
             raise DemoError(f"{exc}\noperator log: {operator_log}") from None
         print(f"\nScenario complete: {len(phases)} phases, every expected switch happened.", file=out)
         _summary(api, receiver, out)
         if not args.no_wait:
             _how_to_poke(plane, prometheus, operator_log, out)
-            _wait_for_interrupt(timeline, out)
+            _wait_for_interrupt(timeline, start, out)
         print("Tearing down …", file=out, flush=True)
     print("Stopped: control plane, Prometheus, simulator and operator are gone.", file=out, flush=True)
     return 0
 
 
-def _wait_for_interrupt(timeline: Timeline, out: TextIO) -> None:
-    """Keep printing new timeline lines until Ctrl-C (or SIGTERM)."""
-    start = time.monotonic()
+def _wait_for_interrupt(timeline: Timeline, start: float, out: TextIO) -> None:
+    """Keep printing new timeline lines (e.g. the backup scaled down again) until Ctrl-C or SIGTERM."""
     try:
         while True:
             time.sleep(1)
@@ -276,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _interrupt)
     try:
         return run(args, sys.stdout)
-    except (DemoError, ControlPlaneError, PrometheusNotFoundError) as exc:
+    except (RuntimeError, TimeoutError, PrometheusNotFoundError) as exc:
+        # The helpers' errors (ControlPlaneError, an operator that exits at start-up, a part not ready in
+        # time, DemoError) already say what failed and where its log is.
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
