@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes import client
 
 from detection_operator.demo.runner import demo_objects
 from detection_operator.demo.scenario import POLICY, ROUTE, Expectation, calm, scenario
-from detection_operator.demo.timeline import elapsed, transition_line, transitions
+from detection_operator.demo.timeline import elapsed, event_line, transition_line, transitions
 from detection_operator.testing.simulator import BUCKETS, counter_increments, gauge_values
 from detection_operator.tools.validate import validate
 
@@ -130,3 +131,18 @@ def test_a_route_without_history_yields_its_first_pick_then_its_switches() -> No
     [switch] = transitions("mr", obj)
     assert (switch.from_, switch.to) == ("m1", "m2") and switch.key != first.key
     assert elapsed(-1) == "+00:00" and elapsed(3599) == "+59:59"
+
+
+def test_notable_events_of_our_objects_get_a_line_others_do_not() -> None:
+    def event(kind: str, reason: str) -> client.CoreV1Event:
+        return client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name="e"),
+            involved_object=client.V1ObjectReference(kind=kind, name="bot-classifier"),
+            reason=reason,
+            message="scaled Deployment neuroweaver-v2 to 2",
+        )
+
+    line = event_line(29, event("ModelRoute", "BackupScaled"))
+    assert line == "+00:29  mr/bot-classifier  · BackupScaled: scaled Deployment neuroweaver-v2 to 2"
+    assert event_line(29, event("ModelRoute", "ModelSwitched")) is None  # a switch: printed from status
+    assert event_line(29, event("Deployment", "BackupScaled")) is None

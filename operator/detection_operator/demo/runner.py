@@ -25,8 +25,9 @@ import yaml
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
+from detection_operator.api.kinds import by_kind
 from detection_operator.demo.scenario import POLICY, ROUTE, Phase, scenario
-from detection_operator.demo.timeline import PLURALS, Timeline, elapsed
+from detection_operator.demo.timeline import Timeline, elapsed
 from detection_operator.testing.controlplane import LocalControlPlane, default_bin_dir
 from detection_operator.testing.documents import edited
 from detection_operator.testing.exporter import MetricExporter
@@ -104,8 +105,7 @@ def _apply(api: client.ApiClient, repo: Path) -> None:
         apps.create_namespaced_deployment(NAMESPACE, manifest)
     objects = client.CustomObjectsApi(api)
     for obj in demo_objects(repo):
-        plural = PLURALS["dp" if obj["kind"] == "DetectionPolicy" else "mr"]
-        objects.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural, obj)
+        objects.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, by_kind(obj["kind"]).plural, obj)
 
 
 def _state_of(timeline: Timeline, phase: Phase) -> str:
@@ -115,9 +115,8 @@ def _state_of(timeline: Timeline, phase: Phase) -> str:
         obj = timeline.read(expect.kind, expect.name) or {}
         status = obj.get("status") or {}
         current = status.get("profile") if expect.kind == "dp" else status.get("activeModel")
-        lines.append(
-            f"  {expect.kind}/{expect.name} is {current or 'not evaluated yet'}: {status.get('reason', '')}"
-        )
+        now = f"{current}: {status.get('reason', '')}" if current else "not evaluated yet"
+        lines.append(f"  {expect.kind}/{expect.name} is {now}")
     return "\n".join(lines)
 
 

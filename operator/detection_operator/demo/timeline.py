@@ -14,10 +14,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from detection_operator.api.base import GROUP, VERSION
+from detection_operator.api.kinds import by_kind, by_plural
 from detection_operator.demo.scenario import Expectation, Kind
 
-PLURALS: Final[Mapping[Kind, str]] = {"dp": "detectionpolicies", "mr": "modelroutes"}
-_SHORT: Final[Mapping[str, Kind]] = {"DetectionPolicy": "dp", "ModelRoute": "mr"}
 # Events worth a line of their own; switches are read from status, where the history keeps their reasons.
 NOTABLE_EVENTS: Final = frozenset(
     {
@@ -95,10 +94,13 @@ def transition_line(seconds: float, t: Transition) -> str:
 
 def event_line(seconds: float, event: Any) -> str | None:
     """A line for a notable Event (``client.CoreV1Event``), else None."""
-    kind = _SHORT.get(event.involved_object.kind or "")
-    if kind is None or event.reason not in NOTABLE_EVENTS:
+    if event.reason not in NOTABLE_EVENTS:
         return None
-    subject = f"{kind}/{event.involved_object.name}"
+    try:
+        short = by_kind(event.involved_object.kind or "").short_names[0]
+    except KeyError:  # an Event about a Deployment, say
+        return None
+    subject = f"{short}/{event.involved_object.name}"
     return f"{elapsed(seconds)}  {subject:<18} · {event.reason}: {event.message}"
 
 
@@ -122,7 +124,7 @@ class Timeline:
         """The object as the apiserver has it now, or None if it does not exist."""
         try:
             obj = self.objects_api.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURALS[kind], name
+                GROUP, VERSION, self.namespace, by_plural(kind).plural, name
             )
         except ApiException as exc:
             if exc.status == 404:
