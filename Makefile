@@ -12,6 +12,8 @@ HELM_BIN := $(CACHE)/tools/bin/helm
 VENV_STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 DEB_PACKAGES := prometheus prometheus-alertmanager
 PYTEST_ARGS ?=
+# make demo DEMO_ARGS='--no-wait --state-dir DIR'
+DEMO_ARGS ?=
 
 export CONTROLPLANE_BIN := $(abspath $(CONTROLPLANE_BIN))
 export HELM_BIN := $(abspath $(HELM_BIN))
@@ -24,8 +26,8 @@ help: ## list the targets
 test: deps venv controlplane helm lint check-crds ## install everything needed, then lint and run every test
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-demo: ## run the local demo (control plane, Prometheus, simulator, operator)
-	@echo "make demo: not yet — the demo arrives with the ship-it issue (see README)."
+demo: deps venv controlplane ## play the scenario on a local control plane + Prometheus + simulator + operator
+	$(PY) -m detection_operator.demo $(DEMO_ARGS)
 
 deps: ## Debian packages the tests use (Prometheus)
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

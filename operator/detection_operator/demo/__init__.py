@@ -1,0 +1,1 @@
+"""`make demo`: a local control plane, Prometheus, a metric simulator and the operator, playing a scenario."""

@@ -1,0 +1,148 @@
+"""The demo's pure parts: simulated series, the scenario against the examples' thresholds, the timeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+
+from detection_operator.demo.runner import demo_objects
+from detection_operator.demo.scenario import POLICY, ROUTE, Expectation, calm, scenario
+from detection_operator.demo.timeline import elapsed, event_line, transition_line, transitions
+from detection_operator.testing.simulator import BUCKETS, counter_increments, gauge_values
+from detection_operator.tools.validate import validate
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def increments(traffic: Any, seconds: float) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for s in counter_increments(traffic, seconds)}
+
+
+def p95_upper_bound_ms(latency_seconds: float) -> float:
+    """histogram_quantile(0.95) of requests that all took ``latency`` lies in (lower, upper] of its bucket."""
+    upper = next(b for b in BUCKETS if latency_seconds <= b)
+    lower = max((b for b in BUCKETS if b < upper), default=0.0)
+    return (lower + 0.95 * (upper - lower)) * 1000
+
+
+def test_counters_grow_at_the_described_rates() -> None:
+    series = increments(calm("ns"), 10)
+    ns = (("namespace", "ns"),)
+    assert series[("detector_requests_total", ns)] == 1000
+    assert series[("detector_flagged_requests_total", ns)] == 50
+    assert (
+        series[("container_cpu_usage_seconds_total", (("container", "detector"), ("namespace", "ns")))] == 6
+    )
+    # 90 ms requests: none in the 50 ms bucket, all from the 100 ms bucket up (buckets are cumulative).
+    assert series[("detector_request_duration_seconds_bucket", (("le", "0.05"), *ns))] == 0
+    assert series[("detector_request_duration_seconds_bucket", (("le", "0.1"), *ns))] == 1000
+    assert series[("detector_request_duration_seconds_bucket", (("le", "+Inf"), *ns))] == 1000
+    model = (("model", "neuroweaver-v3"),)
+    assert series[("neuroweaver_requests_total", (*model, ("outcome", "success")))] == 198
+    assert round(series[("neuroweaver_requests_total", (*model, ("outcome", "error")))], 6) == 2
+
+
+def test_gauges_carry_model_accuracy_and_the_cpu_limit() -> None:
+    gauges = {(s.name, tuple(s.labels.values())): s.value for s in gauge_values(calm("ns"))}
+    assert gauges[("neuroweaver_accuracy_ratio", ("neuroweaver-v3",))] == 0.95
+    assert gauges[("kube_pod_container_resource_limits", ("ns", "detector", "cpu"))] == 2.0
+
+
+def test_demo_objects_are_the_examples_with_demo_timing_and_pass_validate(tmp_path: Path) -> None:
+    objects = {o["kind"]: o for o in demo_objects(REPO)}
+    example = yaml.safe_load((REPO / "examples/detection-policy.yaml").read_text())
+    policy = objects["DetectionPolicy"]
+    assert policy["spec"]["interval"] == "1s" and policy["spec"]["stabilizationWindow"] == "8s"
+    assert policy["spec"]["rules"] == example["spec"]["rules"]
+    assert objects["ModelRoute"]["spec"]["rollback"] == {"stableFor": "6s", "scaleDownAfter": "5s"}
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump_all(objects.values()))
+    report = validate([str(path)])
+    assert report.ok and report.checked == 2, report.findings
+
+
+def test_each_phase_crosses_the_examples_thresholds() -> None:
+    rules = {
+        r["name"]: r
+        for r in yaml.safe_load((REPO / "examples/detection-policy.yaml").read_text())["spec"]["rules"]
+    }
+    phases = {p.name: p for p in scenario("ns")}
+    latency, surge = rules["high-latency"], rules["bot-surge"]
+    assert p95_upper_bound_ms(phases["calm"].traffic.detector.latency_seconds) < latency["clearThreshold"]
+    assert (
+        p95_upper_bound_ms(phases["latency spike"].traffic.detector.latency_seconds)
+        > latency["threshold"] * 1.2
+    )
+    assert phases["bot surge"].traffic.detector.flagged_share > surge["threshold"]
+    assert phases["calm"].traffic.detector.flagged_share < surge["clearThreshold"]
+    assert phases["model accuracy drop"].traffic.models["neuroweaver-v3"].accuracy < 0.75  # default critical
+    assert [e for p in scenario("ns")[1:] for e in p.expect] == [
+        Expectation("dp", POLICY, "lean"),
+        Expectation("dp", POLICY, "paranoid"),
+        Expectation("dp", POLICY, "balanced"),
+        Expectation("mr", ROUTE, "neuroweaver-v2"),
+        Expectation("mr", ROUTE, "neuroweaver-v3"),
+    ]
+
+
+def test_policy_history_becomes_transitions_with_the_active_rule_values() -> None:
+    obj = {
+        "metadata": {"name": POLICY},
+        "spec": {"rules": [{"name": "high-latency", "op": ">"}]},
+        "status": {
+            "profile": "lean",
+            "history": [
+                {"to": "balanced", "reason": "Selected balanced profile: no rule holds", "at": "T1"},
+                {
+                    "from": "balanced",
+                    "to": "lean",
+                    "reason": "Switched to lean profile due to high latency",
+                    "at": "T2",
+                },
+            ],
+            "rules": [{"name": "high-latency", "value": 297.5, "threshold": 200, "active": True}],
+        },
+    }
+    first, second = transitions("dp", obj)
+    assert (first.from_, first.to, first.reason) == (
+        None,
+        "balanced",
+        "Selected balanced profile: no rule holds",
+    )
+    assert second.reason == "Switched to lean profile due to high latency: high-latency = 298 > 200"
+    assert second.matches(Expectation("dp", POLICY, "lean")) and not second.matches(
+        Expectation("mr", POLICY, "lean")
+    )
+    line = transition_line(74, second)
+    assert line.startswith("+01:14  dp/bot-detector ") and "balanced → lean " in line
+
+
+def test_a_route_without_history_yields_its_first_pick_then_its_switches() -> None:
+    obj: dict[str, Any] = {
+        "metadata": {"name": ROUTE},
+        "status": {"activeModel": "m1", "reason": "primary healthy"},
+    }
+    [first] = transitions("mr", obj)
+    assert (first.from_, first.to, first.reason) == (None, "m1", "primary healthy")
+    obj["status"]["switchHistory"] = [{"from": "m1", "to": "m2", "reason": "m1 critical", "at": "T"}]
+    [switch] = transitions("mr", obj)
+    assert (switch.from_, switch.to) == ("m1", "m2") and switch.key != first.key
+    assert elapsed(-1) == "+00:00" and elapsed(3599) == "+59:59"
+
+
+def test_notable_events_of_our_objects_get_a_line_others_do_not() -> None:
+    def event(kind: str, reason: str) -> client.CoreV1Event:
+        return client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name="e"),
+            involved_object=client.V1ObjectReference(kind=kind, name="bot-classifier"),
+            reason=reason,
+            message="scaled Deployment neuroweaver-v2 to 2",
+        )
+
+    line = event_line(29, event("ModelRoute", "BackupScaled"))
+    assert line == "+00:29  mr/bot-classifier  · BackupScaled: scaled Deployment neuroweaver-v2 to 2"
+    assert event_line(29, event("ModelRoute", "ModelSwitched")) is None  # a switch: printed from status
+    assert event_line(29, event("Deployment", "BackupScaled")) is None
