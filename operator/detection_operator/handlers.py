@@ -71,16 +71,17 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         if leading:
             scheduler.wake()
 
-    elector = (
-        LeaderElector(api, election, reconciler.blocking, leadership_changed) if election.enabled else None
-    )
-    if elector is None:
-        telemetry.LEADER.set(1)
+    elector = None
+    if election.enabled:
+        elector = LeaderElector(api, election, reconciler.blocking, leadership_changed)
+    memo.elector = elector  # before anything can ask _leading(): without it, this replica counts as leader
+    # Read at each scrape, so the gauge drops the moment a renewal misses its deadline.
+    telemetry.LEADER.set_function(lambda: float(_leading(memo)))
     ready = memo.get("ready")
     http = HttpServer("0.0.0.0", operator_settings.http_port, ready=ready.is_set if ready else lambda: True)
     await http.start()
     memo.api, memo.executor, memo.reconciler, memo.scheduler = api, executor, reconciler, scheduler
-    memo.notifier, memo.elector, memo.http = notifier, elector, http
+    memo.notifier, memo.http = notifier, http
     memo.scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
     if elector is not None:
         memo.elector_task = asyncio.create_task(elector.run(), name="leader-election")
@@ -93,7 +94,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
 
 def _leading(memo: kopf.Memo) -> bool:
-    elector: LeaderElector | None = memo.get("elector")
+    elector: LeaderElector | None = memo.elector
     return elector is None or elector.leading()
 
 

@@ -17,7 +17,6 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from . import telemetry
 from .election import Decision, LeaseRecord, Observed, Step, decide, leading, observe
 from .settings import LeaderElection
 
@@ -155,7 +154,6 @@ class LeaderElector:
         now_leading = self.leading()
         if now_leading != self._was_leading:
             self._was_leading = now_leading
-            telemetry.LEADER.set(1 if now_leading else 0)
             log.info(
                 "%s leadership of lease %s/%s",
                 "acquired" if now_leading else "lost",

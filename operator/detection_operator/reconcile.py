@@ -116,8 +116,15 @@ class Reconciler:
 
     async def mutate(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking write in the worker pool, only while this replica leads."""
+
+        def guarded() -> T:
+            # Checked again in the worker, right before the request: a replica paused (or starved) while
+            # the call waited for a thread must not write once it wakes up without the Lease.
+            self.check_leader()
+            return fn(*args)
+
         self.check_leader()
-        return await self.blocking(fn, *args)
+        return await self.blocking(guarded)
 
     async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking call (Kubernetes client, Secret reads) in the worker pool."""

@@ -236,3 +236,34 @@ def test_graceful_stop_hands_the_lease_over_at_once(replicas: Replicas) -> None:
     replicas.wait_profile("lean")
     switches = replicas.switch_events()
     assert [e.reporting_instance for e in switches] == [standby]
+
+
+def test_a_paused_leader_loses_the_lease_and_never_writes_after_it_resumes(replicas: Replicas) -> None:
+    leader = replicas.wait_leader()
+    standby = next(n for n in NAMES if n != leader)
+    replicas.latency(80)
+    client.CustomObjectsApi(replicas.kube).create_namespaced_custom_object(
+        GROUP, VERSION, replicas.namespace, "detectionpolicies", policy()
+    )
+    replicas.wait_profile("balanced")
+
+    # A frozen leader (SIGSTOP: a stalled node, a long pause) cannot renew; the standby takes over.
+    replicas.processes[leader].pause()
+    writes_before = len(replicas.configmap_writes(leader))
+    replicas.wait_leader((standby,), timeout=TAKEOVER_BOUND + 30)
+    replicas.latency(300)
+    replicas.wait_profile("lean")
+
+    # Woken up, the old leader finds its renew deadline long past: it follows and writes nothing.
+    replicas.processes[leader].resume()
+    wait_for(
+        lambda: '"lost leadership' in replicas.processes[leader].log_tail(400),
+        timeout=30,
+        what="the resumed replica to notice it lost the Lease",
+    )
+    assert replicas.leader_gauge(leader) == 0 and replicas.holder() == standby
+    replicas.latency(90)
+    replicas.wait_profile("balanced")
+    assert len(replicas.configmap_writes(leader)) == writes_before
+    switches = replicas.switch_events()
+    assert [e.reporting_instance for e in switches] == [standby, standby], switches

@@ -7,6 +7,7 @@ and see exactly what a user's Deployment would do.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -122,6 +123,16 @@ class OperatorProcess:
         """SIGKILL the process, as an OOM kill or node loss would."""
         if self._process is not None:
             self._process.kill()
+
+    def pause(self) -> None:
+        """SIGSTOP the process, as a frozen node or a long GC pause would look from outside."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused process."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def log_tail(self, lines: int = 60) -> str:
         """The last lines of the operator's log."""
