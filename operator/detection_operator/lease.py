@@ -16,6 +16,7 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 from .election import Decision, LeaseRecord, Observed, Step, decide, leading, observe
 from .settings import LeaderElection
@@ -123,6 +124,8 @@ class LeaderElector:
                 wait = (await self._round()).wait
             except ApiException as exc:
                 log.warning("lease %s/%s: %s %s", s.lease_namespace, s.lease_name, exc.status, exc.reason)
+            except (HTTPError, OSError) as exc:  # apiserver unreachable: expected while it restarts
+                log.warning("lease %s/%s: %s", s.lease_namespace, s.lease_name, type(exc).__name__)
             except Exception:  # the loop must survive anything a round throws; leadership then lapses
                 log.exception("lease %s/%s: election round failed", s.lease_namespace, s.lease_name)
             self._notice()
@@ -178,5 +181,6 @@ class LeaderElector:
                     None, s.lease_duration,
                 )  # fmt: skip
                 log.info("released lease %s/%s", s.lease_namespace, s.lease_name)
-        except ApiException as exc:  # the standby then takes over when the Lease expires
-            log.warning("could not release lease %s/%s: %s", s.lease_namespace, s.lease_name, exc.reason)
+        except (ApiException, HTTPError, OSError) as exc:  # the standby then takes over at expiry
+            reason = getattr(exc, "reason", None) or type(exc).__name__
+            log.warning("could not release lease %s/%s: %s", s.lease_namespace, s.lease_name, reason)
