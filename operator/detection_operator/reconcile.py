@@ -31,6 +31,7 @@ from .api.model_route import ModelRouteSpec
 from .api.validation import summary, validate_spec
 from .decide.alerts import Alert, ObjectKey, acknowledged_prefixes, plan_alerts
 from .election import NotLeader
+from .logref import about
 from .metrics.connections import Connections, InvalidConnection
 from .metrics.source import Missing, Reading, query_all
 from .notify.delivery import Notifier
@@ -88,7 +89,7 @@ class Reconciler:
             "applied ConfigMap %s revision %d",
             config_map,
             revision,
-            extra={"k8s_ref": _log_ref(ref), "identity": self.identity, "write": "configmap"},
+            extra=about(ref.kind, ref.namespace, ref.name, identity=self.identity, write="configmap"),
         )
 
     def forget(self, key: Key) -> None:
@@ -202,7 +203,9 @@ class Reconciler:
             await action
         except ApiException as exc:
             error = f"writing {what}: {exc.status} {exc.reason}"
-            log.warning("%s/%s: %s", ref.namespace, ref.name, error)
+            log.warning(
+                "%s/%s: %s", ref.namespace, ref.name, error, extra=about(ref.kind, ref.namespace, ref.name)
+            )
             return error
         return None
 
@@ -252,7 +255,14 @@ class Reconciler:
         try:
             await self.mutate(kube.post_event, self.api, ref, type_, reason, message, self.identity)
         except ApiException as exc:  # an Event is best effort; the status carries the same facts
-            log.warning("could not post %s event on %s/%s: %s", reason, ref.namespace, ref.name, exc.reason)
+            log.warning(
+                "could not post %s event on %s/%s: %s",
+                reason,
+                ref.namespace,
+                ref.name,
+                exc.reason,
+                extra=about(ref.kind, ref.namespace, ref.name),
+            )
 
     async def record(
         self,
@@ -268,8 +278,3 @@ class Reconciler:
         new_status["conditions"] = conditions.merge(status.get("conditions"), updates)
         result = await self.mutate(kube.write_status, self.api, ref, new_status)
         self._written[key] = (ref.uid, dict(result.get("status") or new_status))
-
-
-def _log_ref(ref: kube.ObjectRef) -> dict[str, str]:
-    # kopf's JSON formatter puts ``k8s_ref`` under "object", as it does for its own per-object logs.
-    return {"kind": ref.kind, "namespace": ref.namespace, "name": ref.name, "uid": ref.uid}

@@ -16,7 +16,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .api.kinds import by_plural
 from .election import NotLeader
+from .logref import about
 
 Key = tuple[str, str, str]
 """(plural, namespace, name)."""
@@ -121,9 +123,9 @@ class Scheduler:
         except asyncio.CancelledError:
             raise
         except NotLeader:
-            log.info("evaluation of %s/%s/%s stopped: leadership lost", *key)
+            log.info("evaluation of %s/%s/%s stopped: leadership lost", *key, extra=_about(key))
         except Exception:  # one object's failure must never stop the others
-            log.exception("evaluation of %s/%s/%s failed", *key)
+            log.exception("evaluation of %s/%s/%s failed", *key, extra=_about(key))
         finally:
             entry.running = False
 
@@ -131,3 +133,7 @@ class Scheduler:
         """Wait for running evaluations (used at shutdown)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _about(key: Key) -> dict[str, Any]:
+    return about(by_plural(key[0]).kind, key[1], key[2])

@@ -20,6 +20,7 @@ import httpx
 
 from .. import telemetry
 from ..decide.alerts import ObjectKey, Outgoing
+from ..logref import about
 from ..signing import WEBHOOK_HEADER, sign_webhook
 from .payloads import alertmanager_alerts, webhook_body
 from .receivers import Receiver, ReceiverConfig
@@ -115,7 +116,12 @@ class Notifier:
         telemetry.ALERTS_FAILED.labels(receiver.name).inc()
         outcome.failures[receiver.name] = f"{error} after {attempt + 1} attempt(s)"
         log.warning(
-            "alert delivery to %s failed for %s/%s: %s", receiver.name, obj.namespace, obj.name, error
+            "alert delivery to %s failed for %s/%s: %s",
+            receiver.name,
+            obj.namespace,
+            obj.name,
+            error,
+            extra=about(obj.kind, obj.namespace, obj.name, receiver=receiver.name),
         )
 
     def failed_count(self, receiver: str) -> int:
