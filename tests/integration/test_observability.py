@@ -17,7 +17,9 @@ from detection_operator.api.base import GROUP, VERSION
 from detection_operator.testing.exporter import MetricExporter
 from detection_operator.testing.kube import wait_for
 from detection_operator.testing.operator_process import OperatorProcess
+from detection_operator.testing.ports import free_port
 from detection_operator.testing.prometheus import PrometheusServer
+from detection_operator.testing.receiver import WebhookReceiver
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "charts/detection-operator/dashboards/detection-operator.json"
@@ -34,8 +36,9 @@ KEY_PANELS = (
     "Decision to ConfigMap p95",
     "Prometheus query duration p95",
     "Leader and objects",
+    "Alerts sent and failed",
 )
-"""Panels that must show data for a policy that switched and a route; alert panels need a receiver."""
+"""Panels that must show data for a policy that switched and a route alerting to two receivers."""
 
 
 def dashboard() -> dict[str, Any]:
@@ -94,6 +97,7 @@ def route() -> dict[str, Any]:
                 {"name": "accuracy", "query": f"max(obs_accuracy{labels})"},
                 {"name": "requests", "query": f"max(obs_requests{labels})"},
             ],
+            "alerts": {"receivers": ["hook", "down"]},
         },
     }
 
@@ -131,10 +135,33 @@ def test_every_dashboard_query_parses_in_prometheus(prometheus: PrometheusServer
 
 
 @pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as hook:
+        yield hook
+
+
+@pytest.fixture
 def json_operator(
-    cluster: Any, crds: list[str], namespace: str, prometheus: PrometheusServer, tmp_path: Path
+    cluster: Any,
+    crds: list[str],
+    namespace: str,
+    prometheus: PrometheusServer,
+    receiver: WebhookReceiver,
+    tmp_path: Path,
 ) -> Iterator[OperatorProcess]:
-    env = {"DETECTION_OPERATOR_PROMETHEUS_URL": prometheus.url}
+    receivers = {
+        "allowedHosts": ["127.0.0.1"],
+        "receivers": [
+            {"name": "hook", "type": "webhook", "url": receiver.url + "/hook"},
+            # Nothing listens there: every delivery fails, after one attempt.
+            {"name": "down", "type": "webhook", "url": f"http://127.0.0.1:{free_port()}/", "attempts": 1},
+        ],
+    }
+    (tmp_path / "receivers.json").write_text(json.dumps(receivers))
+    env = {
+        "DETECTION_OPERATOR_PROMETHEUS_URL": prometheus.url,
+        "DETECTION_OPERATOR_RECEIVERS_FILE": str(tmp_path / "receivers.json"),
+    }
     log = tmp_path / "operator.log"
     with OperatorProcess(cluster.kubeconfig, log, [namespace], env, log_format="json") as proc:
         yield proc
@@ -159,7 +186,10 @@ def test_metrics_health_and_json_logs_of_the_running_operator(
         wait_for(lambda: http.get(f"{json_operator.url}/readyz").status_code == 200, what="/readyz")
     exporter.set("obs_latency_p95_ms", 80, {"namespace": namespace})
     for model in MODELS:
-        exporter.set("obs_accuracy", 0.95, {"namespace": namespace, "model": model})
+        # The active model at warning level (accuracy below 0.85, above critical 0.75): an alert, no failover.
+        exporter.set(
+            "obs_accuracy", 0.8 if model == MODELS[0] else 0.95, {"namespace": namespace, "model": model}
+        )
         exporter.set("obs_requests", 500, {"namespace": namespace, "model": model})
     objects = client.CustomObjectsApi(kube)
     objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "detectionpolicies", policy())
@@ -183,6 +213,16 @@ def test_metrics_health_and_json_logs_of_the_running_operator(
     assert samples["detection_operator_switches_total"][switches] == 1
     ok = frozenset({("kind", "DetectionPolicy"), ("result", "ok")})
     assert samples["detection_operator_evaluations_total"][ok] > 0
+
+    def delivered() -> bool:
+        current = json_operator.metrics()
+        sent = current.get("detection_operator_alerts_sent_total", {}).get(
+            frozenset({("receiver", "hook")}), 0
+        )
+        failed = current.get("detection_operator_alerts_failed_total", {})
+        return sent >= 1 and failed.get(frozenset({("receiver", "down")}), 0) >= 1
+
+    wait_for(delivered, timeout=60, what="one alert delivered to hook and one failed to down")
 
     # The key panels show data once Prometheus has scraped the operator.
     by_title = {p["title"]: p for p in panels()}
