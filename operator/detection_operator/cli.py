@@ -9,20 +9,31 @@ from . import __version__
 
 
 def _run(args: argparse.Namespace) -> int:
+    import threading
+
     import kopf
 
     from . import handlers  # noqa: F401  (registers the handlers with kopf)
     from .settings import Settings
 
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     namespaces = tuple(args.namespace) or settings.namespaces
+    # kopf's formatter goes on the root logger, so our loggers (detection_operator.*) use it too: with
+    # --log-format json every line is one JSON object, per-object lines carry "object".
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
-    liveness = args.liveness or f"http://0.0.0.0:{settings.liveness_port}/healthz"
+    # Raised by kopf once the startup handlers are done and the watches start: /readyz answers 200 then.
+    ready = threading.Event()
+    # standalone: no kopf peering. It would not give one active replica (see election.py); the Lease does.
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=True,
-        liveness_endpoint=liveness,
+        ready_flag=ready,
+        memo=kopf.Memo(ready=ready),
     )
     return 0
 
@@ -103,7 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="watch only this namespace (repeatable; default: DETECTION_OPERATOR_NAMESPACES, else all)",
     )
-    run.add_argument("--liveness", help="liveness endpoint URL (default http://0.0.0.0:8080/healthz)")
     run.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)

@@ -10,9 +10,12 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
+from . import telemetry
 from .act.kube import read_secret
 from .api.base import GROUP, VERSION, parse_duration
-from .api.kinds import KINDS
+from .api.kinds import KINDS, by_plural
+from .http_server import HttpServer
+from .lease import LeaderElector
 from .metrics.connections import Connections
 from .notify.delivery import Notifier
 from .notify.receivers import ReceiverConfig
@@ -21,6 +24,8 @@ from .scheduler import Key, Scheduler
 from .settings import Settings
 
 DEFAULT_INTERVAL = 30.0
+
+log = logging.getLogger(__name__)
 
 
 def _api_client() -> client.ApiClient:
@@ -34,7 +39,7 @@ def _api_client() -> client.ApiClient:
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Configure kopf, then start the scheduler that evaluates every object."""
+    """Configure kopf, then start the HTTP endpoints, the leader election and the scheduler."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # A server-side watch timeout makes kopf re-list periodically, which heals a silently broken stream.
     settings.watching.server_timeout = 300
@@ -44,25 +49,65 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.posting.level = logging.INFO
 
     operator_settings = Settings.from_env()
+    election = operator_settings.election
     api = _api_client()
     executor = ThreadPoolExecutor(max_workers=operator_settings.max_workers, thread_name_prefix="blocking")
     connections = Connections(
         operator_settings.prometheus, lambda namespace, name: read_secret(api, namespace, name)
     )
     notifier = Notifier(ReceiverConfig.load(operator_settings.receivers_file))
-    reconciler = Reconciler(api, connections, executor, notifier)
-    scheduler = Scheduler(reconciler, operator_settings.max_concurrent_evaluations)
+    reconciler = Reconciler(
+        api, connections, executor, notifier, identity=election.identity, may_write=lambda: _leading(memo)
+    )
+    scheduler = Scheduler(
+        reconciler,
+        operator_settings.max_concurrent_evaluations,
+        may_dispatch=lambda: _leading(memo),
+        on_lag=telemetry.SCHEDULE_LAG.observe,
+    )
+
+    def leadership_changed(leading: bool) -> None:
+        reconciler.reset()
+        if leading:
+            scheduler.wake()
+
+    elector = None
+    if election.enabled:
+        elector = LeaderElector(api, election, reconciler.blocking, leadership_changed)
+    memo.elector = elector  # before anything can ask _leading(): without it, this replica counts as leader
+    # Read at each scrape, so the gauge drops the moment a renewal misses its deadline.
+    telemetry.LEADER.set_function(lambda: float(_leading(memo)))
+    ready = memo.get("ready")
+    http = HttpServer("0.0.0.0", operator_settings.http_port, ready=ready.is_set if ready else lambda: True)
+    await http.start()
     memo.api, memo.executor, memo.reconciler, memo.scheduler = api, executor, reconciler, scheduler
-    memo.notifier = notifier
+    memo.notifier, memo.http = notifier, http
     memo.scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
+    if elector is not None:
+        memo.elector_task = asyncio.create_task(elector.run(), name="leader-election")
+    log.info(
+        "replica %s serving /healthz, /readyz, /metrics on port %d; leader election %s",
+        election.identity,
+        operator_settings.http_port,
+        f"on lease {election.lease_namespace}/{election.lease_name}" if election.enabled else "off",
+    )
+
+
+def _leading(memo: kopf.Memo) -> bool:
+    elector: LeaderElector | None = memo.elector
+    return elector is None or elector.leading()
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    """Stop scheduling, let running evaluations finish, release clients."""
+    """Stop scheduling, let running evaluations finish, hand the Lease over, release clients."""
     memo.scheduler_task.cancel()
     await memo.scheduler.drain()
+    if memo.elector is not None:
+        memo.elector_task.cancel()
+        await memo.elector.release()
     await memo.notifier.close()
+    await memo.http.stop()
     memo.executor.shutdown(wait=False)
     memo.api.close()
 
@@ -82,9 +127,10 @@ async def track(
     if event.get("type") == "DELETED":
         memo.scheduler.remove(key)
         memo.reconciler.forget(key)
-        return
-    snapshot = {field: body.get(field) for field in ("metadata", "spec", "status")}
-    memo.scheduler.upsert(key, snapshot, _interval(body))
+    else:
+        snapshot = {field: body.get(field) for field in ("metadata", "spec", "status")}
+        memo.scheduler.upsert(key, snapshot, _interval(body))
+    telemetry.OBJECTS.labels(by_plural(resource.plural).kind).set(memo.scheduler.count(resource.plural))
 
 
 for _kind in KINDS:

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from kubernetes.client.exceptions import ApiException
 
-from . import conditions
+from . import conditions, telemetry
 from .act import kube
 from .api.detection_policy import DetectionPolicySpec
 from .conditions import rfc3339
 from .decide.alerts import ObjectKey, policy_alerts
-from .decide.policy import PolicyDecision, PolicyMemory, decide_policy, query_plan
+from .decide.policy import EXPENSE_RANK, PolicyDecision, PolicyMemory, decide_policy, query_plan
 from .decide.publish import Publication, publication, switch_message
 from .scheduler import Key
 from .signing import sign
@@ -34,8 +34,8 @@ async def evaluate_policy(
     status: dict[str, Any],
     generation: int | None,
     now: datetime,
-) -> None:
-    """One DetectionPolicy evaluation, from queries to status."""
+) -> bool:
+    """One DetectionPolicy evaluation, from queries to status; whether every needed metric answered."""
     observation = await r.observe(ref, spec.prometheus, query_plan(spec, ref.namespace, ref.name))
     memory = PolicyMemory.load(status.get("memory"))
     decision = decide_policy(spec, observation, memory, now)
@@ -47,6 +47,8 @@ async def evaluate_policy(
     if not spec.dry_run and (pub.changed or written != config_map):
         output_error = await r.write(ref, f"ConfigMap {config_map}", _publish(r, ref, spec, config_map, pub))
         written = config_map if output_error is None else written
+        if output_error is None:
+            r.published(key, ref, config_map, pub.revision)
     new_memory = decision.memory
     if output_error is None:
         new_memory = new_memory.model_copy(update={"revision": pub.revision, "digest": pub.digest})
@@ -68,6 +70,13 @@ async def evaluate_policy(
         ref, annotations, spec.alerts, alerts, status, generation, now
     )
     await r.record(key, ref, status, fields, [ready, invalid, metrics, delivered])
+    profiles = {p.name: float(p.name == decision.profile) for p in spec.profiles}
+    r.series.publish(telemetry.ACTIVE_PROFILE, key, profiles)
+    expense = {c.name: float(EXPENSE_RANK[c.expense]) for c in decision.costs}
+    r.series.publish(telemetry.CONTRIBUTOR_EXPENSE, key, expense)
+    if decision.switched and decision.previous is not None:
+        r.series.switched(ref.kind, key)
+    return decision.metrics_available
 
 
 async def _publish(
@@ -80,9 +89,9 @@ async def _publish(
             raise ApiException(status=404, reason=f"key {key_ref.key} not in Secret {key_ref.name}")
         data["profile.json.sig"] = sign(secret[key_ref.key], pub.profile_json.encode())
     annotations = {"detection.adaptive.io/revision": str(pub.revision)}
-    await r.blocking(kube.apply_config_map, r.api, ref, config_map, data, annotations)
+    await r.mutate(kube.apply_config_map, r.api, ref, config_map, data, annotations)
     if spec.output.deployment:
-        found = await r.blocking(
+        found = await r.mutate(
             kube.annotate_deployment, r.api, ref.namespace, spec.output.deployment, pub.digest
         )
         if not found:

@@ -21,7 +21,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from . import conditions
+from . import conditions, telemetry
 from .act import kube
 from .api.base import parse_duration
 from .api.common import AlertRecord, AlertSpec, PrometheusRef
@@ -30,6 +30,8 @@ from .api.kinds import by_plural
 from .api.model_route import ModelRouteSpec
 from .api.validation import summary, validate_spec
 from .decide.alerts import Alert, ObjectKey, acknowledged_prefixes, plan_alerts
+from .election import NotLeader
+from .logref import about
 from .metrics.connections import Connections, InvalidConnection
 from .metrics.source import Missing, Reading, query_all
 from .notify.delivery import Notifier
@@ -55,27 +57,75 @@ class Reconciler:
         executor: Executor,
         notifier: Notifier,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        identity: str = "detection-operator",
+        may_write: Callable[[], bool] = lambda: True,
     ) -> None:
         self.api = api
         self.notifier = notifier
+        self.identity = identity
+        """This replica's name, in Events (reportingInstance) and in logs of writes."""
+        self.series = telemetry.ObjectSeries()
+        self._may_write = may_write
         self._connections = connections
         self._executor = executor
         self._clock = clock
         self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
+        self._decided_at: dict[Key, float] = {}
         self.on_decided: Callable[[Key, float], None] | None = None
         """Called with ``time.perf_counter()`` when a decision is made; benchmarks time from it."""
 
     def decided(self, key: Key) -> None:
         """Mark the moment the decision of ``key``'s evaluation is known."""
+        self._decided_at[key] = time.perf_counter()
         if self.on_decided is not None:
-            self.on_decided(key, time.perf_counter())
+            self.on_decided(key, self._decided_at[key])
+
+    def published(self, key: Key, ref: kube.ObjectRef, config_map: str, revision: int) -> None:
+        """Account for the owned ConfigMap just applied: decision-to-patch time and one log line."""
+        decided_at = self._decided_at.pop(key, None)
+        if decided_at is not None:
+            telemetry.DECISION_TO_PATCH.labels(ref.kind).observe(time.perf_counter() - decided_at)
+        log.info(
+            "applied ConfigMap %s revision %d",
+            config_map,
+            revision,
+            extra=about(ref.kind, ref.namespace, ref.name, identity=self.identity, write="configmap"),
+        )
 
     def forget(self, key: Key) -> None:
-        """Drop what is remembered about a deleted object."""
+        """Drop what is remembered about a deleted object, its metric series too."""
+        self.series.forget(key)
+        self._decided_at.pop(key, None)
         written = self._written.pop(key, None)
         if written is not None:
             kind = by_plural(key[0]).kind
             self.notifier.outcomes.pop(ObjectKey(kind, key[1], key[2]), None)
+
+    def reset(self) -> None:
+        """Forget cached statuses and per-object series when leadership changes hands.
+
+        Another replica may have written since this one last did, so statuses are taken from the watch
+        again; and only the leader exports per-object series, so dashboards see one value per object.
+        """
+        self._written.clear()
+        self.series.clear()
+
+    def check_leader(self) -> None:
+        """Raise :class:`NotLeader` unless this replica may write now (checked right before each write)."""
+        if not self._may_write():
+            raise NotLeader()
+
+    async def mutate(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking write in the worker pool, only while this replica leads."""
+
+        def guarded() -> T:
+            # Checked again in the worker, right before the request: a replica paused (or starved) while
+            # the call waited for a thread must not write once it wakes up without the Lease.
+            self.check_leader()
+            return fn(*args)
+
+        self.check_leader()
+        return await self.blocking(guarded)
 
     async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking call (Kubernetes client, Secret reads) in the worker pool."""
@@ -90,7 +140,21 @@ class Reconciler:
         return dict(body.get("status") or {})
 
     async def __call__(self, key: Key, body: Mapping[str, Any]) -> None:
-        """Evaluate one object now."""
+        """Evaluate one object now, counted and timed by kind and result."""
+        kind = by_plural(key[0]).kind
+        started = time.perf_counter()
+        result = "error"
+        try:
+            result = await self._evaluate(key, body)
+        except NotLeader:
+            result = ""
+            raise
+        finally:
+            if result:
+                telemetry.EVALUATIONS.labels(kind, result).inc()
+                telemetry.EVALUATION_DURATION.labels(kind).observe(time.perf_counter() - started)
+
+    async def _evaluate(self, key: Key, body: Mapping[str, Any]) -> str:
         kind = by_plural(key[0])
         meta = body["metadata"]
         ref = kube.ObjectRef(kind.kind, kind.plural, meta["namespace"], meta["name"], meta["uid"])
@@ -106,11 +170,15 @@ class Reconciler:
             # The last good decision (status fields, ConfigMap) stays as it is: only conditions change.
             updates = conditions.spec_validity(problems, generation, now)
             await self.record(key, ref, status, {"observedGeneration": generation}, updates)
-            return
+            return "invalid"
+        annotations = meta.get("annotations")
         if isinstance(model, DetectionPolicySpec):
-            await evaluate_policy(self, key, ref, meta.get("annotations"), model, status, generation, now)
+            available = await evaluate_policy(self, key, ref, annotations, model, status, generation, now)
         elif isinstance(model, ModelRouteSpec):
-            await evaluate_route(self, key, ref, meta.get("annotations"), model, status, generation, now)
+            available = await evaluate_route(self, key, ref, annotations, model, status, generation, now)
+        else:
+            raise TypeError(f"no evaluation for {type(model).__name__}")
+        return "ok" if available else "metrics_unavailable"
 
     async def observe(
         self,
@@ -135,7 +203,9 @@ class Reconciler:
             await action
         except ApiException as exc:
             error = f"writing {what}: {exc.status} {exc.reason}"
-            log.warning("%s/%s: %s", ref.namespace, ref.name, error)
+            log.warning(
+                "%s/%s: %s", ref.namespace, ref.name, error, extra=about(ref.kind, ref.namespace, ref.name)
+            )
             return error
         return None
 
@@ -157,6 +227,7 @@ class Reconciler:
                 records.append(AlertRecord.model_validate(raw))
         cooldown = timedelta(seconds=parse_duration(settings.cooldown))
         plan = plan_alerts(obj, current, records, acknowledged_prefixes(annotations), cooldown, now)
+        self.check_leader()  # a notification is an action too: never sent by a replica that lost the Lease
         self.notifier.dispatch(obj, list(settings.receivers), plan.outgoing, cooldown, now)
         for item in plan.transitions:
             firing = item.status == "firing"
@@ -182,9 +253,16 @@ class Reconciler:
     async def event(self, ref: kube.ObjectRef, type_: str, reason: str, message: str) -> None:
         """Post an Event on the object; a failure is logged, never raised."""
         try:
-            await self.blocking(kube.post_event, self.api, ref, type_, reason, message)
+            await self.mutate(kube.post_event, self.api, ref, type_, reason, message, self.identity)
         except ApiException as exc:  # an Event is best effort; the status carries the same facts
-            log.warning("could not post %s event on %s/%s: %s", reason, ref.namespace, ref.name, exc.reason)
+            log.warning(
+                "could not post %s event on %s/%s: %s",
+                reason,
+                ref.namespace,
+                ref.name,
+                exc.reason,
+                extra=about(ref.kind, ref.namespace, ref.name),
+            )
 
     async def record(
         self,
@@ -198,5 +276,5 @@ class Reconciler:
         # Absent rather than null: the CRD schema declares no nullable fields.
         new_status = {k: v for k, v in {**status, **fields}.items() if v is not None}
         new_status["conditions"] = conditions.merge(status.get("conditions"), updates)
-        result = await self.blocking(kube.write_status, self.api, ref, new_status)
+        result = await self.mutate(kube.write_status, self.api, ref, new_status)
         self._written[key] = (ref.uid, dict(result.get("status") or new_status))

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from . import conditions
+from . import conditions, telemetry
 from .act import kube
 from .api.base import parse_duration
 from .api.model_route import ModelRouteSpec
@@ -35,8 +35,8 @@ async def evaluate_route(
     status: dict[str, Any],
     generation: int | None,
     now: datetime,
-) -> None:
-    """One ModelRoute evaluation, from queries to status."""
+) -> bool:
+    """One ModelRoute evaluation, from queries to status; whether every needed metric answered."""
     plan = query_plan(spec, ref.namespace, ref.name)
     previous_plan: dict[RouteKey, str] = {("previous", m, metric): q for (_, m, metric), q in plan.items()}
     window_start = now.timestamp() - parse_duration(spec.window)
@@ -63,6 +63,8 @@ async def evaluate_route(
         act = _act(r, ref, spec, decision, pub, config_map, publish)
         output_error = await r.write(ref, f"ConfigMap {config_map} or Deployment scale", act)
         written = config_map if output_error is None else written
+        if output_error is None and publish:
+            r.published(key, ref, config_map, pub.revision)
     new_memory = decision.memory
     if output_error is None:
         new_memory = new_memory.model_copy(update={"revision": pub.revision, "digest": pub.digest})
@@ -79,6 +81,13 @@ async def evaluate_route(
     await r.record(
         key, ref, status, fields, [*_conditions(spec, decision, output_error, generation, now), delivered]
     )
+    r.series.publish(
+        telemetry.ACTIVE_MODEL, key, {m.name: float(m.name == decision.active) for m in spec.models}
+    )
+    r.series.publish(telemetry.MODEL_HEALTH, key, {m.name: m.score for m in decision.models})
+    if decision.switched and decision.previous is not None:
+        r.series.switched(ref.kind, key)
+    return decision.metrics_available
 
 
 async def _act(
@@ -92,7 +101,7 @@ async def _act(
 ) -> None:
     # Scale first: a backup must be warm before the router is told to use it.
     for action in decision.scale:
-        if await r.blocking(kube.scale_deployment, r.api, ref.namespace, action.deployment, action.replicas):
+        if await r.mutate(kube.scale_deployment, r.api, ref.namespace, action.deployment, action.replicas):
             message = f"scaled Deployment {action.deployment} to {action.replicas} ({action.reason})"
             await r.event(ref, "Normal", "BackupScaled", message)
         else:
@@ -100,11 +109,9 @@ async def _act(
     if not publish:
         return
     annotations = {"detection.adaptive.io/revision": str(pub.revision)}
-    await r.blocking(
-        kube.apply_config_map, r.api, ref, config_map, {"route.json": pub.route_json}, annotations
-    )
+    await r.mutate(kube.apply_config_map, r.api, ref, config_map, {"route.json": pub.route_json}, annotations)
     router = spec.output.router_deployment
-    if router and not await r.blocking(kube.annotate_deployment, r.api, ref.namespace, router, pub.digest):
+    if router and not await r.mutate(kube.annotate_deployment, r.api, ref.namespace, router, pub.digest):
         await r.event(ref, "Warning", "DeploymentNotFound", f"router Deployment {router} not found")
 
 

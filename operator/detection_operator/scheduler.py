@@ -16,6 +16,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .api.kinds import by_plural
+from .election import NotLeader
+from .logref import about
+
 Key = tuple[str, str, str]
 """(plural, namespace, name)."""
 
@@ -38,10 +42,19 @@ class Scheduler:
     spec change (new generation). Bodies are refreshed from the watch between evaluations."""
 
     def __init__(
-        self, evaluate: Evaluate, max_concurrency: int, clock: Callable[[], float] = time.monotonic
+        self,
+        evaluate: Evaluate,
+        max_concurrency: int,
+        clock: Callable[[], float] = time.monotonic,
+        may_dispatch: Callable[[], bool] = lambda: True,
+        on_lag: Callable[[float], None] = lambda _: None,
     ) -> None:
         self._evaluate = evaluate
         self._clock = clock
+        # A standby replica keeps its entries current from the watch but dispatches nothing: the objects
+        # it holds are due at once when it becomes the leader.
+        self._may_dispatch = may_dispatch
+        self._on_lag = on_lag
         self._entries: dict[Key, _Entry] = {}
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -70,21 +83,31 @@ class Scheduler:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def count(self, plural: str) -> int:
+        """How many objects of one kind are known."""
+        return sum(1 for key in self._entries if key[0] == plural)
+
+    def wake(self) -> None:
+        """Look at due entries now (e.g. on becoming the leader) instead of at the next tick."""
+        self._wake.set()
+
     async def run(self) -> None:
         """Dispatch due evaluations until cancelled."""
         while True:
             now = self._clock()
             next_due = now + 1.0
-            for key, entry in list(self._entries.items()):
+            entries = list(self._entries.items()) if self._may_dispatch() else []
+            for key, entry in entries:
                 if entry.running:
                     continue
                 if entry.due <= now:
+                    due = entry.due
                     # Keep the phase: the next run is an interval after this one was due, not after it ran.
                     entry.due += entry.interval
                     if entry.due <= now:
                         entry.due = now + entry.interval
                     entry.running = True
-                    task = asyncio.create_task(self._run_one(key, entry))
+                    task = asyncio.create_task(self._run_one(key, entry, due))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
                 next_due = min(next_due, entry.due)
@@ -92,14 +115,17 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_due - self._clock()))
 
-    async def _run_one(self, key: Key, entry: _Entry) -> None:
+    async def _run_one(self, key: Key, entry: _Entry, due: float) -> None:
         try:
             async with self._slots:
+                self._on_lag(self._clock() - due)
                 await self._evaluate(key, entry.body)
         except asyncio.CancelledError:
             raise
+        except NotLeader:
+            log.info("evaluation of %s/%s/%s stopped: leadership lost", *key, extra=_about(key))
         except Exception:  # one object's failure must never stop the others
-            log.exception("evaluation of %s/%s/%s failed", *key)
+            log.exception("evaluation of %s/%s/%s failed", *key, extra=_about(key))
         finally:
             entry.running = False
 
@@ -107,3 +133,7 @@ class Scheduler:
         """Wait for running evaluations (used at shutdown)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _about(key: Key) -> dict[str, Any]:
+    return about(by_plural(key[0]).kind, key[1], key[2])

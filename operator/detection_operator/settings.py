@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,38 @@ def _existing(path: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class LeaderElection:
+    """The coordination.k8s.io/v1 Lease that decides which replica evaluates and writes."""
+
+    enabled: bool = True
+    lease_name: str = "detection-operator"
+    lease_namespace: str = "default"
+    identity: str = ""
+    """This replica's holderIdentity: $POD_NAME, else <hostname>-<pid>."""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+    def __post_init__(self) -> None:
+        # client-go's rule: the holder must give up before others may take over, and retry in between.
+        if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError(
+                f"{_PREFIX}RETRY_PERIOD_SECONDS ({self.retry_period:g}) < RENEW_DEADLINE_SECONDS "
+                f"({self.renew_deadline:g}) < LEASE_DURATION_SECONDS ({self.lease_duration:g}) must hold"
+            )
+
+
+def _flag(name: str, raw: str | None, default: bool) -> bool:
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"{_PREFIX}{name} must be true or false, not {raw!r}")
+
+
+@dataclass(frozen=True)
 class Settings:
     """What the operator process is configured with."""
 
@@ -32,8 +65,9 @@ class Settings:
     """Threads for blocking Kubernetes and Prometheus calls."""
     max_concurrent_evaluations: int = 32
     """Evaluations in flight at once; the rest wait their turn."""
-    liveness_port: int = 8080
-    """Port of /healthz."""
+    http_port: int = 8080
+    """Port of /healthz, /readyz and /metrics."""
+    election: LeaderElection = field(default_factory=LeaderElection)
     receivers_file: str | None = None
     """YAML/JSON file (a mounted Secret) listing alert receivers; see notify.receivers."""
     prometheus: PrometheusConfig = field(
@@ -70,7 +104,16 @@ class Settings:
             max_concurrent_evaluations=int(
                 get("MAX_CONCURRENT_EVALUATIONS") or default.max_concurrent_evaluations
             ),
-            liveness_port=int(get("LIVENESS_PORT") or default.liveness_port),
+            http_port=int(get("HTTP_PORT") or default.http_port),
+            election=LeaderElection(
+                enabled=_flag("LEADER_ELECTION", get("LEADER_ELECTION"), default.election.enabled),
+                lease_name=get("LEASE_NAME") or default.election.lease_name,
+                lease_namespace=get("LEASE_NAMESPACE") or env.get("POD_NAMESPACE") or "default",
+                identity=env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+                lease_duration=float(get("LEASE_DURATION_SECONDS") or default.election.lease_duration),
+                renew_deadline=float(get("RENEW_DEADLINE_SECONDS") or default.election.renew_deadline),
+                retry_period=float(get("RETRY_PERIOD_SECONDS") or default.election.retry_period),
+            ),
             receivers_file=get("RECEIVERS_FILE"),
             prometheus=prometheus,
         )

@@ -117,8 +117,11 @@ def scale_deployment(api: client.ApiClient, namespace: str, name: str, replicas:
     return True
 
 
-def post_event(api: client.ApiClient, regarding: ObjectRef, type_: str, reason: str, message: str) -> None:
-    """Record a Kubernetes Event on the object (shown by `kubectl describe`)."""
+def post_event(
+    api: client.ApiClient, regarding: ObjectRef, type_: str, reason: str, message: str, instance: str
+) -> None:
+    """Record a Kubernetes Event on the object (shown by `kubectl describe`); ``instance`` names the
+    replica that made the decision (reportingInstance)."""
     now = datetime.now(UTC)
     event = {
         "apiVersion": "v1",
@@ -136,7 +139,7 @@ def post_event(api: client.ApiClient, regarding: ObjectRef, type_: str, reason: 
         "message": message[:1024],
         "source": {"component": "detection-operator"},
         "reportingComponent": "detection-operator",
-        "reportingInstance": "detection-operator",
+        "reportingInstance": instance,
         "firstTimestamp": rfc3339(now),
         "lastTimestamp": rfc3339(now),
         "count": 1,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
+
+from ..telemetry import QUERY_DURATION
 
 MissingCause = Literal["empty", "nan", "inf", "many-series", "error", "timeout", "bad-response"]
 
@@ -171,5 +174,13 @@ async def query_all(
     """Run the distinct ``queries`` in parallel on ``executor`` (the client blocks); map each to a reading."""
     loop = asyncio.get_running_loop()
     unique = list(dict.fromkeys(queries))
-    readings = await asyncio.gather(*(loop.run_in_executor(executor, source.query, q, at) for q in unique))
+    readings = await asyncio.gather(*(loop.run_in_executor(executor, _timed, source, q, at) for q in unique))
     return dict(zip(unique, readings, strict=True))
+
+
+def _timed(source: MetricsSource, promql: str, at: float | None) -> Reading:
+    started = time.perf_counter()
+    reading = source.query(promql, at)
+    outcome = "ok" if isinstance(reading, Value) else reading.cause
+    QUERY_DURATION.labels(outcome).observe(time.perf_counter() - started)
+    return reading

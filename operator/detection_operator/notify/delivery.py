@@ -18,7 +18,9 @@ from datetime import datetime, timedelta
 
 import httpx
 
+from .. import telemetry
 from ..decide.alerts import ObjectKey, Outgoing
+from ..logref import about
 from ..signing import WEBHOOK_HEADER, sign_webhook
 from .payloads import alertmanager_alerts, webhook_body
 from .receivers import Receiver, ReceiverConfig
@@ -105,14 +107,21 @@ class Notifier:
                 continue
             if response.is_success:
                 outcome.failures.pop(receiver.name, None)
+                telemetry.ALERTS_SENT.labels(receiver.name).inc()
                 return
             error = f"HTTP {response.status_code}"
             if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
                 break  # the request itself is wrong: retrying cannot help
         self._failed[receiver.name] += 1
+        telemetry.ALERTS_FAILED.labels(receiver.name).inc()
         outcome.failures[receiver.name] = f"{error} after {attempt + 1} attempt(s)"
         log.warning(
-            "alert delivery to %s failed for %s/%s: %s", receiver.name, obj.namespace, obj.name, error
+            "alert delivery to %s failed for %s/%s: %s",
+            receiver.name,
+            obj.namespace,
+            obj.name,
+            error,
+            extra=about(obj.kind, obj.namespace, obj.name, receiver=receiver.name),
         )
 
     def failed_count(self, receiver: str) -> int:
