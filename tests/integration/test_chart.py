@@ -35,7 +35,7 @@ from detection_operator.testing.ports import free_port
 from detection_operator.testing.prometheus import PrometheusServer
 from detection_operator.testing.tokens import service_account_kubeconfig
 
-from .conftest import Cluster
+from ..conftest import Cluster
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "detection-operator"
