@@ -53,7 +53,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     api = _api_client()
     executor = ThreadPoolExecutor(max_workers=operator_settings.max_workers, thread_name_prefix="blocking")
     connections = Connections(
-        operator_settings.prometheus, lambda namespace, name: read_secret(api, namespace, name)
+        operator_settings.prometheus,
+        lambda namespace, name: read_secret(api, namespace, name),
+        coalesce_seconds=operator_settings.query_coalesce_seconds,
     )
     notifier = Notifier(ReceiverConfig.load(operator_settings.receivers_file))
     reconciler = Reconciler(

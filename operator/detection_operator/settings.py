@@ -68,6 +68,8 @@ class Settings:
     http_port: int = 8080
     """Port of /healthz, /readyz and /metrics."""
     election: LeaderElection = field(default_factory=LeaderElection)
+    query_coalesce_seconds: float = 1.0
+    """Identical queries within this many seconds share one Prometheus request; 0 turns that off."""
     receivers_file: str | None = None
     """YAML/JSON file (a mounted Secret) listing alert receivers; see notify.receivers."""
     prometheus: PrometheusConfig = field(
@@ -114,6 +116,7 @@ class Settings:
                 renew_deadline=float(get("RENEW_DEADLINE_SECONDS") or default.election.renew_deadline),
                 retry_period=float(get("RETRY_PERIOD_SECONDS") or default.election.retry_period),
             ),
+            query_coalesce_seconds=float(get("QUERY_COALESCE_SECONDS") or default.query_coalesce_seconds),
             receivers_file=get("RECEIVERS_FILE"),
             prometheus=prometheus,
         )

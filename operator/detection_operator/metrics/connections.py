@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from ..api.base import parse_duration
 from ..api.common import PrometheusRef
-from .source import PrometheusConfig, PrometheusSource
+from .coalesce import CoalescingSource
+from .source import MetricsSource, PrometheusConfig, PrometheusSource
 
 SecretReader = Callable[[str, str], Mapping[str, bytes]]
 
@@ -32,7 +33,8 @@ def check_url(url: str, field: str) -> str:
 class Connections:
     """MetricsSources per connection, created once and reused (each owns a connection pool).
 
-    Per-object overrides are read from the referenced Secret at most every ``ttl`` seconds.
+    Per-object overrides are read from the referenced Secret at most every ``ttl`` seconds. Identical
+    queries on one connection within ``coalesce_seconds`` share one request (0 turns that off).
     """
 
     def __init__(
@@ -41,18 +43,20 @@ class Connections:
         read_secret: SecretReader,
         ttl: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        coalesce_seconds: float = 0.0,
     ) -> None:
-        self._default = PrometheusSource(default)
+        self._coalesce_seconds = coalesce_seconds
+        self._default = self._source(default)
         self._default_config = default
         self._read_secret = read_secret
         self._ttl = ttl
         self._clock = clock
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, str, float | None], tuple[float, PrometheusSource]] = {}
+        self._cache: dict[tuple[str, str, float | None], tuple[float, MetricsSource]] = {}
         self._failures: dict[tuple[str, str, float | None], tuple[float, Exception]] = {}
         self._ca_files: dict[tuple[str, str], tempfile._TemporaryFileWrapper[bytes]] = {}
 
-    def for_object(self, namespace: str, ref: PrometheusRef | None) -> PrometheusSource:
+    def for_object(self, namespace: str, ref: PrometheusRef | None) -> MetricsSource:
         """The source for an object (blocking: may read a Secret). Raises InvalidConnection."""
         timeout = parse_duration(ref.timeout) if ref and ref.timeout else None
         if ref is None or ref.secret_ref is None:
@@ -67,7 +71,7 @@ class Connections:
 
     def _cached(
         self, key: tuple[str, str, float | None], build: Callable[[], PrometheusConfig]
-    ) -> PrometheusSource:
+    ) -> MetricsSource:
         now = self._clock()
         with self._lock:
             hit = self._cache.get(key)
@@ -77,7 +81,7 @@ class Connections:
             if failed and failed[0] > now:
                 raise failed[1]
         try:
-            source = PrometheusSource(build())
+            source = self._source(build())
         except Exception as exc:
             # A broken Secret is re-read at most every ttl seconds, not at every evaluation.
             with self._lock:
@@ -90,6 +94,12 @@ class Connections:
         if old is not None:
             old[1].close()
         return source
+
+    def _source(self, config: PrometheusConfig) -> MetricsSource:
+        source = PrometheusSource(config)
+        if self._coalesce_seconds <= 0:
+            return source
+        return CoalescingSource(source, self._coalesce_seconds, self._clock)
 
     def _from_secret(self, namespace: str, name: str, timeout: float | None) -> PrometheusConfig:
         data = self._read_secret(namespace, name)

@@ -92,6 +92,10 @@ class MetricsSource(Protocol):
         """Run one instant query, now or at the Unix time ``at``."""
         ...
 
+    def close(self) -> None:
+        """Release pooled connections."""
+        ...
+
 
 @dataclass(frozen=True)
 class PrometheusConfig:

@@ -1,0 +1,81 @@
+"""CoalescingSource: identical queries within the ttl share one request; errors are never shared later."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from detection_operator.metrics.coalesce import CoalescingSource
+from detection_operator.metrics.source import Missing, Reading, Value
+
+
+class Counting:
+    """A source that counts calls and can hold a query in flight until released."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float | None]] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+        self.fail = False
+
+    def query(self, promql: str, at: float | None = None) -> Reading:
+        self.calls.append((promql, at))
+        self.entered.set()
+        assert self.release.wait(5)
+        if self.fail:
+            raise RuntimeError("boom")
+        return Value(float(len(self.calls)))
+
+    def close(self) -> None:
+        pass
+
+
+def test_repeats_within_the_ttl_share_one_request_and_expire_after_it() -> None:
+    now = [0.0]
+    inner = Counting()
+    source = CoalescingSource(inner, ttl=1.0, clock=lambda: now[0])
+    assert source.query("up") == Value(1.0)
+    now[0] = 0.9
+    assert source.query("up") == Value(1.0)
+    assert source.query("up", at=5.0) == Value(2.0)  # another evaluation time is another query
+    now[0] = 1.01
+    assert source.query("up") == Value(3.0)
+    assert len(inner.calls) == 3 and source.hits == 1
+
+
+def test_a_query_in_flight_is_awaited_not_repeated() -> None:
+    inner = Counting()
+    inner.release.clear()
+    source = CoalescingSource(inner, ttl=1.0)
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(source.query, "up")
+        assert inner.entered.wait(5)
+        followers = [pool.submit(source.query, "up") for _ in range(3)]
+        inner.release.set()
+        results = {first.result(5), *(f.result(5) for f in followers)}
+    assert results == {Value(1.0)} and len(inner.calls) == 1
+
+
+def test_a_raising_query_reaches_its_waiters_and_is_not_remembered() -> None:
+    inner = Counting()
+    inner.fail = True
+    source = CoalescingSource(inner, ttl=60.0)
+    with pytest.raises(RuntimeError):
+        source.query("up")
+    inner.fail = False
+    assert source.query("up") == Value(2.0)
+
+
+def test_missing_readings_are_shared_like_values() -> None:
+    class Empty(Counting):
+        def query(self, promql: str, at: float | None = None) -> Reading:
+            self.calls.append((promql, at))
+            return Missing("empty")
+
+    inner = Empty()
+    source = CoalescingSource(inner, ttl=60.0)
+    assert source.query("up") == source.query("up") == Missing("empty")
+    assert len(inner.calls) == 1
