@@ -41,7 +41,11 @@ DECISION_TO_PATCH = Histogram(
 SCHEDULE_LAG = Histogram(
     "detection_operator_schedule_lag_seconds",
     "How late an evaluation started after it was due.",
-    buckets=_LATENCY_BUCKETS,
+    buckets=(0.001, 0.0025, *_LATENCY_BUCKETS),
+)
+QUERIES_COALESCED = Counter(
+    "detection_operator_prometheus_queries_coalesced",
+    "Queries answered by an identical query in flight or answered within the coalescing window.",
 )
 OBJECTS = Gauge("detection_operator_objects", "Objects known to the scheduler.", ["kind"])
 ACTIVE_PROFILE = Gauge(

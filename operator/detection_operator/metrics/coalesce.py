@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from ..telemetry import QUERIES_COALESCED
 from .source import MetricsSource, Reading
 
 _SWEEP_EVERY = 1024
@@ -38,8 +39,6 @@ class CoalescingSource:
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, float | None], _Entry] = {}
         self._inserts = 0
-        self.hits = 0
-        """How many queries were answered without a request (for benchmarks and /metrics)."""
 
     def query(self, promql: str, at: float | None = None) -> Reading:
         """Answer from a result at most ``ttl`` seconds old or in flight, else run the query."""
@@ -48,7 +47,7 @@ class CoalescingSource:
             now = self._clock()
             entry = self._entries.get(key)
             if entry is not None and entry.expires > now:
-                self.hits += 1
+                QUERIES_COALESCED.inc()
                 shared = entry.result
             else:
                 shared = None
