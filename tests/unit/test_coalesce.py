@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from detection_operator.metrics.coalesce import CoalescingSource
-from detection_operator.metrics.source import Missing, Reading, Value
+from detection_operator.metrics.connections import Connections
+from detection_operator.metrics.source import Missing, PrometheusConfig, PrometheusSource, Reading, Value
 
 
 class Counting:
@@ -79,3 +80,10 @@ def test_missing_readings_are_shared_like_values() -> None:
     source = CoalescingSource(inner, ttl=60.0)
     assert source.query("up") == source.query("up") == Missing("empty")
     assert len(inner.calls) == 1
+
+
+def test_connections_coalesce_only_when_asked() -> None:
+    config = PrometheusConfig(url="http://127.0.0.1:9")
+    assert isinstance(Connections(config, lambda ns, name: {}).for_object("ns", None), PrometheusSource)
+    coalescing = Connections(config, lambda ns, name: {}, coalesce_seconds=1.0).for_object("ns", None)
+    assert isinstance(coalescing, CoalescingSource) and isinstance(coalescing.inner, PrometheusSource)

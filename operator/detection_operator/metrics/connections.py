@@ -99,7 +99,7 @@ class Connections:
         source = PrometheusSource(config)
         if self._coalesce_seconds <= 0:
             return source
-        return CoalescingSource(source, self._coalesce_seconds, self._clock)
+        return CoalescingSource(source, self._coalesce_seconds)
 
     def _from_secret(self, namespace: str, name: str, timeout: float | None) -> PrometheusConfig:
         data = self._read_secret(namespace, name)
