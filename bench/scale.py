@@ -56,7 +56,8 @@ def _policy(name: str) -> dict[str, Any]:
                 {"name": "paranoid", "contributors": list(CONTRIBUTORS)},
             ],
             "rules": [
-                {"name": n, "query": q, "op": op, "threshold": t, "profile": p} for n, q, op, t, p in rules
+                {"name": n, "query": q, "op": op, "threshold": t, "profile": p, "reason": n}
+                for n, q, op, t, p in rules
             ],
             "contributors": [{"name": c, "expense": "light"} for c in CONTRIBUTORS],
             "expense": {
@@ -100,7 +101,7 @@ def _feed(exporter: MetricExporter, namespace: str) -> None:
         exporter.set("scale_model_requests", 1000.0, labels)
 
 
-def _feed_contributors(exporter: MetricExporter) -> None:
+def feed_contributors(exporter: MetricExporter) -> None:
     for contributor in CONTRIBUTORS:
         exporter.set("scale_contributor_ms", 3.0, {"contributor": contributor})
         exporter.set("scale_contributor_mb", 40.0, {"contributor": contributor})
@@ -183,7 +184,7 @@ class Step:
         )
 
 
-def _create(api: client.ApiClient, exporter: MetricExporter, start: int, stop: int) -> None:
+def create(api: client.ApiClient, exporter: MetricExporter, start: int, stop: int) -> None:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     for index in range(start, stop):
         namespace = f"scale-{index // PER_NAMESPACE}"
@@ -209,7 +210,7 @@ def _evaluated(api: client.ApiClient) -> int:
     return count
 
 
-def _wait_evaluated(api: client.ApiClient, n: int, timeout: float) -> None:
+def wait_evaluated(api: client.ApiClient, n: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while (done := _evaluated(api)) < n:
         if time.monotonic() > deadline:
@@ -269,7 +270,7 @@ def scale(
     """Run the steps with query coalescing on, then the largest again with it off."""
     results: list[Step] = []
     with real_stack(workdir) as stack:
-        _feed_contributors(stack.exporter)
+        feed_contributors(stack.exporter)
         prometheus_metrics = f"{stack.prometheus.url}/metrics"
         for coalescing, wanted in ((True, steps), (False, steps[-1:])):
             env = {
@@ -278,13 +279,13 @@ def scale(
                 "DETECTION_OPERATOR_LEADER_ELECTION": "false",
             }
             log = workdir / f"operator-coalesce-{coalescing}.log"
-            with OperatorProcess(stack.plane.kubeconfig, log, env=env) as operator:
+            with OperatorProcess(stack.plane.kubeconfig, log, env=env, verbose=False) as operator:
                 created = _evaluated(stack.api)
                 for n in wanted:
                     if n > created:
-                        _create(stack.api, stack.exporter, created, n)
+                        create(stack.api, stack.exporter, created, n)
                         created = n
-                    _wait_evaluated(stack.api, n, timeout=300 + n / 5)
+                    wait_evaluated(stack.api, n, timeout=300 + n / 5)
                     time.sleep(settle)  # let the creation burst leave the measurement window
                     step = _measure(operator, prometheus_metrics, stack.plane.pids, n, coalescing, window)
                     print(step.row(), flush=True)

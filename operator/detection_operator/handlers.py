@@ -59,7 +59,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     notifier = Notifier(ReceiverConfig.load(operator_settings.receivers_file))
     reconciler = Reconciler(
-        api, connections, executor, notifier, identity=election.identity, may_write=lambda: _leading(memo)
+        api,
+        connections,
+        executor,
+        notifier,
+        identity=election.identity,
+        may_write=lambda: _leading(memo),
+        status_refresh_seconds=operator_settings.status_refresh_seconds,
     )
     scheduler = Scheduler(
         reconciler,

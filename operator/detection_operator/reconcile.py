@@ -21,7 +21,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from . import conditions, telemetry
+from . import conditions, status_writes, telemetry
 from .act import kube
 from .api.base import parse_duration
 from .api.common import AlertRecord, AlertSpec, PrometheusRef
@@ -59,6 +59,7 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         identity: str = "detection-operator",
         may_write: Callable[[], bool] = lambda: True,
+        status_refresh_seconds: float = 0.0,
     ) -> None:
         self.api = api
         self.notifier = notifier
@@ -70,6 +71,9 @@ class Reconciler:
         self._executor = executor
         self._clock = clock
         self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
+        self._status_refresh = status_refresh_seconds
+        self._persisted: dict[Key, tuple[str, dict[str, Any], float]] = {}
+        """Per object: uid, settled status last written, and when (monotonic)."""
         self._decided_at: dict[Key, float] = {}
         self.on_decided: Callable[[Key, float], None] | None = None
         """Called with ``time.perf_counter()`` when a decision is made; benchmarks time from it."""
@@ -96,6 +100,7 @@ class Reconciler:
         """Drop what is remembered about a deleted object, its metric series too."""
         self.series.forget(key)
         self._decided_at.pop(key, None)
+        self._persisted.pop(key, None)
         written = self._written.pop(key, None)
         if written is not None:
             kind = by_plural(key[0]).kind
@@ -108,6 +113,7 @@ class Reconciler:
         again; and only the leader exports per-object series, so dashboards see one value per object.
         """
         self._written.clear()
+        self._persisted.clear()
         self.series.clear()
 
     def check_leader(self) -> None:
@@ -276,5 +282,13 @@ class Reconciler:
         # Absent rather than null: the CRD schema declares no nullable fields.
         new_status = {k: v for k, v in {**status, **fields}.items() if v is not None}
         new_status["conditions"] = conditions.merge(status.get("conditions"), updates)
+        persisted = self._persisted.get(key)
+        previous, age = None, 0.0
+        if persisted is not None and persisted[0] == ref.uid:
+            previous, age = persisted[1], time.monotonic() - persisted[2]
+        if not status_writes.must_write(previous, new_status, age, self._status_refresh):
+            self._written[key] = (ref.uid, new_status)  # the next evaluation starts from the newest
+            return
         result = await self.mutate(kube.write_status, self.api, ref, new_status)
         self._written[key] = (ref.uid, dict(result.get("status") or new_status))
+        self._persisted[key] = (ref.uid, status_writes.settled(new_status), time.monotonic())

@@ -68,6 +68,9 @@ class Settings:
     http_port: int = 8080
     """Port of /healthz, /readyz and /metrics."""
     election: LeaderElection = field(default_factory=LeaderElection)
+    status_refresh_seconds: float = 0.0
+    """A status whose only changes are `lastEvaluated` and measured values is rewritten at most this often;
+    decisions, conditions and memory are always written at once. 0 writes after every evaluation."""
     query_coalesce_seconds: float = 1.0
     """Identical queries within this many seconds share one Prometheus request; 0 turns that off."""
     receivers_file: str | None = None
@@ -116,6 +119,7 @@ class Settings:
                 renew_deadline=float(get("RENEW_DEADLINE_SECONDS") or default.election.renew_deadline),
                 retry_period=float(get("RETRY_PERIOD_SECONDS") or default.election.retry_period),
             ),
+            status_refresh_seconds=float(get("STATUS_REFRESH_SECONDS") or default.status_refresh_seconds),
             query_coalesce_seconds=float(get("QUERY_COALESCE_SECONDS") or default.query_coalesce_seconds),
             receivers_file=get("RECEIVERS_FILE"),
             prometheus=prometheus,

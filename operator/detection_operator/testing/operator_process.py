@@ -38,6 +38,7 @@ class OperatorProcess:
         extra_args: Sequence[str] = (),
         pod_name: str = "operator-0",
         log_format: str = "plain",
+        verbose: bool = True,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_file = log_file
@@ -49,6 +50,8 @@ class OperatorProcess:
         }
         self.extra_args = tuple(extra_args)
         self.log_format = log_format
+        self.verbose = verbose
+        """Debug logging, as tests want it; benchmarks turn it off to measure what production runs."""
         self.http_port = free_port()
         self._process: ManagedProcess | None = None
 
@@ -75,7 +78,7 @@ class OperatorProcess:
             "run",
             "--log-format",
             self.log_format,
-            "--verbose",
+            *(["--verbose"] if self.verbose else []),
         ]
         argv += [f"--namespace={ns}" for ns in self.namespaces]
         argv += self.extra_args
