@@ -159,27 +159,49 @@ def _rss_mb(pid: int) -> float:
 
 
 @dataclass(frozen=True)
+class Config:
+    """Operator settings a scale run uses."""
+
+    label: str
+    coalesce_seconds: float
+    status_refresh_seconds: float
+
+    def env(self) -> dict[str, str]:
+        """The operator's environment for these settings."""
+        return {
+            "DETECTION_OPERATOR_QUERY_COALESCE_SECONDS": str(self.coalesce_seconds),
+            "DETECTION_OPERATOR_STATUS_REFRESH_SECONDS": str(self.status_refresh_seconds),
+            "DETECTION_OPERATOR_LEADER_ELECTION": "false",
+        }
+
+
+UNTUNED = Config("no coalescing, status every evaluation", 0, 0)
+COALESCED = Config("coalescing 1 s, status every evaluation (defaults)", 1, 0)
+TUNED = Config("coalescing 1 s, status refresh 60 s", 1, 60)
+
+
+@dataclass(frozen=True)
 class Step:
     """What one scale step measured."""
 
     objects: int
-    coalescing: bool
+    config: str
     achieved_per_s: float
     expected_per_s: float
     lag_p50_s: float
     lag_p95_s: float
     operator_cores: float
     operator_rss_mb: float
-    queries_sent_per_s: float
+    queries_asked_per_s: float
     queries_served_per_s: float
     apiserver_etcd_cores: float
 
     def row(self) -> str:
         """A RESULTS.md table row."""
         return (
-            f"| {self.objects} | {'on' if self.coalescing else 'off'} | {self.achieved_per_s:.1f} / "
+            f"| {self.objects} | {self.config} | {self.achieved_per_s:.1f} / "
             f"{self.expected_per_s:.1f} | {self.lag_p50_s * 1e3:.0f} ms | {self.lag_p95_s * 1e3:.0f} ms | "
-            f"{self.operator_cores:.2f} | {self.operator_rss_mb:.0f} MB | {self.queries_sent_per_s:.0f} | "
+            f"{self.operator_cores:.2f} | {self.operator_rss_mb:.0f} MB | {self.queries_asked_per_s:.0f} | "
             f"{self.queries_served_per_s:.0f} | {self.apiserver_etcd_cores:.2f} |"
         )
 
@@ -227,7 +249,7 @@ def _measure(
     prometheus_metrics_url: str,
     control_pids: Mapping[str, int],
     objects: int,
-    coalescing: bool,
+    config: Config,
     window: float,
 ) -> Step:
     pid = operator.pid
@@ -246,14 +268,15 @@ def _measure(
 
     return Step(
         objects=objects,
-        coalescing=coalescing,
+        config=config.label,
         achieved_per_s=rate(after, before, "detection_operator_evaluations_total"),
         expected_per_s=objects / INTERVAL_S,
         lag_p50_s=_histogram_quantile(before, after, "detection_operator_schedule_lag_seconds", 0.5),
         lag_p95_s=_histogram_quantile(before, after, "detection_operator_schedule_lag_seconds", 0.95),
         operator_cores=cpu / elapsed,
         operator_rss_mb=_rss_mb(pid),
-        queries_sent_per_s=rate(after, before, "detection_operator_prometheus_query_duration_seconds_count"),
+        queries_asked_per_s=rate(after, before, "detection_operator_prometheus_query_duration_seconds_count")
+        + rate(after, before, "detection_operator_prometheus_queries_coalesced_total"),
         queries_served_per_s=rate(
             served_after, served_before, "prometheus_http_requests_total", handler="/api/v1/query"
         ),
@@ -263,38 +286,38 @@ def _measure(
 
 def scale(
     workdir: Path,
-    steps: tuple[int, ...] = (100, 500, 1000, 2000),
+    runs: tuple[tuple[Config, tuple[int, ...]], ...] = (
+        (TUNED, (100, 500, 1000, 2000)),
+        (COALESCED, (2000,)),
+        (UNTUNED, (2000,)),
+    ),
     window: float = 60.0,
     settle: float = 2 * INTERVAL_S,
 ) -> list[Step]:
-    """Run the steps with query coalescing on, then the largest again with it off."""
+    """Each run starts a fresh operator with its settings and measures its steps (objects are only added)."""
     results: list[Step] = []
     with real_stack(workdir) as stack:
         feed_contributors(stack.exporter)
         prometheus_metrics = f"{stack.prometheus.url}/metrics"
-        for coalescing, wanted in ((True, steps), (False, steps[-1:])):
-            env = {
-                "DETECTION_OPERATOR_PROMETHEUS_URL": stack.prometheus.url,
-                "DETECTION_OPERATOR_QUERY_COALESCE_SECONDS": "1" if coalescing else "0",
-                "DETECTION_OPERATOR_LEADER_ELECTION": "false",
-            }
-            log = workdir / f"operator-coalesce-{coalescing}.log"
+        created = 0
+        for index, (config, steps) in enumerate(runs):
+            env = {"DETECTION_OPERATOR_PROMETHEUS_URL": stack.prometheus.url, **config.env()}
+            log = workdir / f"operator-{index}.log"
             with OperatorProcess(stack.plane.kubeconfig, log, env=env, verbose=False) as operator:
-                created = _evaluated(stack.api)
-                for n in wanted:
+                for n in steps:
                     if n > created:
                         create(stack.api, stack.exporter, created, n)
                         created = n
                     wait_evaluated(stack.api, n, timeout=300 + n / 5)
-                    time.sleep(settle)  # let the creation burst leave the measurement window
-                    step = _measure(operator, prometheus_metrics, stack.plane.pids, n, coalescing, window)
+                    time.sleep(settle)  # let the creation burst (or the restart) leave the window
+                    step = _measure(operator, prometheus_metrics, stack.plane.pids, n, config, window)
                     print(step.row(), flush=True)
                     results.append(step)
     return results
 
 
 HEADER = (
-    "| objects | coalescing | evaluations/s achieved / expected | lag p50 | lag p95 | operator cores "
-    "| operator RSS | queries/s sent | queries/s served by Prometheus | apiserver + etcd cores |\n"
+    "| objects | settings | evaluations/s achieved / expected | lag p50 | lag p95 | operator cores "
+    "| operator RSS | queries/s asked by evaluations | queries/s served by Prometheus | apiserver + etcd cores |\n"
     "|---|---|---|---|---|---|---|---|---|---|"
 )

@@ -28,7 +28,7 @@ EVALUATION_DURATION = Histogram(
 )
 QUERY_DURATION = Histogram(
     "detection_operator_prometheus_query_duration_seconds",
-    "Wall time of one PromQL query, by outcome (ok or the cause of the missing value).",
+    "Wall time of one PromQL request to Prometheus, by outcome (ok or the cause of the missing value).",
     ["outcome"],
     buckets=_LATENCY_BUCKETS,
 )

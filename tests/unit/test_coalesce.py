@@ -30,6 +30,9 @@ class Counting:
             raise RuntimeError("boom")
         return Value(float(len(self.calls)))
 
+    def cached(self, promql: str, at: float | None = None) -> Reading | None:
+        return None
+
     def close(self) -> None:
         pass
 
@@ -87,3 +90,21 @@ def test_connections_coalesce_only_when_asked() -> None:
     assert isinstance(Connections(config, lambda ns, name: {}).for_object("ns", None), PrometheusSource)
     coalescing = Connections(config, lambda ns, name: {}, coalesce_seconds=1.0).for_object("ns", None)
     assert isinstance(coalescing, CoalescingSource) and isinstance(coalescing.inner, PrometheusSource)
+
+
+def test_cached_answers_only_finished_fresh_results_without_blocking() -> None:
+    now = [0.0]
+    inner = Counting()
+    source = CoalescingSource(inner, ttl=1.0, clock=lambda: now[0])
+    assert source.cached("up") is None
+    source.query("up")
+    assert source.cached("up") == Value(1.0)
+    now[0] = 1.5
+    assert source.cached("up") is None
+    inner.release.clear()
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(source.query, "up")
+        assert inner.entered.wait(5)
+        assert source.cached("up") is None  # in flight: the caller goes to the pool and waits there
+        inner.release.set()
+        running.result(5)

@@ -70,6 +70,17 @@ class CoalescingSource:
         entry.result.set_result(reading)
         return reading
 
+    def cached(self, promql: str, at: float | None = None) -> Reading | None:
+        """A finished answer younger than ``ttl`` (never blocks: a query in flight is not waited for)."""
+        with self._lock:
+            entry = self._entries.get((promql, at))
+            if entry is None or entry.expires <= self._clock() or not entry.result.done():
+                return None
+            if entry.result.exception() is not None:
+                return None
+            QUERIES_COALESCED.inc()
+            return entry.result.result()
+
     def _sweep(self, now: float) -> None:
         self._inserts += 1
         if self._inserts % _SWEEP_EVERY == 0:
