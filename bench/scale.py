@@ -318,6 +318,7 @@ def scale(
 
 HEADER = (
     "| objects | settings | evaluations/s achieved / expected | lag p50 | lag p95 | operator cores "
-    "| operator RSS | queries/s asked by evaluations | queries/s served by Prometheus | apiserver + etcd cores |\n"
+    "| operator RSS | queries/s asked by evaluations | queries/s served by Prometheus "
+    "| apiserver + etcd cores |\n"
     "|---|---|---|---|---|---|---|---|---|---|"
 )
