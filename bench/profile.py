@@ -49,15 +49,11 @@ def summarise(collapsed: str, top: int = 15) -> tuple[list[tuple[str, float]], l
     )
 
 
-def profile(workdir: Path, objects: int, seconds: float = 30.0, coalescing: bool = True) -> str:
+def profile(workdir: Path, objects: int, config: scale.Config, seconds: float = 30.0) -> str:
     """Run ``objects`` objects, sample the operator for ``seconds``; return py-spy's collapsed stacks."""
     with real_stack(workdir) as stack:
         scale.feed_contributors(stack.exporter)
-        env = {
-            "DETECTION_OPERATOR_PROMETHEUS_URL": stack.prometheus.url,
-            "DETECTION_OPERATOR_QUERY_COALESCE_SECONDS": "1" if coalescing else "0",
-            "DETECTION_OPERATOR_LEADER_ELECTION": "false",
-        }
+        env = {"DETECTION_OPERATOR_PROMETHEUS_URL": stack.prometheus.url, **config.env()}
         with OperatorProcess(
             stack.plane.kubeconfig, workdir / "operator.log", env=env, verbose=False
         ) as operator:

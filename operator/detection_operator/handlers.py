@@ -20,7 +20,7 @@ from .metrics.connections import Connections
 from .notify.delivery import Notifier
 from .notify.receivers import ReceiverConfig
 from .reconcile import Reconciler
-from .scheduler import Key, Scheduler
+from .scheduler import Key, Scheduler, namespace_phase
 from .settings import Settings
 
 DEFAULT_INTERVAL = 30.0
@@ -72,6 +72,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         operator_settings.max_concurrent_evaluations,
         may_dispatch=lambda: _leading(memo),
         on_lag=telemetry.SCHEDULE_LAG.observe,
+        phase=namespace_phase,
     )
 
     def leadership_changed(leading: bool) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +50,7 @@ class Scheduler:
         clock: Callable[[], float] = time.monotonic,
         may_dispatch: Callable[[], bool] = lambda: True,
         on_lag: Callable[[float], None] = lambda _: None,
+        phase: Callable[[Key], float] | None = None,
     ) -> None:
         self._evaluate = evaluate
         self._clock = clock
@@ -55,6 +58,7 @@ class Scheduler:
         # it holds are due at once when it becomes the leader.
         self._may_dispatch = may_dispatch
         self._on_lag = on_lag
+        self._phase = phase
         self._entries: dict[Key, _Entry] = {}
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -102,10 +106,7 @@ class Scheduler:
                     continue
                 if entry.due <= now:
                     due = entry.due
-                    # Keep the phase: the next run is an interval after this one was due, not after it ran.
-                    entry.due += entry.interval
-                    if entry.due <= now:
-                        entry.due = now + entry.interval
+                    entry.due = self._next_due(key, entry, now)
                     entry.running = True
                     task = asyncio.create_task(self._run_one(key, entry, due))
                     self._tasks.add(task)
@@ -114,6 +115,18 @@ class Scheduler:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_due - self._clock()))
+
+    def _next_due(self, key: Key, entry: _Entry, now: float) -> float:
+        if self._phase is None:
+            # Keep the phase: the next run is an interval after this one was due, not after it ran.
+            due = entry.due + entry.interval
+            return due if due > now else now + entry.interval
+        # On the key's grid, at least half an interval away: the first gap after a start or a spec change
+        # is between half and one and a half intervals, every later one exactly an interval.
+        offset = self._phase(key) * entry.interval
+        return (
+            offset + (math.floor((now + entry.interval / 2 - offset) / entry.interval) + 1) * entry.interval
+        )
 
     async def _run_one(self, key: Key, entry: _Entry, due: float) -> None:
         try:
@@ -133,6 +146,15 @@ class Scheduler:
         """Wait for running evaluations (used at shutdown)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def namespace_phase(key: Key) -> float:
+    """Where in its interval an object is due, as a fraction: the same for every object of a namespace.
+
+    Objects of one namespace mostly ask the same `$namespace` queries; evaluated together they share one
+    request per query (see metrics.coalesce), while namespaces spread evenly over the interval.
+    """
+    return zlib.crc32(key[1].encode()) / 2**32
 
 
 def _about(key: Key) -> dict[str, Any]:

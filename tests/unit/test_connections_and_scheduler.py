@@ -12,7 +12,7 @@ import pytest
 from detection_operator.api.common import PrometheusRef
 from detection_operator.metrics.connections import Connections, InvalidConnection, check_url
 from detection_operator.metrics.source import Missing, PrometheusConfig, Value, normalise
-from detection_operator.scheduler import Key, Scheduler
+from detection_operator.scheduler import Key, Scheduler, namespace_phase
 
 DEFAULT = PrometheusConfig(url="http://prometheus:9090", timeout_seconds=5, headers={"X-Scope-OrgID": "ops"})
 
@@ -161,3 +161,37 @@ def test_a_broken_secret_is_read_again_only_after_the_ttl() -> None:
     with pytest.raises(InvalidConnection):
         connections.for_object("ns", ref)
     assert len(read.calls) == 2
+
+
+def test_scheduler_puts_each_namespace_on_its_own_grid() -> None:
+    async def scenario() -> dict[Key, list[float]]:
+        now = [0.0]
+        runs: dict[Key, list[float]] = {}
+
+        async def evaluate(key: Key, body: Mapping[str, Any]) -> None:
+            runs.setdefault(key, []).append(now[0])
+
+        phases = {"ns-a": 0.25, "ns-b": 0.7}
+        scheduler = Scheduler(evaluate, max_concurrency=8, clock=lambda: now[0], phase=lambda k: phases[k[1]])
+        task = asyncio.create_task(scheduler.run())
+        keys: list[Key] = [("p", "ns-a", "one"), ("p", "ns-a", "two"), ("p", "ns-b", "three")]
+        for index, key in enumerate(keys):
+            now[0] = index * 1.3  # created at different moments
+            scheduler.upsert(key, {"metadata": {"generation": 1}}, interval=10)
+            await asyncio.sleep(0.01)
+        for tick in range(1, 400):
+            now[0] = tick * 0.1
+            scheduler.wake()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        task.cancel()
+        return runs
+
+    runs = asyncio.run(scenario())
+    a_one, a_two, b = (runs[k] for k in [("p", "ns-a", "one"), ("p", "ns-a", "two"), ("p", "ns-b", "three")])
+    # After the first evaluation (at creation) each lands on its namespace's grid, 2.5 + 10k and 7 + 10k,
+    # at least half an interval later.
+    assert a_one[1:] == a_two[1:] == pytest.approx([12.5, 22.5, 32.5], abs=0.11)
+    assert b[1:] == pytest.approx([17.0, 27.0, 37.0], abs=0.11)  # created at 2.6: 7 is too close
+    assert namespace_phase(("p", "ns-a", "x")) == namespace_phase(("p", "ns-a", "y"))
+    assert 0 <= namespace_phase(("p", "ns-b", "x")) < 1
