@@ -44,10 +44,12 @@ def test_repeats_within_the_ttl_share_one_request_and_expire_after_it() -> None:
     assert source.query("up") == Value(1.0)
     now[0] = 0.9
     assert source.query("up") == Value(1.0)
-    assert source.query("up", at=5.0) == Value(2.0)  # another evaluation time is another query
+    assert source.query("up", at=5.0) == Value(2.0)  # a past time is another query
+    assert source.query("up", at=5.4) == Value(2.0)  # ... shared within the same ttl-long slot
+    assert source.query("up", at=6.1) == Value(3.0)
     now[0] = 1.01
-    assert source.query("up") == Value(3.0)
-    assert len(inner.calls) == 3
+    assert source.query("up") == Value(4.0)
+    assert len(inner.calls) == 4
 
 
 def test_a_query_in_flight_is_awaited_not_repeated() -> None:

@@ -9,6 +9,7 @@ nothing a decision can see, while a query in flight is simply awaited by everyon
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -42,7 +43,7 @@ class CoalescingSource:
 
     def query(self, promql: str, at: float | None = None) -> Reading:
         """Answer from a result at most ``ttl`` seconds old or in flight, else run the query."""
-        key = (promql, at)
+        key = self._key(promql, at)
         with self._lock:
             now = self._clock()
             entry = self._entries.get(key)
@@ -73,13 +74,18 @@ class CoalescingSource:
     def cached(self, promql: str, at: float | None = None) -> Reading | None:
         """A finished answer younger than ``ttl`` (never blocks: a query in flight is not waited for)."""
         with self._lock:
-            entry = self._entries.get((promql, at))
+            entry = self._entries.get(self._key(promql, at))
             if entry is None or entry.expires <= self._clock() or not entry.result.done():
                 return None
             if entry.result.exception() is not None:
                 return None
             QUERIES_COALESCED.inc()
             return entry.result.result()
+
+    def _key(self, promql: str, at: float | None) -> tuple[str, float | None]:
+        # Queries at a past time (trends) coalesce when within the same ttl-long slot: a few seconds
+        # either way on a window of minutes is the same tolerance as a result ttl seconds old.
+        return promql, None if at is None else math.floor(at / self._ttl)
 
     def _sweep(self, now: float) -> None:
         self._inserts += 1
