@@ -29,3 +29,12 @@ def test_prometheus_settings_and_credentials_from_files(tmp_path: Path) -> None:
     assert (config.url, config.timeout_seconds, config.bearer_token) == ("https://thanos:9090", 2.5, "abc")
     assert config.ca_file is None and config.headers == {"X-Scope-OrgID": "t"}
     assert "abc" not in repr(config)
+
+
+def test_scale_settings() -> None:
+    assert Settings.from_env({}).query_coalesce_seconds == 1.0
+    assert Settings.from_env({}).status_refresh_seconds == 0.0
+    tuned = Settings.from_env(
+        {"DETECTION_OPERATOR_QUERY_COALESCE_SECONDS": "0", "DETECTION_OPERATOR_STATUS_REFRESH_SECONDS": "60"}
+    )
+    assert (tuned.query_coalesce_seconds, tuned.status_refresh_seconds) == (0.0, 60.0)
