@@ -16,6 +16,7 @@ from .api.kinds import KINDS
 from .metrics.connections import Connections
 from .notify.delivery import Notifier
 from .notify.receivers import ReceiverConfig
+from .outputs import MANAGED_BY, MANAGED_BY_LABEL, owner_key
 from .reconcile import Reconciler
 from .scheduler import Key, Scheduler
 from .settings import Settings
@@ -89,3 +90,14 @@ async def track(
 
 for _kind in KINDS:
     kopf.on.event(GROUP, VERSION, _kind.plural, id="track")(track)
+
+
+@kopf.on.event("", "v1", "configmaps", labels={MANAGED_BY_LABEL: MANAGED_BY}, id="restore-output")
+async def restore_output(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A deleted or hand-edited owned ConfigMap makes its owner due now, which re-applies it."""
+    key = owner_key(body)
+    if key is None:
+        return
+    data = None if event.get("type") == "DELETED" else dict(body.get("data") or {})
+    if memo.reconciler.outputs.drifted(key, body.metadata.name or "", data):
+        memo.scheduler.due_now(key)

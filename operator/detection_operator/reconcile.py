@@ -33,6 +33,7 @@ from .decide.alerts import Alert, ObjectKey, acknowledged_prefixes, plan_alerts
 from .metrics.connections import Connections, InvalidConnection
 from .metrics.source import Missing, Reading, query_all
 from .notify.delivery import Notifier
+from .outputs import AppliedOutputs
 from .policy_flow import evaluate_policy
 from .route_flow import evaluate_route
 from .scheduler import Key
@@ -62,6 +63,7 @@ class Reconciler:
         self._executor = executor
         self._clock = clock
         self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
+        self.outputs = AppliedOutputs()
         self.on_decided: Callable[[Key, float], None] | None = None
         """Called with ``time.perf_counter()`` when a decision is made; benchmarks time from it."""
 
@@ -72,6 +74,7 @@ class Reconciler:
 
     def forget(self, key: Key) -> None:
         """Drop what is remembered about a deleted object."""
+        self.outputs.forget(key)
         written = self._written.pop(key, None)
         if written is not None:
             kind = by_plural(key[0]).kind
@@ -128,6 +131,32 @@ class Reconciler:
             return {key: Missing("error", detail) for key in plan}
         readings = await query_all(source, list(plan.values()), self._executor, at)
         return {key: readings[query] for key, query in plan.items()}
+
+    async def output_intact(self, key: Key, ref: kube.ObjectRef, name: str, revision: int) -> bool:
+        """Whether the object's ConfigMap still holds what was published: known from the watch, or, on the
+        first evaluation after a start, from one read (the ConfigMap exists with the current revision)."""
+        if self.outputs.current(key):
+            return True
+        try:
+            existing = await self.blocking(kube.read_config_map, self.api, ref.namespace, name)
+        except ApiException as exc:
+            log.warning("%s/%s: reading ConfigMap %s: %s", ref.namespace, ref.name, name, exc.reason)
+            return False
+        if existing is None or existing.annotations.get(kube.REVISION_ANNOTATION) != str(revision):
+            return False
+        self.outputs.record(key, name, existing.data)
+        return True
+
+    async def apply_config_map(
+        self, key: Key, ref: kube.ObjectRef, name: str, data: dict[str, str], annotations: dict[str, str]
+    ) -> None:
+        """Server-side apply the object's ConfigMap, remembering what was applied for drift detection."""
+        self.outputs.record(key, name, data)
+        try:
+            await self.blocking(kube.apply_config_map, self.api, ref, name, data, annotations)
+        except BaseException:
+            self.outputs.forget(key)
+            raise
 
     async def write(self, ref: kube.ObjectRef, what: str, action: Awaitable[None]) -> str | None:
         """Run an output write; return what failed (for the Ready condition) instead of raising."""
