@@ -1,8 +1,30 @@
-"""Command-line options shared by every test directory."""
+"""Command-line options and the real parts every integration and reliability test uses.
+
+Real parts: a Kubernetes API server, Prometheus, the operator as a process. The cluster is chosen in this
+order: `--existing-cluster` ($KUBECONFIG), `--kind` (pytest-kind), else a local control plane (etcd +
+kube-apiserver + kube-controller-manager built by `make controlplane`). The operator always runs on this
+machine, so the same tests run unchanged on all three. The fixtures live here, not in one suite's
+conftest, so both suites share one session's control plane and Prometheus.
+"""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
+from kubernetes import client
+
+from detection_operator.testing.controlplane import LocalControlPlane
+from detection_operator.testing.exporter import MetricExporter
+from detection_operator.testing.kube import api_client, install_crds
+from detection_operator.testing.operator_process import OperatorProcess
+from detection_operator.testing.prometheus import PrometheusServer
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -17,3 +39,88 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="run integration tests on a kind cluster created through pytest-kind (needs Docker)",
     )
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Where the tests run: a kubeconfig and what kind of cluster is behind it."""
+
+    kubeconfig: Path
+    flavour: str
+
+
+@pytest.fixture(scope="session")
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if request.config.getoption("--existing-cluster"):
+        path = Path(os.environ.get("KUBECONFIG", Path.home() / ".kube" / "config"))
+        yield Cluster(path, "existing")
+    elif request.config.getoption("--kind"):
+        kind = request.getfixturevalue("kind_cluster")  # provided by pytest-kind
+        yield Cluster(Path(kind.kubeconfig_path), "kind")
+    else:
+        with LocalControlPlane(tmp_path_factory.mktemp("controlplane"), controller_manager=True) as plane:
+            yield Cluster(plane.kubeconfig, "local")
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: Cluster) -> Iterator[client.ApiClient]:
+    api = api_client(cluster.kubeconfig)
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="session")
+def crds(kube: client.ApiClient) -> list[str]:
+    return install_crds(kube, REPO / "crds")
+
+
+@pytest.fixture
+def namespace(kube: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(kube)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture
+def operator_env() -> dict[str, str]:
+    """Extra environment for the operator; a test module overrides this fixture to add settings."""
+    return {}
+
+
+@pytest.fixture
+def operator(
+    cluster: Cluster,
+    crds: list[str],
+    namespace: str,
+    prometheus: PrometheusServer,
+    operator_env: dict[str, str],
+    tmp_path: Path,
+) -> Iterator[OperatorProcess]:
+    """The real operator, as a separate process watching the test's namespace and the real Prometheus."""
+    env = {
+        "DETECTION_OPERATOR_PROMETHEUS_URL": prometheus.url,
+        "DETECTION_OPERATOR_PROMETHEUS_TIMEOUT_SECONDS": "2",
+        **operator_env,
+    }
+    log = tmp_path / "operator.log"
+    with OperatorProcess(cluster.kubeconfig, log, namespaces=[namespace], env=env) as proc:
+        yield proc
+        if not proc.alive():
+            pytest.fail(f"operator died during the test:\n{proc.log_tail()}")
+
+
+@pytest.fixture(scope="session")
+def exporter() -> Iterator[MetricExporter]:
+    with MetricExporter() as exp:
+        yield exp
+
+
+@pytest.fixture(scope="session")
+def prometheus(
+    exporter: MetricExporter, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
+    with PrometheusServer(tmp_path_factory.mktemp("prometheus"), targets=[exporter.target]) as prom:
+        yield prom
