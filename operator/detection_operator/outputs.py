@@ -3,7 +3,7 @@
 The ConfigMap is rewritten only when a decision's content changes, so without this a deleted or hand-edited
 ConfigMap would stay wrong until the next real switch. The operator watches its own ConfigMaps (by the
 managed-by label) and compares each event with a digest of what it applied: a deletion or a change to one
-of its keys forgets the record, which makes the owner's next evaluation (scheduled at once) re-apply.
+of its keys marks it stale, and the owner's next evaluation (scheduled at once) re-applies it.
 Keys added by someone else are left alone (server-side apply keeps other managers' fields), so they never
 cause a re-apply loop. After a restart there is no record yet: the first evaluation reads the ConfigMap once
 and adopts it if it carries the current revision, else re-applies (a deletion while the operator was down).
@@ -56,21 +56,33 @@ class AppliedOutputs:
 
     def __init__(self) -> None:
         self._applied: dict[Key, _Applied] = {}
+        self._stale: set[Key] = set()
 
     def record(self, key: Key, name: str, data: Mapping[str, str]) -> None:
         """Remember what is being applied (before the write, so the watch event of our own write matches)."""
         self._applied[key] = _Applied(name, tuple(sorted(data)), _digest(data))
+        self._stale.discard(key)
 
     def forget(self, key: Key) -> None:
-        """Drop the record: the next evaluation re-applies (a failed write, a deleted object)."""
+        """Drop everything about a deleted object."""
         self._applied.pop(key, None)
+        self._stale.discard(key)
+
+    def invalidate(self, key: Key) -> None:
+        """The ConfigMap is not (or may not be) what was applied: the next evaluation re-applies it."""
+        self._applied.pop(key, None)
+        self._stale.add(key)
 
     def current(self, key: Key) -> bool:
         """Whether this process applied (or adopted) the object's ConfigMap and has seen no drift since."""
         return key in self._applied
 
+    def stale(self, key: Key) -> bool:
+        """Whether the ConfigMap was seen deleted or edited (or its write failed) since it was applied."""
+        return key in self._stale
+
     def drifted(self, key: Key, name: str, data: Mapping[str, str] | None) -> bool:
-        """Compare a watched ConfigMap (``data`` None: deleted) with the record; forget it on drift.
+        """Compare a watched ConfigMap (``data`` None: deleted) with the record; invalidate it on drift.
 
         Without a record there is nothing to compare: the owner's next evaluation checks the ConfigMap itself.
         """
@@ -79,5 +91,5 @@ class AppliedOutputs:
             return False  # not applied by this process yet, or a ConfigMap under a previous name
         if data is not None and _digest({k: data.get(k) for k in applied.keys}) == applied.digest:
             return False
-        del self._applied[key]
+        self.invalidate(key)
         return True

@@ -137,6 +137,8 @@ class Reconciler:
         first evaluation after a start, from one read (the ConfigMap exists with the current revision)."""
         if self.outputs.current(key):
             return True
+        if self.outputs.stale(key):
+            return False
         try:
             existing = await self.blocking(kube.read_config_map, self.api, ref.namespace, name)
         except ApiException as exc:
@@ -155,7 +157,7 @@ class Reconciler:
         try:
             await self.blocking(kube.apply_config_map, self.api, ref, name, data, annotations)
         except BaseException:
-            self.outputs.forget(key)
+            self.outputs.invalidate(key)
             raise
 
     async def write(self, ref: kube.ObjectRef, what: str, action: Awaitable[None]) -> str | None:

@@ -28,10 +28,13 @@ def test_our_own_write_is_not_drift_but_deletion_and_edits_of_our_keys_are() -> 
     assert not outputs.drifted(KEY, "cm", {**DATA, "someone-elses": "x"})  # SSA keeps it: no loop
     assert outputs.current(KEY)
     assert outputs.drifted(KEY, "cm", {**DATA, "profile.json": '{"profile": "lean"}'})
-    assert not outputs.current(KEY)
+    assert not outputs.current(KEY) and outputs.stale(KEY)
     outputs.record(KEY, "cm", DATA)
+    assert not outputs.stale(KEY)
     assert outputs.drifted(KEY, "cm", None)
-    assert not outputs.current(KEY)
+    assert not outputs.current(KEY) and outputs.stale(KEY)
+    outputs.forget(KEY)
+    assert not outputs.stale(KEY)
 
 
 def test_unknown_objects_and_previous_names_are_not_drift() -> None:
