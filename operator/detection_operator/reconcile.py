@@ -75,10 +75,8 @@ class Reconciler:
     def forget(self, key: Key) -> None:
         """Drop what is remembered about a deleted object."""
         self.outputs.forget(key)
-        written = self._written.pop(key, None)
-        if written is not None:
-            kind = by_plural(key[0]).kind
-            self.notifier.outcomes.pop(ObjectKey(kind, key[1], key[2]), None)
+        self._written.pop(key, None)
+        self.notifier.outcomes.pop(ObjectKey(by_plural(key[0]).kind, key[1], key[2]), None)
 
     async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking call (Kubernetes client, Secret reads) in the worker pool."""
@@ -229,5 +227,14 @@ class Reconciler:
         # Absent rather than null: the CRD schema declares no nullable fields.
         new_status = {k: v for k, v in {**status, **fields}.items() if v is not None}
         new_status["conditions"] = conditions.merge(status.get("conditions"), updates)
-        result = await self.blocking(kube.write_status, self.api, ref, new_status)
+        try:
+            result = await self.blocking(kube.write_status, self.api, ref, new_status)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            # Deleted while it was being evaluated (its DELETED event may already have been handled):
+            # nothing to record, and nothing this evaluation remembered may outlive it.
+            log.debug("%s/%s was deleted during its evaluation", ref.namespace, ref.name)
+            self.forget(key)
+            return
         self._written[key] = (ref.uid, dict(result.get("status") or new_status))
