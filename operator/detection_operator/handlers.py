@@ -43,6 +43,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     settings.posting.level = logging.INFO
+    # The owned-ConfigMap watch (restore_output) streams only our ConfigMaps, filtered by the apiserver.
+    settings.watching.label_selectors["configmaps"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
     operator_settings = Settings.from_env()
     api = _api_client()

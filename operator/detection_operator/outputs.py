@@ -9,7 +9,8 @@ cause a re-apply loop. After a restart there is no record yet: the first evaluat
 and adopts it if it carries the current revision, else re-applies (a deletion while the operator was down).
 Re-applying unconditionally instead would give every detector a new profile.json (new decidedAt) on each
 operator restart. Why a watch rather than a read on every evaluation: one stream for all objects
-instead of a GET per object per interval, and the restore starts within the watch latency.
+instead of a GET per object per interval (the apiserver filters it by label), and the restore starts within
+the watch latency.
 """
 
 from __future__ import annotations
