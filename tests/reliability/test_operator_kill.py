@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 from kubernetes import client, watch
 
@@ -85,7 +84,7 @@ def test_sigkill_during_a_switch_leaves_status_config_map_and_alerts_consistent(
     assert document is not None
     assert (document["profile"], document["revision"]) == (status["profile"], status["revision"])
     assert [h["to"] for h in status["history"]] == ["lean", "balanced", "lean", "balanced"], status["history"]
-    switched: list[Any] = policy.events("ProfileSwitched")
+    switched = policy.events("ProfileSwitched")
     assert len(switched) == 3, switched
     wait_for(lambda: len(notices(receiver)) >= 3, timeout=30, what="three switch notices")
     assert notices(receiver) == ["lean->balanced", "balanced->lean", "lean->balanced"], notices(receiver)
