@@ -18,7 +18,7 @@ DEMO_ARGS ?=
 export CONTROLPLANE_BIN := $(abspath $(CONTROLPLANE_BIN))
 export HELM_BIN := $(abspath $(HELM_BIN))
 
-.PHONY: help test demo bench deps venv controlplane helm crds check-crds lint unit integration clean
+.PHONY: help test demo bench deps venv controlplane helm crds check-crds lint unit integration reliability clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ unit: venv ## only the unit tests (no control plane needed)
 
 integration: deps venv controlplane helm ## only the integration tests
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+reliability: deps venv controlplane ## only the reliability suite (faults, fuzzing, churn; ~10 min)
+	$(PY) -m pytest tests/reliability $(PYTEST_ARGS)
 
 clean: ## remove the virtualenv and caches (the control-plane build cache too)
 	rm -rf $(VENV) $(CACHE) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -47,6 +47,8 @@ class Cluster:
 
     kubeconfig: Path
     flavour: str
+    plane: LocalControlPlane | None = None
+    """The local control plane, when that is where the tests run (to restart its apiserver)."""
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +61,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         yield Cluster(Path(kind.kubeconfig_path), "kind")
     else:
         with LocalControlPlane(tmp_path_factory.mktemp("controlplane"), controller_manager=True) as plane:
-            yield Cluster(plane.kubeconfig, "local")
+            yield Cluster(plane.kubeconfig, "local", plane)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from .lease import LeaderElector
 from .metrics.connections import Connections
 from .notify.delivery import Notifier
 from .notify.receivers import ReceiverConfig
+from .outputs import MANAGED_BY, MANAGED_BY_LABEL, owner_key
 from .reconcile import Reconciler
 from .scheduler import Key, Scheduler, namespace_phase
 from .settings import Settings
@@ -47,6 +48,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     settings.posting.level = logging.INFO
+    # The owned-ConfigMap watch (restore_output) streams only our ConfigMaps, filtered by the apiserver.
+    settings.watching.label_selectors["configmaps"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
     operator_settings = Settings.from_env()
     election = operator_settings.election
@@ -144,3 +147,14 @@ async def track(
 
 for _kind in KINDS:
     kopf.on.event(GROUP, VERSION, _kind.plural, id="track")(track)
+
+
+@kopf.on.event("", "v1", "configmaps", labels={MANAGED_BY_LABEL: MANAGED_BY}, id="restore-output")
+async def restore_output(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A deleted or hand-edited owned ConfigMap makes its owner due now, which re-applies it."""
+    key = owner_key(body)
+    if key is None:
+        return
+    data = None if event.get("type") == "DELETED" else dict(body.get("data") or {})
+    if memo.reconciler.outputs.drifted(key, body.metadata.name or "", data):
+        memo.scheduler.due_now(key)

@@ -44,8 +44,12 @@ async def evaluate_policy(
     config_map = spec.output.config_map_name or f"{ref.name}-detection-profile"
     output_error = None
     written = status.get("configMap")
-    if not spec.dry_run and (pub.changed or written != config_map):
-        output_error = await r.write(ref, f"ConfigMap {config_map}", _publish(r, ref, spec, config_map, pub))
+    # Also re-applied when the ConfigMap was deleted or hand-edited (outputs.py).
+    if not spec.dry_run and (
+        pub.changed or written != config_map or not await r.output_intact(key, ref, config_map, pub.revision)
+    ):
+        publish = _publish(r, key, ref, spec, config_map, pub)
+        output_error = await r.write(ref, f"ConfigMap {config_map}", publish)
         written = config_map if output_error is None else written
         if output_error is None:
             r.published(key, ref, config_map, pub.revision)
@@ -80,7 +84,12 @@ async def evaluate_policy(
 
 
 async def _publish(
-    r: Reconciler, ref: kube.ObjectRef, spec: DetectionPolicySpec, config_map: str, pub: Publication
+    r: Reconciler,
+    key: Key,
+    ref: kube.ObjectRef,
+    spec: DetectionPolicySpec,
+    config_map: str,
+    pub: Publication,
 ) -> None:
     data = {"profile.json": pub.profile_json, "scorecard.json": pub.scorecard_json}
     if (key_ref := spec.output.signing_key_ref) is not None:
@@ -88,8 +97,8 @@ async def _publish(
         if key_ref.key not in secret:
             raise ApiException(status=404, reason=f"key {key_ref.key} not in Secret {key_ref.name}")
         data["profile.json.sig"] = sign(secret[key_ref.key], pub.profile_json.encode())
-    annotations = {"detection.adaptive.io/revision": str(pub.revision)}
-    await r.mutate(kube.apply_config_map, r.api, ref, config_map, data, annotations)
+    annotations = {kube.REVISION_ANNOTATION: str(pub.revision)}
+    await r.apply_config_map(key, ref, config_map, data, annotations)
     if spec.output.deployment:
         found = await r.mutate(
             kube.annotate_deployment, r.api, ref.namespace, spec.output.deployment, pub.digest

@@ -35,6 +35,7 @@ from .logref import about
 from .metrics.connections import Connections, InvalidConnection
 from .metrics.source import Missing, Reading, query_all
 from .notify.delivery import Notifier
+from .outputs import AppliedOutputs
 from .policy_flow import evaluate_policy
 from .route_flow import evaluate_route
 from .scheduler import Key
@@ -75,6 +76,7 @@ class Reconciler:
         self._persisted: dict[Key, tuple[str, dict[str, Any], float]] = {}
         """Per object: uid, settled status last written, and when (monotonic)."""
         self._decided_at: dict[Key, float] = {}
+        self.outputs = AppliedOutputs()
         self.on_decided: Callable[[Key, float], None] | None = None
         """Called with ``time.perf_counter()`` when a decision is made; benchmarks time from it."""
 
@@ -99,12 +101,11 @@ class Reconciler:
     def forget(self, key: Key) -> None:
         """Drop what is remembered about a deleted object, its metric series too."""
         self.series.forget(key)
+        self.outputs.forget(key)
         self._decided_at.pop(key, None)
         self._persisted.pop(key, None)
-        written = self._written.pop(key, None)
-        if written is not None:
-            kind = by_plural(key[0]).kind
-            self.notifier.outcomes.pop(ObjectKey(kind, key[1], key[2]), None)
+        self._written.pop(key, None)
+        self.notifier.outcomes.pop(ObjectKey(by_plural(key[0]).kind, key[1], key[2]), None)
 
     def reset(self) -> None:
         """Forget cached statuses and per-object series when leadership changes hands.
@@ -203,6 +204,34 @@ class Reconciler:
         readings = await query_all(source, list(plan.values()), self._executor, at)
         return {key: readings[query] for key, query in plan.items()}
 
+    async def output_intact(self, key: Key, ref: kube.ObjectRef, name: str, revision: int) -> bool:
+        """Whether the object's ConfigMap still holds what was published: known from the watch, or, on the
+        first evaluation after a start, from one read (the ConfigMap exists with the current revision)."""
+        if self.outputs.current(key):
+            return True
+        if self.outputs.stale(key):
+            return False
+        try:
+            existing = await self.blocking(kube.read_config_map, self.api, ref.namespace, name)
+        except ApiException as exc:
+            log.warning("%s/%s: reading ConfigMap %s: %s", ref.namespace, ref.name, name, exc.reason)
+            return False
+        if existing is None or existing.annotations.get(kube.REVISION_ANNOTATION) != str(revision):
+            return False
+        self.outputs.record(key, name, existing.data)
+        return True
+
+    async def apply_config_map(
+        self, key: Key, ref: kube.ObjectRef, name: str, data: dict[str, str], annotations: dict[str, str]
+    ) -> None:
+        """Server-side apply the object's ConfigMap, remembering what was applied for drift detection."""
+        self.outputs.record(key, name, data)
+        try:
+            await self.mutate(kube.apply_config_map, self.api, ref, name, data, annotations)
+        except BaseException:
+            self.outputs.invalidate(key)
+            raise
+
     async def write(self, ref: kube.ObjectRef, what: str, action: Awaitable[None]) -> str | None:
         """Run an output write; return what failed (for the Ready condition) instead of raising."""
         try:
@@ -289,6 +318,15 @@ class Reconciler:
         if not status_writes.must_write(previous, new_status, age, self._status_refresh):
             self._written[key] = (ref.uid, new_status)  # the next evaluation starts from the newest
             return
-        result = await self.mutate(kube.write_status, self.api, ref, new_status)
+        try:
+            result = await self.mutate(kube.write_status, self.api, ref, new_status)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            # Deleted while it was being evaluated (its DELETED event may already have been handled):
+            # nothing to record, and nothing this evaluation remembered may outlive it.
+            log.debug("%s/%s was deleted during its evaluation", ref.namespace, ref.name)
+            self.forget(key)
+            return
         self._written[key] = (ref.uid, dict(result.get("status") or new_status))
         self._persisted[key] = (ref.uid, status_writes.settled(new_status), time.monotonic())

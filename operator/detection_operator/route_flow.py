@@ -59,8 +59,13 @@ async def evaluate_route(
     output_error = None
     written = status.get("configMap")
     if not spec.dry_run:
-        publish = pub.changed or written != config_map
-        act = _act(r, ref, spec, decision, pub, config_map, publish)
+        # Also re-applied when the ConfigMap was deleted or hand-edited (outputs.py).
+        publish = (
+            pub.changed
+            or written != config_map
+            or not await r.output_intact(key, ref, config_map, pub.revision)
+        )
+        act = _act(r, key, ref, spec, decision, pub, config_map, publish)
         output_error = await r.write(ref, f"ConfigMap {config_map} or Deployment scale", act)
         written = config_map if output_error is None else written
         if output_error is None and publish:
@@ -92,6 +97,7 @@ async def evaluate_route(
 
 async def _act(
     r: Reconciler,
+    key: Key,
     ref: kube.ObjectRef,
     spec: ModelRouteSpec,
     decision: RouteDecision,
@@ -108,8 +114,8 @@ async def _act(
             await r.event(ref, "Warning", "DeploymentNotFound", f"Deployment {action.deployment} not found")
     if not publish:
         return
-    annotations = {"detection.adaptive.io/revision": str(pub.revision)}
-    await r.mutate(kube.apply_config_map, r.api, ref, config_map, {"route.json": pub.route_json}, annotations)
+    annotations = {kube.REVISION_ANNOTATION: str(pub.revision)}
+    await r.apply_config_map(key, ref, config_map, {"route.json": pub.route_json}, annotations)
     router = spec.output.router_deployment
     if router and not await r.mutate(kube.annotate_deployment, r.api, ref.namespace, router, pub.digest):
         await r.event(ref, "Warning", "DeploymentNotFound", f"router Deployment {router} not found")

@@ -80,6 +80,13 @@ class Scheduler:
             entry.due = self._clock()
             self._wake.set()
 
+    def due_now(self, key: Key) -> None:
+        """Evaluate a known object as soon as possible (its output needs repair); unknown keys are ignored."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.due = self._clock()
+            self._wake.set()
+
     def remove(self, key: Key) -> None:
         """Forget a deleted object; an evaluation already running finishes on its own."""
         self._entries.pop(key, None)

@@ -352,8 +352,6 @@ def _assert_least_privilege(
         "list Secrets": lambda: core.list_namespaced_secret(watched),
         "list Secrets cluster-wide": lambda: core.list_secret_for_all_namespaces(),
         "delete a ConfigMap": lambda: core.delete_namespaced_config_map("p-detection-profile", watched),
-        "list ConfigMaps": lambda: core.list_namespaced_config_map(watched),
-        "read a ConfigMap": lambda: core.read_namespaced_config_map("p-detection-profile", watched),
         "delete a Deployment": lambda: apps.delete_namespaced_deployment("detector", watched),
         "create a Deployment": lambda: apps.create_namespaced_deployment(watched, _deployment("evil")),
         "create a Pod": lambda: core.create_namespaced_pod(

@@ -100,7 +100,7 @@ def test_normalise(result: Any, expected: Any) -> None:
     assert normalise(result) == expected
 
 
-def test_scheduler_runs_at_interval_and_at_once_on_a_new_generation() -> None:
+def test_scheduler_runs_at_interval_and_at_once_on_a_new_generation_or_a_repair() -> None:
     async def scenario() -> list[tuple[Key, int]]:
         now = [0.0]
         runs: list[tuple[Key, int]] = []
@@ -118,13 +118,16 @@ def test_scheduler_runs_at_interval_and_at_once_on_a_new_generation() -> None:
         await asyncio.sleep(0.01)
         scheduler.upsert(key, {"metadata": {"generation": 2}}, interval=10)  # spec changed: due now
         await asyncio.sleep(0.01)
+        scheduler.due_now(key)  # its ConfigMap needs repair
+        scheduler.due_now(("detectionpolicies", "ns", "unknown"))
+        await asyncio.sleep(0.01)
         scheduler.remove(key)
         await asyncio.sleep(0.01)
         task.cancel()
         return runs
 
     runs = asyncio.run(scenario())
-    assert [generation for _, generation in runs] == [1, 2]
+    assert [generation for _, generation in runs] == [1, 2, 2]
 
 
 def test_scheduler_survives_a_failing_evaluation() -> None:

@@ -18,6 +18,7 @@ from ..conditions import rfc3339
 
 FIELD_MANAGER = "detection-operator"
 CHECKSUM_ANNOTATION = f"{GROUP}/config-checksum"
+REVISION_ANNOTATION = f"{GROUP}/revision"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,26 @@ def apply_config_map(
         force=True,
         _content_type="application/apply-patch+yaml",
     )
+
+
+@dataclass(frozen=True)
+class ConfigMapState:
+    """What drift detection needs to know about an existing ConfigMap."""
+
+    data: dict[str, str]
+    annotations: dict[str, str]
+
+
+def read_config_map(api: client.ApiClient, namespace: str, name: str) -> ConfigMapState | None:
+    """A ConfigMap's data and annotations, or None if it does not exist."""
+    try:
+        config_map = client.CoreV1Api(api).read_namespaced_config_map(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    annotations = config_map.metadata.annotations if config_map.metadata else None
+    return ConfigMapState(dict(config_map.data or {}), dict(annotations or {}))
 
 
 def annotate_deployment(api: client.ApiClient, namespace: str, name: str, checksum: str) -> bool:

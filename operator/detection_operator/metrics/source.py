@@ -165,6 +165,9 @@ class PrometheusSource:
             result = self._client.custom_query(promql, params=params)
         except requests.Timeout:
             return Missing("timeout", f"no answer within {timeout:g}s")
+        except requests.JSONDecodeError as exc:
+            # A RequestException too, but the server answered: malformed JSON is a bad response.
+            return Missing("bad-response", _short(exc))
         except requests.RequestException as exc:
             return Missing("error", _short(exc))
         except PrometheusApiClientException as exc:

@@ -1,0 +1,131 @@
+"""An HTTP proxy in front of the real Prometheus that can be switched into a fault: reliability tests.
+
+In ``pass`` mode it forwards every request to the real server and returns its answer unchanged. The
+faults answer the Prometheus query API the way a broken or overloaded server (or a bad query) would:
+late, with a 5xx, with malformed JSON, with an empty vector, NaN, +Inf, or many series.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal
+
+import httpx
+
+from .ports import LOOPBACK, LoopbackServer
+
+Mode = Literal["pass", "delay", "error", "malformed", "empty", "nan", "inf", "many"]
+MODES: tuple[Mode, ...] = ("pass", "delay", "error", "malformed", "empty", "nan", "inf", "many")
+
+
+def _vector(values: list[str]) -> bytes:
+    now = time.time()
+    result = [{"metric": {"series": str(i)}, "value": [now, value]} for i, value in enumerate(values)]
+    return json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode()
+
+
+def fault_answer(mode: Mode, series: int) -> tuple[int, bytes]:
+    """The status and body a fault mode answers a query with (``pass`` and ``delay`` forward instead)."""
+    if mode == "error":
+        return 503, b'{"status":"error","errorType":"unavailable","error":"injected by the fault proxy"}'
+    if mode == "malformed":
+        return 200, b'{"status":"success","data":{"resultType":"vector","result":[{"metric":'
+    if mode == "empty":
+        return 200, _vector([])
+    if mode == "nan":
+        return 200, _vector(["NaN"])
+    if mode == "inf":
+        return 200, _vector(["+Inf"])
+    if mode == "many":
+        return 200, _vector([str(i) for i in range(series)])
+    raise ValueError(f"mode {mode!r} forwards; it has no fixed answer")
+
+
+class FaultProxy(LoopbackServer):
+    """Forwards to ``upstream`` (e.g. ``http://127.0.0.1:9090``) unless ``mode`` says otherwise."""
+
+    def __init__(self, upstream: str, port: int = 0) -> None:
+        self.upstream = upstream.rstrip("/")
+        self._port = port
+        self.mode: Mode = "pass"
+        self.delay = 0.0
+        """Seconds ``delay`` mode waits before forwarding."""
+        self.series = 500
+        """How many series ``many`` mode returns."""
+        self._requests = 0
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._http = httpx.Client(timeout=60, trust_env=False)
+
+    @property
+    def requests(self) -> int:
+        """How many requests the proxy has received."""
+        with self._lock:
+            return self._requests
+
+    def _answer(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str]:
+        with self._lock:
+            self._requests += 1
+        mode = self.mode
+        if mode not in ("pass", "delay"):
+            status, payload = fault_answer(mode, self.series)
+            return status, payload, "application/json"
+        if mode == "delay":
+            time.sleep(self.delay)
+        forwarded = {k: v for k, v in headers.items() if k.lower() in ("content-type", "accept")}
+        try:
+            response = self._http.request(method, self.upstream + path, content=body, headers=forwarded)
+        except httpx.TransportError as exc:
+            return 502, f"upstream unreachable: {exc}".encode(), "text/plain"
+        return response.status_code, response.content, response.headers.get("content-type", "text/plain")
+
+    def start(self) -> None:
+        """Listen (on the same port as before, after a stop)."""
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status, payload, content_type = proxy._answer(
+                    self.command, self.path, body, dict(self.headers)
+                )
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (its timeout): exactly what a slow server causes
+
+            do_GET = _handle
+            do_POST = _handle
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer((LOOPBACK, self._port), Handler)
+        self._server.daemon_threads = True
+        self._port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FaultProxy:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+        self._http.close()
