@@ -9,17 +9,17 @@ import json
 import shutil
 import time
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
+from .lifecycle import Started
 from .ports import LoopbackServer, free_port
 from .processes import ManagedProcess
 
 BINARY_CANDIDATES = ("prometheus-alertmanager", "alertmanager")
 
 
-class AlertmanagerServer(LoopbackServer):
+class AlertmanagerServer(LoopbackServer, Started):
     """Alertmanager on loopback whose only route posts every group to ``webhook_url``."""
 
     def __init__(self, workdir: Path, webhook_url: str) -> None:
@@ -80,12 +80,3 @@ class AlertmanagerServer(LoopbackServer):
         if self._process is not None:
             self._process.stop()
             self._process = None
-
-    def __enter__(self) -> AlertmanagerServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -27,8 +27,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import Any, Final, Self
+from types import FrameType
+from typing import Any, Final
 
 import httpx
 import yaml
@@ -39,6 +39,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from detection_operator.testing.ports import free_port
 from detection_operator.testing.processes import ManagedProcess
+
+from .lifecycle import Started
 
 __all__ = [
     "DEFAULT_CONTROLLERS",
@@ -270,7 +272,7 @@ def _etcd_health(http: httpx.Client, client_url: str) -> str | None:
     return f"/health -> {resp.status_code} {resp.text.strip()[:200]}"
 
 
-class LocalControlPlane:
+class LocalControlPlane(Started):
     """etcd + kube-apiserver (+ kube-controller-manager) on 127.0.0.1, for tests and the demo.
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Everything lives under
@@ -405,18 +407,6 @@ class LocalControlPlane:
             raise ControlPlaneError("the control plane has not been started")
         self._apiserver.stop()
         self._start_apiserver(time.monotonic() + timeout, self._apiserver_port)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def check_running(self) -> None:
         """Raise :class:`ControlPlaneError` if a child that should be running has exited."""

@@ -14,9 +14,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Literal
 
+from detection_operator.testing.lifecycle import Started
 from detection_operator.testing.ports import LOOPBACK, LoopbackServer
 
 __all__ = ["MetricExporter", "main", "parse_sample_line"]
@@ -80,7 +80,7 @@ def _render(families: Mapping[str, _Family]) -> bytes:
     return "\n".join(lines).encode()
 
 
-class MetricExporter(LoopbackServer):
+class MetricExporter(LoopbackServer, Started):
     """Serve a mutable set of gauges and counters on ``http://127.0.0.1:PORT/metrics``.
 
     ``port=0`` picks a free port on :meth:`start`; the chosen port is kept for later restarts so a
@@ -123,18 +123,6 @@ class MetricExporter(LoopbackServer):
         server.server_close()
         if thread is not None:
             thread.join()
-
-    def __enter__(self) -> MetricExporter:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- series --------------------------------------------------------------------------------
 

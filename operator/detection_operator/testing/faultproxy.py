@@ -11,11 +11,11 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Literal
 
 import httpx
 
+from .lifecycle import Started
 from .ports import LOOPBACK, LoopbackServer
 
 Mode = Literal["pass", "delay", "error", "malformed", "empty", "nan", "inf", "many"]
@@ -45,7 +45,7 @@ def fault_answer(mode: Mode, series: int) -> tuple[int, bytes]:
     raise ValueError(f"mode {mode!r} forwards; it has no fixed answer")
 
 
-class FaultProxy(LoopbackServer):
+class FaultProxy(LoopbackServer, Started):
     """Forwards to ``upstream`` (e.g. ``http://127.0.0.1:9090``) unless ``mode`` says otherwise."""
 
     def __init__(self, upstream: str, port: int = 0) -> None:
@@ -108,6 +108,8 @@ class FaultProxy(LoopbackServer):
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
+        if self._http.is_closed:  # stopped before: forward through a fresh connection pool
+            self._http = httpx.Client(timeout=60, trust_env=False)
         self._server = ThreadingHTTPServer((LOOPBACK, self._port), Handler)
         self._server.daemon_threads = True
         self._port = self._server.server_address[1]
@@ -119,13 +121,4 @@ class FaultProxy(LoopbackServer):
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-    def __enter__(self) -> FaultProxy:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
         self._http.close()

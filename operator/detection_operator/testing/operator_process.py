@@ -12,16 +12,16 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from .lifecycle import Started
 from .ports import free_port
 from .processes import ManagedProcess, log_tail
 
 
-class OperatorProcess:
+class OperatorProcess(Started):
     """One `detection-operator run` process against the cluster in ``kubeconfig``.
 
     ``pod_name`` is its leader-election identity, stable across restarts like a StatefulSet pod's, so a
@@ -140,12 +140,3 @@ class OperatorProcess:
     def log_tail(self, lines: int = 60) -> str:
         """The last lines of the operator's log."""
         return log_tail(self.log_file, lines)
-
-    def __enter__(self) -> OperatorProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

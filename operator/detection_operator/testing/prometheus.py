@@ -9,11 +9,11 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, NamedTuple
 
 import httpx
 
+from detection_operator.testing.lifecycle import Started
 from detection_operator.testing.ports import LoopbackServer, free_port
 from detection_operator.testing.processes import ManagedProcess
 
@@ -62,7 +62,7 @@ def find_prometheus(binary: str | None = None) -> str:
     return resolved
 
 
-class PrometheusServer(LoopbackServer):
+class PrometheusServer(LoopbackServer, Started):
     """A Prometheus process scraping ``targets`` under job ``exporter``, listening on 127.0.0.1.
 
     Files live in ``workdir``: ``prometheus.yml``, ``prometheus.log`` (appended across restarts)
@@ -167,18 +167,6 @@ class PrometheusServer(LoopbackServer):
     def resume(self) -> None:
         """Continue a process frozen by :meth:`pause`."""
         self._require_process().send_signal(signal.SIGCONT)
-
-    def __enter__(self) -> PrometheusServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- configuration -------------------------------------------------------------------------
 

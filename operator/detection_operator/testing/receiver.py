@@ -11,9 +11,9 @@ import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 
+from .lifecycle import Started
 from .ports import LOOPBACK, LoopbackServer
 
 
@@ -31,7 +31,7 @@ class Request:
         return json.loads(self.body)
 
 
-class WebhookReceiver(LoopbackServer):
+class WebhookReceiver(LoopbackServer, Started):
     """Records POSTs; ``status`` and ``delay`` set how it answers."""
 
     def __init__(self, port: int = 0) -> None:
@@ -81,12 +81,3 @@ class WebhookReceiver(LoopbackServer):
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-    def __enter__(self) -> WebhookReceiver:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -17,10 +17,11 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Final, NamedTuple
 
 from detection_operator.testing.exporter import MetricExporter
+
+from .lifecycle import Started
 
 __all__ = [
     "BUCKETS",
@@ -185,7 +186,7 @@ def gauge_values(traffic: Traffic) -> list[Sample]:
     return samples
 
 
-class MetricSimulator:
+class MetricSimulator(Started):
     """Serve :class:`Traffic` through ``exporter``: counters advance every tick, gauges follow each play().
 
     The exporter is the caller's (started and stopped by it); the simulator only owns its ticking thread.
@@ -230,15 +231,6 @@ class MetricSimulator:
         if thread is not None:
             self._stop.set()
             thread.join()
-
-    def __enter__(self) -> MetricSimulator:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def _set_gauges(self, traffic: Traffic) -> None:
         for sample in gauge_values(traffic):

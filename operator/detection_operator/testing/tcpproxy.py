@@ -11,12 +11,12 @@ import contextlib
 import socket
 import struct
 import threading
-from types import TracebackType
 
+from .lifecycle import Started
 from .ports import LOOPBACK, LoopbackServer
 
 
-class TcpProxy(LoopbackServer):
+class TcpProxy(LoopbackServer, Started):
     """Forwards connections on 127.0.0.1:``port`` to ``upstream_host``:``upstream_port``."""
 
     def __init__(self, upstream_host: str, upstream_port: int, port: int = 0) -> None:
@@ -87,12 +87,3 @@ class TcpProxy(LoopbackServer):
             self._listener.close()
             self._listener = None
         self.sever()
-
-    def __enter__(self) -> TcpProxy:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
