@@ -81,3 +81,30 @@ def profile(workdir: Path, objects: int, config: scale.Config, seconds: float = 
                 capture_output=True,
             )
             return out.read_text()
+
+
+def section(workdir: Path, objects: int = 2000) -> list[str]:
+    """RESULTS.md lines: where the operator's CPU goes at ``objects`` objects with the scale settings."""
+    inclusive, leaf = summarise(profile(workdir, objects, scale.TUNED), top=60)
+    ours = [(f, share) for f, share in inclusive if "detection_operator/" in f][:10]
+    return [
+        f"## Profile: {objects} objects, {scale.TUNED.label}",
+        "",
+        "py-spy (sampling from outside, GIL-holding thread only, 100 Hz, 30 s) on the operator process.",
+        "Inclusive: share of samples in a function or below it (our functions); leaf: on top of the stack.",
+        "",
+        "What earlier profiles of this benchmark changed: HTTP requests to Prometheus and status writes",
+        "dominated, so identical queries now share one request (`metrics/coalesce.py`), answers at hand",
+        "skip the thread pool, a namespace's objects share a phase so their queries coincide, trend queries",
+        "coalesce within a slot, and measured-only status changes wait for the refresh period",
+        "(`status_writes.py`). The logging lock showed up under `--verbose`, so benchmarks run without it.",
+        "",
+        "| our function (inclusive) | share |",
+        "|---|---|",
+        *(f"| `{f}` | {share:.0%} |" for f, share in ours),
+        "",
+        "| leaf | share |",
+        "|---|---|",
+        *(f"| `{f}` | {share:.0%} |" for f, share in leaf[:10]),
+        "",
+    ]
