@@ -314,5 +314,20 @@ def section(results: list[CaseResult]) -> list[str]:
             f"| {r.case.label} | {Stats.of(r.scraped).median:.2f} s | {_pair(r.operator_after_scrape)} "
             f"| {_pair(r.diy_webhook_after_scrape)} | {patch_ms:.0f} ms | {ratios} |"
         )
-    lines.append("")
+    lines += [
+        "",
+        "With `for 1` the worst case is one scrape interval plus one evaluation interval plus the",
+        "evaluation itself (a little over 1.0x); `for N` adds (N - 1) x interval by definition. The",
+        "operator could only shorten the wait for its next evaluation by evaluating right after each",
+        "scrape, which needs the target's scrape phase from Prometheus (e.g. `timestamp()` of the rule's",
+        "series); not done.",
+        "",
+        "What the DIY path lacks, beyond the code one has to write and run: no hysteresis (a clear",
+        "threshold needs a second rule or `unless` tricks), no minimum dwell or stabilization",
+        "(`keep_firing_for` only delays the resolve), missing data reads as resolved and reverts the",
+        "switch instead of holding and then falling back, no precedence between rules that want",
+        "different profiles, no status, conditions, Events, revision or scorecard, and a failed patch",
+        "is retried only as Alertmanager retries the notification.",
+        "",
+    ]
     return lines
