@@ -140,7 +140,8 @@ SECTIONS: list[Callable[[], list[str]]] = [
 
 
 def main(argv: list[str]) -> int:
-    """Run the sections named in ``argv`` (all by default), print each, and write RESULTS.md."""
+    """Run the sections named in ``argv`` (all by default) and print each; only a full run rewrites
+    RESULTS.md, so a partial run never leaves it with sections missing."""
     chosen = [s for s in SECTIONS if not argv or s.__name__ in argv]
     unknown = set(argv) - {s.__name__ for s in SECTIONS}
     if unknown:
@@ -153,7 +154,8 @@ def main(argv: list[str]) -> int:
         part = section()
         print("\n".join(part), flush=True)
         lines += part
-    write_results(lines)
+    if not argv:
+        write_results(lines)
     return 0
 
 
