@@ -134,7 +134,11 @@ def _collect(
     """Arrival time per lane of the first ConfigMap event showing ``profile``."""
     arrived: dict[str, float] = {}
     while len(arrived) < len(LANES):
-        event = seen.get(timeout=max(0.0, deadline - time.perf_counter()))
+        try:
+            event = seen.get(timeout=max(0.0, deadline - time.perf_counter()))
+        except queue.Empty:
+            missing = sorted(set(LANES) - set(arrived))
+            raise TimeoutError(f"no ConfigMap showed {profile!r} in time for {missing}") from None
         lane, shown = lane_of(event)
         if shown == profile:
             arrived.setdefault(lane, event.at)
