@@ -129,18 +129,22 @@ def _diy_lane(event: Seen) -> tuple[str, str]:
 
 
 def _collect(
-    seen: queue.Queue[Seen], lane_of: Callable[[Seen], tuple[str, str]], profile: str, deadline: float
+    seen: queue.Queue[Seen],
+    lane_of: Callable[[Seen], tuple[str, str]],
+    profile: str,
+    deadline: float,
+    lanes: list[str] = LANES,
 ) -> dict[str, float]:
-    """Arrival time per lane of the first ConfigMap event showing ``profile``."""
+    """Arrival time per lane (of ``lanes``) of the first ConfigMap event showing ``profile``."""
     arrived: dict[str, float] = {}
-    while len(arrived) < len(LANES):
+    while len(arrived) < len(lanes):
         try:
             event = seen.get(timeout=max(0.0, deadline - time.perf_counter()))
         except queue.Empty:
-            missing = sorted(set(LANES) - set(arrived))
+            missing = sorted(set(lanes) - set(arrived))
             raise TimeoutError(f"no ConfigMap showed {profile!r} in time for {missing}") from None
         lane, shown = lane_of(event)
-        if shown == profile:
+        if shown == profile and lane in lanes:
             arrived.setdefault(lane, event.at)
     return arrived
 
@@ -206,14 +210,20 @@ def run_case(
         env = {"DETECTION_OPERATOR_PROMETHEUS_URL": prom.url}
         stack.enter_context(OperatorProcess(plane.kubeconfig, workdir / "operator.log", [namespace], env))
         custom = client.CustomObjectsApi(api)
-        # Spread the lanes' evaluation phases over one interval.
-        first = time.perf_counter()
-        for i, lane in enumerate(LANES):
-            time.sleep(max(0.0, first + i * interval / len(LANES) - time.perf_counter()))
+
+        def create(lane: str) -> None:
             custom.create_namespaced_custom_object(
                 GROUP, VERSION, namespace, "detectionpolicies", policy_body(lane, case)
             )
-        _collect(operator_seen, _operator_lane, CLEAR, time.perf_counter() + 120)
+
+        # Lane 0 first: its ConfigMap shows the operator's watch is live (/healthz answers before that),
+        # so each later creation starts its own evaluation phase, spread over one interval.
+        create(LANES[0])
+        first = _collect(operator_seen, _operator_lane, CLEAR, time.perf_counter() + 120, LANES[:1])
+        for i, lane in enumerate(LANES[1:], start=1):
+            time.sleep(max(0.0, first[LANES[0]] + i * interval / len(LANES) - time.perf_counter()))
+            create(lane)
+        _collect(operator_seen, _operator_lane, CLEAR, time.perf_counter() + 120, LANES[1:])
         budget = 60 + 10 * case.period + case.for_count * interval
         for step in range(case.steps):
             breach = step % 2 == 0
