@@ -225,13 +225,18 @@ def run_case(
             create(lane)
         _collect(operator_seen, _operator_lane, CLEAR, time.perf_counter() + 120, LANES[1:])
         budget = 60 + 10 * case.period + case.for_count * interval
+        # Stratified phases of the scrape cycle (shuffled): a dozen plain random draws can all land
+        # in one part of the cycle, and the wait for the next scrape would then look shorter or longer.
+        phases = [(i + rng.random()) / case.steps for i in range(case.steps)]
+        rng.shuffle(phases)
         for step in range(case.steps):
             breach = step % 2 == 0
             value, profile = (HIGH, BREACH) if breach else (LOW, CLEAR)
             _drain(operator_seen)
             _drain(diy_seen)
-            # A random phase of the scrape cycle, as a real breach would have.
-            time.sleep(rng.uniform(0, parse_duration(case.scrape)))
+            # The step lands at a random phase of the scrape cycle, as a real breach would; the previous
+            # step ended at a phase tied to the scrape, so an offset spread over one interval spreads it.
+            time.sleep(phases[step] * parse_duration(case.scrape))
             wall0, t0 = time.time(), time.perf_counter()
             exporter.set(METRIC, value, labels)
             deadline = t0 + budget
