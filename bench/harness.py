@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from kubernetes import client, watch
 
@@ -93,14 +94,25 @@ def write_results(sections: list[str]) -> None:
     RESULTS.write_text("\n".join(header + sections) + "\n")
 
 
+class Seen(NamedTuple):
+    """One ConfigMap event as a watch delivered it."""
+
+    at: float
+    """time.perf_counter() on arrival."""
+    name: str
+    """The ConfigMap's name."""
+    text: str
+    """The value of the watched key."""
+
+
 def watch_config_map_key(
     api: client.ApiClient,
     namespace: str,
     key: str,
-    seen: queue.Queue[tuple[float, str]],
+    seen: queue.Queue[Seen],
     stop: threading.Event,
 ) -> None:
-    """Put (arrival time, text) on ``seen`` for each ConfigMap event in ``namespace`` carrying ``key``."""
+    """Put a Seen on ``seen`` for each ConfigMap event in ``namespace`` carrying ``key``."""
     w = watch.Watch()
     for event in w.stream(client.CoreV1Api(api).list_namespaced_config_map, namespace, timeout_seconds=3600):
         if stop.is_set():
@@ -108,7 +120,7 @@ def watch_config_map_key(
             return
         text = (event["object"].data or {}).get(key)
         if text:
-            seen.put((time.perf_counter(), text))
+            seen.put(Seen(time.perf_counter(), event["object"].metadata.name, text))
 
 
 @dataclass
@@ -122,16 +134,28 @@ class Stack:
 
 
 @contextmanager
-def real_stack(workdir: Path) -> Iterator[Stack]:
-    """Local control plane, an exporter, Prometheus scraping it, and an API client; all stopped after."""
-    with (
-        LocalControlPlane(workdir / "controlplane") as plane,
-        MetricExporter() as exporter,
-        PrometheusServer(workdir / "prometheus", targets=[exporter.target]) as prom,
-    ):
+def control_plane(workdir: Path) -> Iterator[tuple[LocalControlPlane, client.ApiClient]]:
+    """Local control plane with the CRDs installed, and an API client; stopped after."""
+    with LocalControlPlane(workdir / "controlplane") as plane:
         api = api_client(plane.kubeconfig)
         try:
             install_crds(api, REPO / "crds")
-            yield Stack(plane, exporter, prom, api)
+            yield plane, api
         finally:
             api.close()
+
+
+@contextmanager
+def real_stack(workdir: Path) -> Iterator[Stack]:
+    """Local control plane, an exporter, Prometheus scraping it, and an API client; all stopped after."""
+    with (
+        control_plane(workdir) as (plane, api),
+        MetricExporter() as exporter,
+        PrometheusServer(workdir / "prometheus", targets=[exporter.target]) as prom,
+    ):
+        yield Stack(plane, exporter, prom, api)
+
+
+def create_namespace(api: client.ApiClient, name: str) -> None:
+    """Create a namespace for one benchmark."""
+    client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))

@@ -23,7 +23,7 @@ from detection_operator.notify.delivery import Notifier
 from detection_operator.notify.receivers import ReceiverConfig
 from detection_operator.reconcile import Reconciler
 
-from .harness import Stats, real_stack, watch_config_map_key
+from .harness import Seen, Stats, create_namespace, real_stack, watch_config_map_key
 
 
 def benchmark_spec(**overrides: Any) -> dict[str, Any]:
@@ -118,9 +118,7 @@ def rule_to_config_map(workdir: Path, switches: int = 100) -> tuple[Stats, Stats
     with real_stack(workdir) as stack:
         api, exporter, prom = stack.api, stack.exporter, stack.prometheus
         namespace = "bench"
-        client.CoreV1Api(api).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
-        )
+        create_namespace(api, namespace)
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "DetectionPolicy",
@@ -136,7 +134,7 @@ def rule_to_config_map(workdir: Path, switches: int = 100) -> tuple[Stats, Stats
         connections = Connections(PrometheusConfig(url=prom.url), lambda ns, n: {})
         reconciler = Reconciler(api, connections, executor, Notifier(ReceiverConfig()))
         key = ("detectionpolicies", namespace, "bench")
-        seen: queue.Queue[tuple[float, str]] = queue.Queue()
+        seen: queue.Queue[Seen] = queue.Queue()
         stop = threading.Event()
         watcher = threading.Thread(
             target=watch_config_map_key, args=(api, namespace, "profile.json", seen, stop), daemon=True
@@ -162,7 +160,7 @@ def rule_to_config_map(workdir: Path, switches: int = 100) -> tuple[Stats, Stats
                 start = time.perf_counter()
                 loop.run_until_complete(reconciler(key, created))
                 returned.append(time.perf_counter() - start)
-                arrived, text = seen.get(timeout=30)
+                arrived, _, text = seen.get(timeout=30)
                 assert ('"lean"' in text) == high, text
                 visible.append(arrived - start)
                 decided_to_visible.append(arrived - decided[-1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -64,6 +65,38 @@ def test_special_values_round_trip(exporter: MetricExporter, prometheus: Prometh
 
     exporter.inc("demo_requests_total", 3, {"service": "special"})
     assert prometheus.wait_for_series('demo_requests_total{service="special"}') == 3
+
+
+def test_raw_samples_are_the_stored_scrapes(exporter: MetricExporter, prometheus: PrometheusServer) -> None:
+    series = 'demo_latency_ms{service="raw"}'
+    exporter.set("demo_latency_ms", 1, {"service": "raw"})
+    prometheus.wait_for_series(series)
+    before = time.time()
+    exporter.set("demo_latency_ms", 2, {"service": "raw"})
+    prometheus.wait_for_series(series, predicate=lambda v: v == 2)
+    samples = prometheus.raw_samples(series, 60)
+    assert [ts for ts, _ in samples] == sorted(ts for ts, _ in samples)
+    assert samples[0][1] == 1 and samples[-1][1] == 2
+    first_new = min(ts for ts, value in samples if value == 2)
+    assert before - 1 < first_new < time.time()
+    with pytest.raises(RuntimeError, match="matched 0 series"):
+        prometheus.raw_samples('demo_latency_ms{service="none"}', 60)
+
+
+def test_rule_files_and_alertmanagers_are_configured(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yml"
+    rules.write_text(
+        '{"groups": [{"name": "g", "interval": "1s", "rules": [{"alert": "A", "expr": "vector(1) > 0"}]}]}'
+    )
+    with PrometheusServer(
+        tmp_path / "prometheus", targets=[], rule_files=[rules], alertmanagers=["127.0.0.1:9"]
+    ) as prom:
+        groups = httpx.get(f"{prom.url}/api/v1/rules", trust_env=False).json()["data"]["groups"]
+        assert [(g["name"], [r["name"] for r in g["rules"]]) for g in groups] == [("g", ["A"])]
+        loaded = httpx.get(f"{prom.url}/api/v1/status/config", trust_env=False).json()["data"]["yaml"]
+        assert "alertmanagers:" in loaded and "127.0.0.1:9" in loaded
+        # The alert fires on its first evaluation (no `for`), so Prometheus has something to send.
+        assert prom.wait_for_series('ALERTS{alertname="A",alertstate="firing"}') == 1
 
 
 def test_pause_freezes_queries(prometheus: PrometheusServer) -> None:

@@ -1,6 +1,7 @@
 """A real Prometheus Alertmanager (Debian's ``prometheus-alertmanager``) that forwards to a webhook.
 
-Grouping is made immediate (group_wait 0s) so tests see what Alertmanager would route within a second.
+Grouping is made immediate by default (group_wait 0s, group_interval 1s) so tests see what Alertmanager would
+route within a second.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -20,11 +22,22 @@ BINARY_CANDIDATES = ("prometheus-alertmanager", "alertmanager")
 
 
 class AlertmanagerServer(LoopbackServer, Started):
-    """Alertmanager on loopback whose only route posts every group to ``webhook_url``."""
+    """Alertmanager on loopback whose only route posts every group (alerts grouped by ``group_by``) to
+    ``webhook_url``."""
 
-    def __init__(self, workdir: Path, webhook_url: str) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        webhook_url: str,
+        group_by: Sequence[str] = ("namespace", "name"),
+        group_wait: str = "0s",
+        group_interval: str = "1s",
+    ) -> None:
         self.workdir = workdir
         self.webhook_url = webhook_url
+        self.group_by = list(group_by)
+        self.group_wait = group_wait
+        self.group_interval = group_interval
         self._port = 0
         self._process: ManagedProcess | None = None
 
@@ -39,9 +52,9 @@ class AlertmanagerServer(LoopbackServer, Started):
         config = {
             "route": {
                 "receiver": "hook",
-                "group_by": ["namespace", "name"],
-                "group_wait": "0s",
-                "group_interval": "1s",
+                "group_by": self.group_by,
+                "group_wait": self.group_wait,
+                "group_interval": self.group_interval,
                 "repeat_interval": "1h",
             },
             "receivers": [

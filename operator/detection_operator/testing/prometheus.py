@@ -77,12 +77,20 @@ class PrometheusServer(LoopbackServer, Started):
         binary: str | None = None,
         port: int = 0,
         extra_flags: list[str] | None = None,
+        rule_files: Sequence[Path] = (),
+        alertmanagers: Sequence[str] = (),
     ) -> None:
-        """Prepare (but do not start) a server; raises PrometheusNotFoundError without a binary."""
+        """Prepare (but do not start) a server; raises PrometheusNotFoundError without a binary.
+
+        ``rule_files`` are loaded as recording/alerting rules; firing alerts go to ``alertmanagers``
+        (``host:port`` targets).
+        """
         self.workdir = Path(workdir)
         self.binary = find_prometheus(binary)
         self.scrape_interval = scrape_interval
         self.extra_flags = list(extra_flags or [])
+        self.rule_files = [str(path) for path in rule_files]
+        self.alertmanagers = list(alertmanagers)
         self._targets = list(targets)
         self._port = port
         self._process: ManagedProcess | None = None
@@ -193,6 +201,18 @@ class PrometheusServer(LoopbackServer, Started):
             response = client.get(f"{self.url}/api/v1/query", params=params)
         return _parse_query_response(response)
 
+    def raw_samples(self, selector: str, seconds: float) -> list[tuple[float, float]]:
+        """The stored (timestamp, value) samples of one series over the last ``seconds``, oldest first.
+
+        Timestamps are when Prometheus scraped (or a rule evaluated), in Unix seconds.
+        """
+        with self._client() as client:
+            response = client.get(f"{self.url}/api/v1/query", params={"query": f"{selector}[{seconds:g}s]"})
+        series = _success_data(response)["result"]
+        if len(series) != 1:
+            raise RuntimeError(f"{selector} matched {len(series)} series, expected 1")
+        return [(float(ts), _to_float(value)) for ts, value in series[0]["values"]]
+
     def wait_for_series(
         self,
         query: str,
@@ -240,7 +260,7 @@ class PrometheusServer(LoopbackServer, Started):
     # -- internals -----------------------------------------------------------------------------
 
     def _write_config(self) -> None:
-        config = {
+        config: dict[str, Any] = {
             "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.scrape_interval},
             "scrape_configs": [
                 {
@@ -250,6 +270,10 @@ class PrometheusServer(LoopbackServer, Started):
                 }
             ],
         }
+        if self.rule_files:
+            config["rule_files"] = self.rule_files
+        if self.alertmanagers:
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]}
         # JSON is valid YAML, and writing it avoids hand-quoting YAML or depending on a YAML library.
         tmp = self.config_path.with_suffix(".yml.tmp")
         tmp.write_text(json.dumps(config, indent=2) + "\n")
@@ -294,14 +318,19 @@ class PrometheusServer(LoopbackServer, Started):
         return self._process
 
 
-def _parse_query_response(response: httpx.Response) -> list[Sample]:
+def _success_data(response: httpx.Response) -> Any:
+    """The ``data`` of a successful API response; RuntimeError with the body otherwise."""
     try:
         body: Any = response.json()
     except ValueError:
         body = None
     if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success":
         raise RuntimeError(f"query failed: HTTP {response.status_code}: {response.text}")
-    data = body["data"]
+    return body["data"]
+
+
+def _parse_query_response(response: httpx.Response) -> list[Sample]:
+    data = _success_data(response)
     if data["resultType"] == "scalar":
         return [Sample({}, _to_float(data["result"][1]))]
     if data["resultType"] != "vector":
