@@ -217,7 +217,7 @@ def run_case(
             )
 
         # Lane 0 first: its ConfigMap shows the operator's watch is live (/healthz answers before that),
-        # so each later creation starts its own evaluation phase, spread over one interval.
+        # so the later lanes are created (and first evaluated) at moments spread over one interval.
         create(LANES[0])
         first = _collect(operator_seen, _operator_lane, CLEAR, time.perf_counter() + 120, LANES[:1])
         for i, lane in enumerate(LANES[1:], start=1):
@@ -297,7 +297,9 @@ def section(results: list[CaseResult]) -> list[str]:
         "(rule group `interval` = the policy's interval, `for` = (for count - 1) x interval), a real",
         "Alertmanager (`group_wait: 0s`, `group_interval` = the interval, grouped by alert and lane) and a",
         "webhook receiver that patches another ConfigMap. Both paths run together on every step, in",
-        f"{len(LANES)} lanes each (objects / rule groups at different evaluation phases). `for` delays",
+        f"{len(LANES)} lanes each (objects / rule groups). The operator's lanes share one namespace and so,",
+        "after their first evaluation, one evaluation phase (a namespace's objects are evaluated together",
+        "so their queries coalesce), as Prometheus gives each rule group one hashed offset. `for` delays",
         "the breach only; clearing takes one evaluation on both paths.",
         "period = scrape interval + evaluation interval; the issue's aim is <= 1.2x.",
         "",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import alerts, backtest, policy, reaction, route
+from bench import alerts, backtest, hotspots, policy, reaction, route, scale
 from bench.harness import write_results
 
 HEADER = "| | median | p90 | p99 | min | max | n |\n|---|---|---|---|---|---|---|"
@@ -129,6 +129,18 @@ def route_failover() -> list[str]:
     ]
 
 
+def scale_steps() -> list[str]:
+    """Item 5: 100 to 2,000 objects in one operator process."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return scale.section(Path(tmp))
+
+
+def profile_at_scale() -> list[str]:
+    """Item 6: where the CPU goes at 2,000 objects."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return hotspots.section(Path(tmp))
+
+
 SECTIONS: list[Callable[[], list[str]]] = [
     decision_cost,
     alert_delivery,
@@ -136,6 +148,8 @@ SECTIONS: list[Callable[[], list[str]]] = [
     rule_to_config_map,
     breach_to_switch,
     route_failover,
+    scale_steps,
+    profile_at_scale,
 ]
 
 
