@@ -110,3 +110,13 @@ def test_cached_answers_only_finished_fresh_results_without_blocking() -> None:
         assert source.cached("up") is None  # in flight: the caller goes to the pool and waits there
         inner.release.set()
         running.result(5)
+
+
+def test_expired_answers_are_dropped_within_a_ttl() -> None:
+    now = [0.0]
+    source = CoalescingSource(Counting(), ttl=1.0, clock=lambda: now[0])
+    for i in range(50):
+        source.query(f"q{i}")
+    now[0] = 2.5
+    source.query("fresh")
+    assert len(source) == 1

@@ -19,15 +19,14 @@ from dataclasses import dataclass
 from ..telemetry import QUERIES_COALESCED
 from .source import MetricsSource, Reading
 
-_SWEEP_EVERY = 1024
-"""Drop expired results after this many inserts, so the table stays bounded by the queries of one ttl."""
-
 
 @dataclass
 class _Entry:
-    result: Future[Reading]
-    expires: float
+    pending: Future[Reading] | None
+    """What callers wait on while the query runs; dropped once answered (a Future holds a Condition)."""
+    expires: float = float("inf")
     """When the result stops being reused; +inf while the query is still running."""
+    reading: Reading | None = None
 
 
 class CoalescingSource:
@@ -39,24 +38,28 @@ class CoalescingSource:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, float | None], _Entry] = {}
-        self._inserts = 0
+        self._next_sweep = clock() + ttl
 
     def query(self, promql: str, at: float | None = None) -> Reading:
         """Answer from a result at most ``ttl`` seconds old or in flight, else run the query."""
         key = self._key(promql, at)
         with self._lock:
             now = self._clock()
+            self._sweep(now)
             entry = self._entries.get(key)
             if entry is not None and entry.expires > now:
                 QUERIES_COALESCED.inc()
-                shared = entry.result
+                if entry.reading is not None:
+                    return entry.reading
+                shared = entry.pending
             else:
                 shared = None
-                entry = _Entry(Future(), float("inf"))
+                entry = _Entry(Future())
                 self._entries[key] = entry
-                self._sweep(now)
         if shared is not None:
             return shared.result()
+        pending = entry.pending
+        assert pending is not None
         try:
             reading = self.inner.query(promql, at)
         except BaseException as exc:
@@ -64,23 +67,21 @@ class CoalescingSource:
             with self._lock:
                 if self._entries.get(key) is entry:
                     del self._entries[key]
-            entry.result.set_exception(exc)
+            pending.set_exception(exc)
             raise
         with self._lock:
-            entry.expires = self._clock() + self._ttl
-        entry.result.set_result(reading)
+            entry.reading, entry.pending, entry.expires = reading, None, self._clock() + self._ttl
+        pending.set_result(reading)
         return reading
 
     def cached(self, promql: str, at: float | None = None) -> Reading | None:
         """A finished answer younger than ``ttl`` (never blocks: a query in flight is not waited for)."""
         with self._lock:
             entry = self._entries.get(self._key(promql, at))
-            if entry is None or entry.expires <= self._clock() or not entry.result.done():
-                return None
-            if entry.result.exception() is not None:
+            if entry is None or entry.reading is None or entry.expires <= self._clock():
                 return None
             QUERIES_COALESCED.inc()
-            return entry.result.result()
+            return entry.reading
 
     def _key(self, promql: str, at: float | None) -> tuple[str, float | None]:
         # Queries at a past time (trends) coalesce when within the same ttl-long slot: a few seconds
@@ -88,9 +89,15 @@ class CoalescingSource:
         return promql, None if at is None else math.floor(at / self._ttl)
 
     def _sweep(self, now: float) -> None:
-        self._inserts += 1
-        if self._inserts % _SWEEP_EVERY == 0:
+        # Once a ttl: the table then holds about one ttl's worth of distinct queries, whatever the churn.
+        if now >= self._next_sweep:
             self._entries = {k: e for k, e in self._entries.items() if e.expires > now}
+            self._next_sweep = now + self._ttl
+
+    def __len__(self) -> int:
+        """How many answers (or queries in flight) are remembered."""
+        with self._lock:
+            return len(self._entries)
 
     def close(self) -> None:
         """Release the inner source's connections."""
