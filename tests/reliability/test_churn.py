@@ -88,7 +88,7 @@ def test_churned_objects_leak_nothing_and_orphan_no_config_map(
     samples = [process_numbers(operator.pid)]
     churned, cycle, started = 0, 0, time.monotonic()
     with ThreadPoolExecutor(WORKERS) as pool:
-        while churned < MIN_OBJECTS or time.monotonic() - started < CHURN_SECONDS:
+        while cycle < 4 or churned < MIN_OBJECTS or time.monotonic() - started < CHURN_SECONDS:
             run_cycle(objects, namespace, cycle, pool)
             churned += CYCLE
             cycle += 1
@@ -104,9 +104,11 @@ def test_churned_objects_leak_nothing_and_orphan_no_config_map(
     log = operator.log_file.read_text()
     assert "Traceback" not in log and "failed with an exception" not in log, operator.log_tail()
 
-    warm, last = samples[1], samples[-1]
-    # A per-object leak would add tens of KiB x 250 objects a cycle; allow 15 % noise over the warm state.
-    assert last["rss_kib"] <= warm["rss_kib"] * 1.15, samples
+    # Warm after two cycles: the first ones grow the thread pool's stacks, the allocator's arenas to the
+    # peak of a 250-object burst (a namespace's objects are evaluated together) and the query table.
+    warm, last = samples[2], samples[-1]
+    # A per-object leak of tens of KiB would add several MiB a cycle; allow 10 % over the warm state.
+    assert last["rss_kib"] <= warm["rss_kib"] * 1.10, samples
     assert last["threads"] <= warm["threads"] + 4, samples
     assert last["fds"] <= warm["fds"] + 10, samples
     report.numbers["churn"] = {
@@ -120,7 +122,7 @@ def test_churned_objects_leak_nothing_and_orphan_no_config_map(
     report.fault(
         f"load: {churned} objects created, edited, deleted in {cycle} cycles over {elapsed:.0f} s",
         "no growth in RSS/threads/fds after warm-up, no orphaned ConfigMap, no handler error",
-        f"RSS {samples[0]['rss_kib'] / 1024:.0f} MiB at start, {warm['rss_kib'] / 1024:.0f} after cycle 1, "
+        f"RSS {samples[0]['rss_kib'] / 1024:.0f} MiB at start, {warm['rss_kib'] / 1024:.0f} after cycle 2, "
         f"{last['rss_kib'] / 1024:.0f} at the end; threads {warm['threads']}->{last['threads']}, "
         f"fds {warm['fds']}->{last['fds']}; 0 owned ConfigMaps after each cycle; no traceback",
     )
