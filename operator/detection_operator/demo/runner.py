@@ -140,6 +140,7 @@ def _play(
         since = len(timeline.seen)
 
         def done(phase: Phase = phase, since: int = since) -> bool:
+            _check_interrupted()
             timeline.poll(time.monotonic() - start)
             return all(timeline.happened(e, since) for e in phase.expect)
 
@@ -265,13 +266,26 @@ def _wait_for_interrupt(timeline: Timeline, start: float, out: TextIO) -> None:
     try:
         while True:
             time.sleep(1)
+            _check_interrupted()
             timeline.poll(time.monotonic() - start)
     except KeyboardInterrupt:
         print("", file=out)
 
 
+_INTERRUPTED = threading.Event()
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # Remembered as well as raised: a library may catch the KeyboardInterrupt and raise something else
+    # (pydantic turns one raised while it builds a validator into a SchemaError), or swallow it.
+    _INTERRUPTED.set()
     raise KeyboardInterrupt
+
+
+def _check_interrupted() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C or SIGTERM arrived, even if the first one was swallowed."""
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,14 +293,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         # SIGTERM tears down like Ctrl-C: the parts must not outlive the demo.
+        signal.signal(signal.SIGINT, _interrupt)
         signal.signal(signal.SIGTERM, _interrupt)
     try:
         return run(args, sys.stdout)
-    except (RuntimeError, TimeoutError, PrometheusNotFoundError) as exc:
+    except KeyboardInterrupt:
+        return _interrupted()
+    except Exception as exc:
+        if _INTERRUPTED.is_set():
+            return _interrupted()
+        if not isinstance(exc, (RuntimeError, TimeoutError, PrometheusNotFoundError)):
+            raise
         # The helpers' errors (ControlPlaneError, an operator that exits at start-up, a part not ready in
         # time, DemoError) already say what failed and where its log is.
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: everything is torn down", file=sys.stderr)
-        return 130
+
+
+def _interrupted() -> int:
+    print("\ninterrupted: everything is torn down", file=sys.stderr)
+    return 130
