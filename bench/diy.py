@@ -11,14 +11,13 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from kubernetes import client
 
-from detection_operator.testing.ports import LOOPBACK, LoopbackServer
+from detection_operator.testing.httpservice import HttpService, QuietHandler
 
 ALERT = "BenchStepHigh"
 
@@ -52,7 +51,7 @@ class Delivery:
     status: str
 
 
-class PatchingReceiver(LoopbackServer):
+class PatchingReceiver(HttpService):
     """Alertmanager webhook receiver: firing -> ``profile: <firing>``, resolved -> ``profile: <resolved>``
     in ConfigMap ``diy-<lane>``, patched through the API server before answering 200 (500 on failure, so
     Alertmanager retries)."""
@@ -64,7 +63,6 @@ class PatchingReceiver(LoopbackServer):
         self._port = 0
         self._lock = threading.Lock()
         self._deliveries: list[Delivery] = []
-        self._server: ThreadingHTTPServer | None = None
 
     @property
     def deliveries(self) -> list[Delivery]:
@@ -92,11 +90,11 @@ class PatchingReceiver(LoopbackServer):
             config_map_name(lane), self._namespace, {"data": {"profile": self._profiles[status]}}
         )
 
-    def start(self) -> None:
-        """Listen on loopback in a daemon thread."""
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        """Patch the ConfigMap for each Alertmanager notification."""
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
                 try:
@@ -108,26 +106,4 @@ class PatchingReceiver(LoopbackServer):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer((LOOPBACK, self._port), Handler)
-        self._server.daemon_threads = True
-        self._port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name="diy-receiver", daemon=True).start()
-
-    def stop(self) -> None:
-        """Stop listening."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> PatchingReceiver:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+        return Handler

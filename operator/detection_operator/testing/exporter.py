@@ -13,11 +13,10 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Literal
 
-from detection_operator.testing.lifecycle import Started
-from detection_operator.testing.ports import LOOPBACK, LoopbackServer
+from detection_operator.testing.httpservice import HttpService, QuietHandler
 
 __all__ = ["MetricExporter", "main", "parse_sample_line"]
 
@@ -80,7 +79,7 @@ def _render(families: Mapping[str, _Family]) -> bytes:
     return "\n".join(lines).encode()
 
 
-class MetricExporter(LoopbackServer, Started):
+class MetricExporter(HttpService):
     """Serve a mutable set of gauges and counters on ``http://127.0.0.1:PORT/metrics``.
 
     ``port=0`` picks a free port on :meth:`start`; the chosen port is kept for later restarts so a
@@ -93,36 +92,6 @@ class MetricExporter(LoopbackServer, Started):
         self._port = port
         self._lock = threading.Lock()
         self._families: dict[str, _Family] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -----------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Bind the port and serve in a daemon thread. No-op if already running."""
-        if self._server is not None:
-            return
-        server = ThreadingHTTPServer((LOOPBACK, self._port), self._handler_class())
-        self._port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
-            name=f"metric-exporter-{self._port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and release the port; the series are kept for a later :meth:`start`."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join()
 
     # -- series --------------------------------------------------------------------------------
 
@@ -177,10 +146,11 @@ class MetricExporter(LoopbackServer, Started):
             raise ValueError(f"{name} is a {family.kind}, not a {kind}")
         return family
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        """Serve the series on /metrics in the text format."""
         exporter = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if self.path.split("?", 1)[0] != "/metrics":
                     self.send_error(404)
@@ -191,10 +161,6 @@ class MetricExporter(LoopbackServer, Started):
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                # One line per scrape every second would drown the test output.
-                pass
 
         return Handler
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from http.server import BaseHTTPRequestHandler
+from typing import Literal
 
 import httpx
 
-from .lifecycle import Started
-from .ports import LOOPBACK, LoopbackServer
+from .httpservice import HttpService, QuietHandler
 
 Mode = Literal["pass", "delay", "error", "malformed", "empty", "nan", "inf", "many"]
 MODES: tuple[Mode, ...] = ("pass", "delay", "error", "malformed", "empty", "nan", "inf", "many")
@@ -45,7 +44,7 @@ def fault_answer(mode: Mode, series: int) -> tuple[int, bytes]:
     raise ValueError(f"mode {mode!r} forwards; it has no fixed answer")
 
 
-class FaultProxy(LoopbackServer, Started):
+class FaultProxy(HttpService):
     """Forwards to ``upstream`` (e.g. ``http://127.0.0.1:9090``) unless ``mode`` says otherwise."""
 
     def __init__(self, upstream: str, port: int = 0) -> None:
@@ -58,7 +57,6 @@ class FaultProxy(LoopbackServer, Started):
         """How many series ``many`` mode returns."""
         self._requests = 0
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
         self._http = httpx.Client(timeout=60, trust_env=False)
 
     @property
@@ -83,11 +81,11 @@ class FaultProxy(LoopbackServer, Started):
             return 502, f"upstream unreachable: {exc}".encode(), "text/plain"
         return response.status_code, response.content, response.headers.get("content-type", "text/plain")
 
-    def start(self) -> None:
-        """Listen (on the same port as before, after a stop)."""
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        """Answer every request through :meth:`_answer`."""
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _handle(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 status, payload, content_type = proxy._answer(
@@ -105,20 +103,15 @@ class FaultProxy(LoopbackServer, Started):
             do_GET = _handle
             do_POST = _handle
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return
+        return Handler
 
+    def start(self) -> None:
+        """Listen (on the same port as before, after a stop)."""
         if self._http.is_closed:  # stopped before: forward through a fresh connection pool
             self._http = httpx.Client(timeout=60, trust_env=False)
-        self._server = ThreadingHTTPServer((LOOPBACK, self._port), Handler)
-        self._server.daemon_threads = True
-        self._port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name="fault-proxy", daemon=True).start()
+        super().start()
 
     def stop(self) -> None:
-        """Stop listening."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        """Stop listening and close the upstream connections."""
+        super().stop()
         self._http.close()

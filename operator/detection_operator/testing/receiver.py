@@ -10,11 +10,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from .lifecycle import Started
-from .ports import LOOPBACK, LoopbackServer
+from .httpservice import HttpService, QuietHandler
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class Request:
         return json.loads(self.body)
 
 
-class WebhookReceiver(LoopbackServer, Started):
+class WebhookReceiver(HttpService):
     """Records POSTs; ``status`` and ``delay`` set how it answers."""
 
     def __init__(self, port: int = 0) -> None:
@@ -40,8 +39,6 @@ class WebhookReceiver(LoopbackServer, Started):
         self.delay = 0.0
         self._requests: list[Request] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def requests(self) -> list[Request]:
@@ -49,11 +46,11 @@ class WebhookReceiver(LoopbackServer, Started):
         with self._lock:
             return list(self._requests)
 
-    def start(self) -> None:
-        """Listen (on the same port as before, after a stop)."""
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        """Record each POST, then answer after ``delay`` with ``status``."""
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver._lock:
@@ -64,20 +61,4 @@ class WebhookReceiver(LoopbackServer, Started):
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer((LOOPBACK, self._port), Handler)
-        self._server.daemon_threads = True
-        self._port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="webhook-receiver", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop listening (connections are then refused); recorded requests are kept."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        return Handler
