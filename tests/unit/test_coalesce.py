@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
 from detection_operator.metrics.coalesce import CoalescingSource
 from detection_operator.metrics.connections import Connections
-from detection_operator.metrics.source import Missing, PrometheusConfig, PrometheusSource, Reading, Value
+from detection_operator.metrics.source import (
+    Missing,
+    PrometheusConfig,
+    PrometheusSource,
+    Reading,
+    Value,
+    query_all,
+)
 
 
 class Counting:
@@ -30,7 +38,7 @@ class Counting:
             raise RuntimeError("boom")
         return Value(float(len(self.calls)))
 
-    def cached(self, promql: str, at: float | None = None) -> Reading | None:
+    def cached(self, promql: str, at: float | None = None) -> Reading | Future[Reading] | None:
         return None
 
     def close(self) -> None:
@@ -107,9 +115,44 @@ def test_cached_answers_only_finished_fresh_results_without_blocking() -> None:
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(source.query, "up")
         assert inner.entered.wait(5)
-        assert source.cached("up") is None  # in flight: the caller goes to the pool and waits there
+        in_flight = source.cached("up")  # the caller awaits it instead of sending it again
+        assert isinstance(in_flight, Future) and not in_flight.done()
         inner.release.set()
-        running.result(5)
+        assert running.result(5) == in_flight.result(5) == Value(2.0)
+        assert len(inner.calls) == 2
+
+
+class CountingPool(ThreadPoolExecutor):
+    """A pool that counts what is submitted to it."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=4)
+        self.submitted = 0
+
+    def submit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.submitted += 1
+        return super().submit(*args, **kwargs)
+
+
+def test_query_all_awaits_a_query_in_flight_without_taking_a_worker() -> None:
+    inner = Counting()
+    inner.release.clear()
+    source = CoalescingSource(inner, ttl=1.0)
+
+    async def two_objects() -> tuple[dict[str, Reading], dict[str, Reading]]:
+        with CountingPool() as pool:
+            first = asyncio.create_task(query_all(source, ["up", "a"], pool))
+            while len(inner.calls) < 2:  # both of the first object's queries are in flight
+                await asyncio.sleep(0.001)
+            second = asyncio.create_task(query_all(source, ["up", "a"], pool))
+            await asyncio.sleep(0.01)
+            assert pool.submitted == 2  # the second object sent nothing and holds no worker
+            inner.release.set()
+            return await first, await second
+
+    first, second = asyncio.run(asyncio.wait_for(two_objects(), 5))
+    assert first == second and set(first) == {"up", "a"}
+    assert sorted(q for q, _ in inner.calls) == ["a", "up"]
 
 
 def test_expired_answers_are_dropped_within_a_ttl() -> None:

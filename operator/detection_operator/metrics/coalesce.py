@@ -74,14 +74,17 @@ class CoalescingSource:
         pending.set_result(reading)
         return reading
 
-    def cached(self, promql: str, at: float | None = None) -> Reading | None:
-        """A finished answer younger than ``ttl`` (never blocks: a query in flight is not waited for)."""
+    def cached(self, promql: str, at: float | None = None) -> Reading | Future[Reading] | None:
+        """A finished answer younger than ``ttl``, the Future of the same query in flight, or None.
+
+        Never blocks: the caller awaits the Future its own way (on the event loop, not in a worker).
+        """
         with self._lock:
             entry = self._entries.get(self._key(promql, at))
-            if entry is None or entry.reading is None or entry.expires <= self._clock():
+            if entry is None or entry.expires <= self._clock():
                 return None
             QUERIES_COALESCED.inc()
-            return entry.reading
+            return entry.reading if entry.reading is not None else entry.pending
 
     def _key(self, promql: str, at: float | None) -> tuple[str, float | None]:
         # Queries at a past time (trends) coalesce when within the same ttl-long slot: a few seconds

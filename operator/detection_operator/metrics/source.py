@@ -11,7 +11,7 @@ import asyncio
 import math
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -92,8 +92,8 @@ class MetricsSource(Protocol):
         """Run one instant query, now or at the Unix time ``at``."""
         ...
 
-    def cached(self, promql: str, at: float | None = None) -> Reading | None:
-        """A reading available without I/O (safe to call on the event loop), else None."""
+    def cached(self, promql: str, at: float | None = None) -> Reading | Future[Reading] | None:
+        """Without I/O (safe on the event loop): a reading at hand, the same query in flight, or None."""
         ...
 
     def close(self) -> None:
@@ -176,7 +176,7 @@ class PrometheusSource:
             return Missing("bad-response", _short(exc))
         return normalise(result)
 
-    def cached(self, promql: str, at: float | None = None) -> Reading | None:
+    def cached(self, promql: str, at: float | None = None) -> Reading | Future[Reading] | None:
         """Never: every query goes to the server."""
         return None
 
@@ -196,11 +196,18 @@ async def query_all(
     """Run the distinct ``queries`` in parallel on ``executor`` (the client blocks); map each to a reading."""
     loop = asyncio.get_running_loop()
     found: dict[str, Reading] = {}
+    shared: dict[str, asyncio.Future[Reading]] = {}
     for query in dict.fromkeys(queries):
-        # Answers already at hand skip the thread hop, which at scale costs more than the lookup.
-        if (reading := source.cached(query, at)) is not None:
-            found[query] = reading
-    pending = [q for q in dict.fromkeys(queries) if q not in found]
-    readings = await asyncio.gather(*(loop.run_in_executor(executor, source.query, q, at) for q in pending))
-    found.update(zip(pending, readings, strict=True))
+        # Answers at hand skip the thread hop, which at scale costs more than the lookup; a query another
+        # object has in flight is awaited here rather than by a worker blocked on it (which starves the
+        # pool when a namespace's objects evaluate together).
+        hit = source.cached(query, at)
+        if isinstance(hit, Future):
+            shared[query] = asyncio.wrap_future(hit, loop=loop)
+        elif hit is not None:
+            found[query] = hit
+    pending = [q for q in dict.fromkeys(queries) if q not in found and q not in shared]
+    ran = [loop.run_in_executor(executor, source.query, q, at) for q in pending]
+    readings = await asyncio.gather(*ran, *shared.values())
+    found.update(zip([*pending, *shared], readings, strict=True))
     return found
