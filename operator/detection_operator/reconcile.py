@@ -28,7 +28,7 @@ from .api.common import AlertRecord, AlertSpec, PrometheusRef
 from .api.detection_policy import DetectionPolicySpec
 from .api.kinds import by_plural
 from .api.model_route import ModelRouteSpec
-from .api.validation import summary, validate_spec
+from .api.validation import ValidatedSpecs, summary
 from .decide.alerts import Alert, ObjectKey, acknowledged_prefixes, plan_alerts
 from .election import NotLeader
 from .logref import about
@@ -76,6 +76,7 @@ class Reconciler:
         self._persisted: dict[Key, tuple[str, dict[str, Any], float]] = {}
         """Per object: uid, settled status last written, and when (monotonic)."""
         self._decided_at: dict[Key, float] = {}
+        self._specs = ValidatedSpecs()
         self.outputs = AppliedOutputs()
         self.on_decided: Callable[[Key, float], None] | None = None
         """Called with ``time.perf_counter()`` when a decision is made; benchmarks time from it."""
@@ -103,6 +104,7 @@ class Reconciler:
         self.series.forget(key)
         self.outputs.forget(key)
         self._decided_at.pop(key, None)
+        self._specs.forget(key)
         self._persisted.pop(key, None)
         self._written.pop(key, None)
         self.notifier.outcomes.pop(ObjectKey(by_plural(key[0]).kind, key[1], key[2]), None)
@@ -167,7 +169,7 @@ class Reconciler:
         ref = kube.ObjectRef(kind.kind, kind.plural, meta["namespace"], meta["name"], meta["uid"])
         status = self._status(key, body)
         generation = meta.get("generation")
-        model, errors = validate_spec(kind.spec, body.get("spec"))
+        model, errors = self._specs.validate(key, kind.spec, meta["uid"], generation, body.get("spec"))
         now = self._clock()
         if model is None:
             problems = summary(errors)
@@ -196,7 +198,10 @@ class Reconciler:
     ) -> dict[K, Reading]:
         """Run a query plan (now, or at Unix time ``at``); a broken connection makes every reading missing."""
         try:
-            source = await self.blocking(self._connections.for_object, ref.namespace, prometheus)
+            # Known connections skip the thread hop, as answers at hand do in query_all.
+            source = self._connections.at_hand(ref.namespace, prometheus)
+            if source is None:
+                source = await self.blocking(self._connections.for_object, ref.namespace, prometheus)
         except (InvalidConnection, ApiException) as exc:
             # A broken connection is missing metrics like any other: the fail-safe applies.
             detail = str(exc) if isinstance(exc, InvalidConnection) else f"Prometheus Secret: {exc.reason}"

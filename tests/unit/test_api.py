@@ -13,7 +13,7 @@ from detection_operator.api.base import parse_duration
 from detection_operator.api.generate import generated_files
 from detection_operator.api.kinds import KINDS, by_kind, by_plural
 from detection_operator.api.model_route import ModelRouteSpec
-from detection_operator.api.validation import validate_spec
+from detection_operator.api.validation import ValidatedSpecs, validate_spec
 from detection_operator.testing.documents import edited
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,6 +87,24 @@ def test_models_reject_every_malformed_case_naming_the_field(case: dict[str, Any
     _, errors = validate_spec(by_kind(doc["kind"]).spec, doc["spec"])
     assert errors, "accepted"
     assert any(str(e).startswith(case["field"]) for e in errors), [str(e) for e in errors]
+
+
+def test_a_spec_is_validated_once_per_uid_and_generation() -> None:
+    doc = load("examples/model-route.yaml")
+    spec_model = by_kind(doc["kind"]).spec
+    bad = edited(doc, {"spec.models": []})["spec"]
+    specs = ValidatedSpecs()
+    first, _ = specs.validate("mr", spec_model, "uid-1", 1, doc["spec"])
+    assert first is not None
+    # The same generation is answered from memory, whatever the body says (it cannot differ).
+    assert specs.validate("mr", spec_model, "uid-1", 1, bad)[0] is first
+    assert specs.validate("mr", spec_model, "uid-1", 2, bad)[0] is None  # an edit
+    assert specs.validate("mr", spec_model, "uid-2", 2, doc["spec"])[0] is not None  # re-created
+    specs.forget("mr")
+    assert specs.validate("mr", spec_model, "uid-2", 2, bad)[0] is None
+    # Without a generation nothing is remembered.
+    assert specs.validate("x", spec_model, "uid-3", None, doc["spec"])[0] is not None
+    assert specs.validate("x", spec_model, "uid-3", None, bad)[0] is None
 
 
 def test_malformed_corpus_is_large_enough() -> None:

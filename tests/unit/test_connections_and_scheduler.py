@@ -55,7 +55,10 @@ def test_secret_override_merges_with_defaults_and_is_cached() -> None:
     assert config.ca_file is not None and Path(config.ca_file).read_bytes() == b"-----BEGIN CERT"
     assert "t0k3n" not in repr(config)
     assert connections.for_object("team-a", ref) is source
+    assert connections.at_hand("team-a", ref) is source and connections.at_hand("team-b", ref) is None
+    assert connections.at_hand("team-a", None) is connections.for_object("ns", None)
     clock[0] = 61
+    assert connections.at_hand("team-a", ref) is None  # due for a re-read: only for_object may do it
     assert connections.for_object("team-a", ref) is not source
     assert read.calls == ["team-a/prom", "team-a/prom"]
 

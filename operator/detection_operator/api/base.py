@@ -8,6 +8,7 @@ cannot drift apart silently.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,16 +111,12 @@ class SpecModel(BaseModel):
 
     def _check_list_keys(self) -> None:
         """Enforce what `x-kubernetes-list-type` map/set enforces at admission: no duplicate keys."""
-        for name, info in type(self).model_fields.items():
-            extra = info.json_schema_extra
-            list_type = extra.get("x-kubernetes-list-type") if isinstance(extra, dict) else None
-            if list_type not in ("map", "set"):
-                continue
+        for name, alias, by_name in _list_keys(type(self)):
             seen: set[object] = set()
             for index, item in enumerate(getattr(self, name)):
-                key = getattr(item, "name", None) if list_type == "map" else item
+                key = getattr(item, "name", None) if by_name else item
                 if key in seen:
-                    raise InvariantViolation(f".{info.alias or name}[{index}]", f"duplicate entry {key!r}")
+                    raise InvariantViolation(f".{alias}[{index}]", f"duplicate entry {key!r}")
                 seen.add(key)
 
     @classmethod
@@ -159,3 +156,16 @@ INTERVAL_BOUNDS = Invariant(
     holds=lambda spec: 1 <= parse_duration(spec.interval) <= 3600,
 )
 """Shared by both kinds: faster than 1s floods Prometheus, slower than 1h is no longer 'adaptive'."""
+
+
+@functools.cache
+def _list_keys(model: type[BaseModel]) -> tuple[tuple[str, str, bool], ...]:
+    """(field, wire name, keyed by name) for each map/set list of ``model``; read once per class, as
+    walking model_fields at every validation cost more than the rest of the invariants together."""
+    found = []
+    for name, info in model.model_fields.items():
+        extra = info.json_schema_extra
+        list_type = extra.get("x-kubernetes-list-type") if isinstance(extra, dict) else None
+        if list_type in ("map", "set"):
+            found.append((name, info.alias or name, list_type == "map"))
+    return tuple(found)

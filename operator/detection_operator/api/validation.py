@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -65,3 +65,31 @@ def summary(errors: list[FieldError], limit: int = 5) -> str:
     shown = "; ".join(str(e) for e in errors[:limit])
     more = len(errors) - limit
     return shown + (f" (and {more} more)" if more > 0 else "")
+
+
+class ValidatedSpecs:
+    """Validation results per object, reused while its uid and ``metadata.generation`` stay the same.
+
+    The apiserver bumps the generation on every spec change (the status subresource keeps status writes
+    out of it), so a spec is validated once per change instead of at every evaluation; at scale,
+    validation was an eighth of the operator's CPU.
+    """
+
+    def __init__(self) -> None:
+        self._by_key: dict[Hashable, tuple[str, int, BaseModel | None, list[FieldError]]] = {}
+
+    def validate(
+        self, key: Hashable, model: type[BaseModel], uid: str, generation: int | None, spec: Any
+    ) -> tuple[BaseModel | None, list[FieldError]]:
+        """Like :func:`validate_spec`, answered from the last result for this uid and generation."""
+        known = self._by_key.get(key)
+        if known is not None and known[:2] == (uid, generation):
+            return known[2], known[3]
+        result, errors = validate_spec(model, spec)
+        if generation is not None:
+            self._by_key[key] = (uid, generation, result, errors)
+        return result, errors
+
+    def forget(self, key: Hashable) -> None:
+        """Drop a deleted object's result."""
+        self._by_key.pop(key, None)

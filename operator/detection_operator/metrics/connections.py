@@ -58,7 +58,7 @@ class Connections:
 
     def for_object(self, namespace: str, ref: PrometheusRef | None) -> MetricsSource:
         """The source for an object (blocking: may read a Secret). Raises InvalidConnection."""
-        timeout = parse_duration(ref.timeout) if ref and ref.timeout else None
+        timeout = _timeout(ref)
         if ref is None or ref.secret_ref is None:
             if timeout is None:
                 return self._default
@@ -68,6 +68,19 @@ class Connections:
         return self._cached(
             (namespace, secret, timeout), lambda: self._from_secret(namespace, secret, timeout)
         )
+
+    def at_hand(self, namespace: str, ref: PrometheusRef | None) -> MetricsSource | None:
+        """The object's source if known without I/O (safe on the event loop), else None."""
+        timeout = _timeout(ref)
+        if ref is None or ref.secret_ref is None:
+            if timeout is None:
+                return self._default
+            key: tuple[str, str, float | None] = ("", "", timeout)
+        else:
+            key = (namespace, ref.secret_ref.name, timeout)
+        with self._lock:
+            hit = self._cache.get(key)
+            return hit[1] if hit and hit[0] > self._clock() else None
 
     def _cached(
         self, key: tuple[str, str, float | None], build: Callable[[], PrometheusConfig]
@@ -143,3 +156,7 @@ class Connections:
             headers=headers or None,
             pool_size=base.pool_size,
         )
+
+
+def _timeout(ref: PrometheusRef | None) -> float | None:
+    return parse_duration(ref.timeout) if ref and ref.timeout else None
