@@ -90,7 +90,8 @@ def section(workdir: Path, objects: int = 2000) -> list[str]:
     return [
         f"## Profile: {objects} objects, {scale.TUNED.label}",
         "",
-        "py-spy (sampling from outside, GIL-holding thread only, 100 Hz, 30 s) on the operator process.",
+        "py-spy (sampling from outside, 100 Hz, 30 s) on the operator process: every thread not idle, the",
+        "event loop and the pool's workers alike (a worker waiting on a socket can count as busy).",
         "Inclusive: share of samples in a function or below it (our functions); leaf: on top of the stack.",
         "",
         "What earlier profiles of this benchmark changed: HTTP requests to Prometheus and status writes",
