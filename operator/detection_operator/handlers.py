@@ -76,6 +76,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         may_dispatch=lambda: _leading(memo),
         on_lag=telemetry.SCHEDULE_LAG.observe,
         phase=namespace_phase,
+        on_removed=reconciler.forget,
     )
 
     def leadership_changed(leading: bool) -> None:
@@ -138,7 +139,6 @@ async def track(
     key: Key = (resource.plural, body.metadata.namespace or "", body.metadata.name or "")
     if event.get("type") == "DELETED":
         memo.scheduler.remove(key)
-        memo.reconciler.forget(key)
     else:
         snapshot = {field: body.get(field) for field in ("metadata", "spec", "status")}
         memo.scheduler.upsert(key, snapshot, _interval(body))

@@ -328,10 +328,9 @@ class Reconciler:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            # Deleted while it was being evaluated (its DELETED event may already have been handled):
-            # nothing to record, and nothing this evaluation remembered may outlive it.
+            # Deleted while it was being evaluated: nothing to record. What this evaluation remembered is
+            # forgotten by the scheduler once the deletion is seen and the evaluation has ended.
             log.debug("%s/%s was deleted during its evaluation", ref.namespace, ref.name)
-            self.forget(key)
             return
         self._written[key] = (ref.uid, dict(result.get("status") or new_status))
         self._persisted[key] = (ref.uid, status_writes.settled(new_status), time.monotonic())

@@ -51,8 +51,12 @@ class Scheduler:
         may_dispatch: Callable[[], bool] = lambda: True,
         on_lag: Callable[[float], None] = lambda _: None,
         phase: Callable[[Key], float] | None = None,
+        on_removed: Callable[[Key], None] = lambda _: None,
     ) -> None:
         self._evaluate = evaluate
+        # Called when an object is removed, and again when an evaluation that was running then ends: what
+        # that evaluation recorded (metric series, cached status) must not outlive the object.
+        self._on_removed = on_removed
         self._clock = clock
         # A standby replica keeps its entries current from the watch but dispatches nothing: the objects
         # it holds are due at once when it becomes the leader.
@@ -88,8 +92,9 @@ class Scheduler:
             self._wake.set()
 
     def remove(self, key: Key) -> None:
-        """Forget a deleted object; an evaluation already running finishes on its own."""
+        """Forget a deleted object; an evaluation already running finishes on its own, then is forgotten."""
         self._entries.pop(key, None)
+        self._on_removed(key)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -148,6 +153,8 @@ class Scheduler:
             log.exception("evaluation of %s/%s/%s failed", *key, extra=_about(key))
         finally:
             entry.running = False
+            if self._entries.get(key) is not entry:
+                self._on_removed(key)
 
     async def drain(self) -> None:
         """Wait for running evaluations (used at shutdown)."""

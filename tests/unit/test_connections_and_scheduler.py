@@ -154,6 +154,30 @@ def test_scheduler_survives_a_failing_evaluation() -> None:
     assert asyncio.run(scenario()) >= 3
 
 
+def test_an_object_removed_mid_evaluation_is_forgotten_again_when_the_evaluation_ends() -> None:
+    async def scenario() -> list[str]:
+        seen: list[str] = []
+        gate = asyncio.Event()
+
+        async def evaluate(key: Key, body: Mapping[str, Any]) -> None:
+            await gate.wait()
+            seen.append("recorded")  # e.g. a metric series set at the end of the evaluation
+
+        scheduler = Scheduler(
+            evaluate, max_concurrency=1, on_removed=lambda key: seen.append(f"forgot {key[2]}")
+        )
+        task = asyncio.create_task(scheduler.run())
+        scheduler.upsert(("p", "ns", "a"), {"metadata": {"generation": 1}}, interval=60)
+        await asyncio.sleep(0.01)  # the evaluation is running, waiting on the gate
+        scheduler.remove(("p", "ns", "a"))
+        gate.set()
+        await scheduler.drain()
+        task.cancel()
+        return seen
+
+    assert asyncio.run(scenario()) == ["forgot a", "recorded", "forgot a"]
+
+
 def test_a_broken_secret_is_read_again_only_after_the_ttl() -> None:
     read = reader({"prom": {"url": b"ftp://nope"}})
     clock = [0.0]
