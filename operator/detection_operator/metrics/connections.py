@@ -30,6 +30,10 @@ def check_url(url: str, field: str) -> str:
     return url
 
 
+_Key = tuple[str, str, float | None]
+"""(namespace, Secret name, timeout) of an override; ("", "", timeout) for a timeout alone."""
+
+
 class Connections:
     """MetricsSources per connection, created once and reused (each owns a connection pool).
 
@@ -52,39 +56,33 @@ class Connections:
         self._ttl = ttl
         self._clock = clock
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, str, float | None], tuple[float, MetricsSource]] = {}
-        self._failures: dict[tuple[str, str, float | None], tuple[float, Exception]] = {}
+        self._cache: dict[_Key, tuple[float, MetricsSource]] = {}
+        self._failures: dict[_Key, tuple[float, Exception]] = {}
         self._ca_files: dict[tuple[str, str], tempfile._TemporaryFileWrapper[bytes]] = {}
 
     def for_object(self, namespace: str, ref: PrometheusRef | None) -> MetricsSource:
         """The source for an object (blocking: may read a Secret). Raises InvalidConnection."""
-        timeout = _timeout(ref)
-        if ref is None or ref.secret_ref is None:
-            if timeout is None:
-                return self._default
-            key = ("", "", timeout)
-            return self._cached(key, lambda: replace(self._default_config, timeout_seconds=timeout))
-        secret = ref.secret_ref.name
-        return self._cached(
-            (namespace, secret, timeout), lambda: self._from_secret(namespace, secret, timeout)
-        )
+        key = _key(namespace, ref)
+        if key is None:
+            return self._default
+        return self._cached(key, lambda: self._config(key))
 
     def at_hand(self, namespace: str, ref: PrometheusRef | None) -> MetricsSource | None:
         """The object's source if known without I/O (safe on the event loop), else None."""
-        timeout = _timeout(ref)
-        if ref is None or ref.secret_ref is None:
-            if timeout is None:
-                return self._default
-            key: tuple[str, str, float | None] = ("", "", timeout)
-        else:
-            key = (namespace, ref.secret_ref.name, timeout)
+        key = _key(namespace, ref)
+        if key is None:
+            return self._default
         with self._lock:
             hit = self._cache.get(key)
             return hit[1] if hit and hit[0] > self._clock() else None
 
-    def _cached(
-        self, key: tuple[str, str, float | None], build: Callable[[], PrometheusConfig]
-    ) -> MetricsSource:
+    def _config(self, key: _Key) -> PrometheusConfig:
+        namespace, secret, timeout = key
+        if secret:
+            return self._from_secret(namespace, secret, timeout)
+        return replace(self._default_config, timeout_seconds=timeout or self._default_config.timeout_seconds)
+
+    def _cached(self, key: _Key, build: Callable[[], PrometheusConfig]) -> MetricsSource:
         now = self._clock()
         with self._lock:
             hit = self._cache.get(key)
@@ -158,5 +156,9 @@ class Connections:
         )
 
 
-def _timeout(ref: PrometheusRef | None) -> float | None:
-    return parse_duration(ref.timeout) if ref and ref.timeout else None
+def _key(namespace: str, ref: PrometheusRef | None) -> _Key | None:
+    # None: the default connection, shared by every object without an override.
+    timeout = parse_duration(ref.timeout) if ref and ref.timeout else None
+    if ref is not None and ref.secret_ref is not None:
+        return (namespace, ref.secret_ref.name, timeout)
+    return None if timeout is None else ("", "", timeout)
