@@ -268,6 +268,11 @@ def _wait_for_interrupt(timeline: Timeline, start: float, out: TextIO) -> None:
             time.sleep(1)
             _check_interrupted()
             timeline.poll(time.monotonic() - start)
+    except Exception:
+        # An interrupt a library turned into another error is still the Ctrl-C this loop waits for.
+        if not _INTERRUPTED.is_set():
+            raise
+        print("", file=out)
     except KeyboardInterrupt:
         print("", file=out)
 
