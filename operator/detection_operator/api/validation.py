@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from .admission import ADMISSION, OPERATOR, FieldError, admit, spec_schema, unknown_fields
 from .base import InvariantViolation
+from .common import LINT_QUERIES
 from .objectmeta import check_metadata
 
 __all__ = [
@@ -67,7 +68,15 @@ def validate_spec(model: type[M], spec: Any, root: str = "spec") -> tuple[M | No
     try:
         return model.model_validate(admitted), []
     except ValidationError as exc:
-        return None, errors_of(exc, root)
+        errors = errors_of(exc, root)
+    if any(e.stage == OPERATOR for e in errors):
+        # A field that fails PromQL lint stops pydantic before the model's invariants run; judged again
+        # without the lint, the spec shows the CEL errors the apiserver would report alongside.
+        try:
+            model.model_validate(admitted, context={LINT_QUERIES: False})
+        except ValidationError as exc:
+            errors = [e for e in errors_of(exc, root) if e.stage == ADMISSION] + errors
+    return None, errors
 
 
 def summary(errors: list[FieldError], limit: int = 5) -> str:
