@@ -81,7 +81,7 @@ def _go_float(plain: str, text: str) -> Any:
     return text if math.isinf(value) else value
 
 
-class KubectlLoader(yaml.SafeLoader):
+class KubectlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """PyYAML's safe loader with go-yaml v2's resolution of plain scalars (see the module docstring),
     keys turned into strings as sigs.k8s.io/yaml does, and duplicate keys refused."""
 
@@ -211,7 +211,11 @@ def parse(source: str, data: bytes) -> Iterator[Document]:
     except UnicodeDecodeError as exc:
         yield Document(source, 1, None, f"not UTF-8 text (byte {exc.start}): is this a binary file?")
         return
-    loader = KubectlLoader(text)
+    try:
+        loader = KubectlLoader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters up front
+        yield Document(source, 1, None, f"not valid YAML: {exc}")
+        return
     index = 1
     try:
         while True:

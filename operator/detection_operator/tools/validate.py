@@ -26,7 +26,7 @@ from ..api.model_route import ModelRouteSpec
 from ..api.validation import validate_object
 from ..decide import policy as policy_plan
 from ..decide import route as route_plan
-from .documents import Document, read_documents
+from .documents import Document, parse, read_documents
 
 
 @dataclass(frozen=True)
@@ -113,11 +113,20 @@ def validate(paths: list[str], prometheus: str | None = None) -> Report:
     Raises :class:`~.documents.ReadError` only when a path cannot be read; everything else, however
     broken, is a finding.
     """
+    return _judge(read_documents(paths), prometheus)
+
+
+def validate_text(text: str | bytes, source: str = "<text>", prometheus: str | None = None) -> Report:
+    """Validate the manifests in ``text``, exactly as if a file held them."""
+    return _judge(list(parse(source, text.encode() if isinstance(text, str) else text)), prometheus)
+
+
+def _judge(documents: list[Document], prometheus: str | None) -> Report:
     findings: list[Finding] = []
     checked = skipped = 0
     client = httpx.Client(timeout=5, trust_env=False) if prometheus else None
     try:
-        for doc in read_documents(paths):
+        for doc in documents:
             found = _check_document(doc, client, prometheus)
             if found is None:
                 skipped += 1
