@@ -220,7 +220,7 @@ def parse(source: str, data: bytes) -> Iterator[Document]:
     try:
         while True:
             try:
-                if not loader.check_data():  # type: ignore[no-untyped-call]
+                if not loader.check_data():
                     return
                 body = jsonable(loader.get_data())
             except yaml.MarkedYAMLError as exc:
