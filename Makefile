@@ -56,7 +56,7 @@ helm: ## build the helm CLI into .cache (once), for the chart tests
 kstatus: ## build the kstatus checker (Flux's status library) into .cache (once), for the health tests
 	BIN=$(dir $(KSTATUS_BIN)) hack/build-kstatus.sh
 
-crds: venv ## regenerate crds/, the chart's copy and docs/schemas/ from the pydantic models
+crds: venv ## regenerate crds/, the chart's copy, docs/schemas/ and the Argo CD health files
 	$(PY) -m detection_operator.api.generate
 
 check-crds: venv

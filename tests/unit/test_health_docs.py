@@ -15,11 +15,8 @@ DOCS, CHART = REPO / "docs/argocd", REPO / "charts/detection-operator/docs/argoc
 
 
 def test_chart_ships_the_same_files() -> None:
+    # test_api checks each generated copy's content; this catches a stray file on either side.
     assert sorted(p.name for p in CHART.iterdir()) == sorted(p.name for p in DOCS.iterdir())
-    for path in DOCS.iterdir():
-        assert (CHART / path.name).read_bytes() == path.read_bytes(), (
-            f"{path.name}: copy docs/argocd to the chart"
-        )
 
 
 def test_argocd_cm_patch_carries_health_lua_for_both_kinds() -> None:

@@ -31,26 +31,24 @@ _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:
 
 def subdomain_problems(value: str) -> list[str]:
     """IsDNS1123Subdomain: what is wrong with ``value`` as an object name (empty list: nothing)."""
-    problems = []
-    if len(value) > 253:
-        problems.append("must be no more than 253 characters")
-    if not _SUBDOMAIN.fullmatch(value):
-        problems.append(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-            "and must start and end with an alphanumeric character (e.g. 'example.com')"
-        )
-    return problems
+    return _dns_problems(
+        value, 253, _SUBDOMAIN, "subdomain", "alphanumeric characters, '-' or '.'", "example.com"
+    )
 
 
 def label_problems(value: str) -> list[str]:
     """IsDNS1123Label: what is wrong with ``value`` as a namespace name."""
-    problems = []
-    if len(value) > 63:
-        problems.append("must be no more than 63 characters")
-    if not _LABEL.fullmatch(value):
+    return _dns_problems(value, 63, _LABEL, "label", "alphanumeric characters or '-'", "my-name")
+
+
+def _dns_problems(
+    value: str, limit: int, pattern: re.Pattern[str], what: str, chars: str, example: str
+) -> list[str]:
+    problems = [f"must be no more than {limit} characters"] if len(value) > limit else []
+    if not pattern.fullmatch(value):
         problems.append(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
-            "start and end with an alphanumeric character (e.g. 'my-name')"
+            f"a lowercase RFC 1123 {what} must consist of lower case {chars}, and must start and end with an "
+            f"alphanumeric character (e.g. '{example}')"
         )
     return problems
 
