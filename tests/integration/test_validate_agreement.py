@@ -29,6 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from detection_operator.api.admission import ADMISSION, OPERATOR, spec_schema
 from detection_operator.api.base import GROUP, VERSION
 from detection_operator.api.kinds import by_kind
+from detection_operator.testing.documents import edited
 from detection_operator.tools import validate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -355,3 +356,86 @@ def test_validate_agrees_with_the_apiserver_on_admission(
     assert (
         counts["rejected by both"] > EXAMPLE_COUNT // 4 and counts["admitted by both"] > EXAMPLE_COUNT // 10
     )
+
+
+POLICY, ROUTE = EXAMPLES
+UNTIL = "spec.override"
+# The behaviours issue 16 names, and the edges next to them, each as one manifest; `admitted` is what the
+# apiserver does with it (asserted, so a change in the apiserver shows up here too).
+EDGES: list[tuple[str, dict[str, Any], bool]] = [
+    ("quoted number", edited(POLICY, {"spec.rules[0].threshold": "200"}), False),
+    ("string boolean", edited(POLICY, {"spec.dryRun": "true"}), False),
+    ("boolean count", edited(POLICY, {"spec.rules[0].for": True}), False),
+    ("whole float count", edited(POLICY, {"spec.rules[0].for": 2.0}), True),
+    ("nearly whole float count", edited(POLICY, {"spec.rules[0].for": 3.0000000001}), True),
+    ("fractional count", edited(POLICY, {"spec.rules[0].for": 2.5}), False),
+    ("integer timestamp", edited(ROUTE, {UNTIL: {"model": "neuroweaver-v2", "until": 1893456000}}), False),
+    (
+        "impossible date",
+        edited(ROUTE, {UNTIL: {"model": "neuroweaver-v2", "until": "2030-02-30T00:00:00Z"}}),
+        False,
+    ),
+    ("date only", edited(ROUTE, {UNTIL: {"model": "neuroweaver-v2", "until": "2030-01-01"}}), False),
+    (
+        "lowercase t and z",
+        edited(ROUTE, {UNTIL: {"model": "neuroweaver-v2", "until": "2030-01-01t10:00:00z"}}),
+        True,
+    ),
+    (
+        "no time zone",
+        edited(ROUTE, {UNTIL: {"model": "neuroweaver-v2", "until": "2030-01-01T10:00:00"}}),
+        False,
+    ),
+    ("int64 max", edited(ROUTE, {"spec.minRequests": 2**63 - 1}), True),
+    ("beyond int64", edited(ROUTE, {"spec.minRequests": 2**63}), False),
+    ("beyond float64", edited(POLICY, {"spec.rules[0].threshold": 10**400}), False),
+    ("uint64 as a number", edited(POLICY, {"spec.rules[0].threshold": 2**64}), True),
+    ("float max", edited(POLICY, {"spec.rules[0].threshold": 1.7976931348623157e308}), True),
+    ("null on a defaulted field", edited(POLICY, {"spec.holdFor": None, "spec.rules": None}), True),
+    ("null on an optional field", edited(POLICY, {"spec.expense": None}), True),
+    ("null on a required field", edited(POLICY, {"spec.profiles": None}), False),
+    ("null list item", edited(POLICY, {"spec.contributors": [None]}), False),
+    ("name with a newline", edited(POLICY, {"metadata.name": "bot-detector\n"}), False),
+    ("name not a string", edited(POLICY, {"metadata.name": 5}), False),
+    ("253-character name", edited(POLICY, {"metadata.name": "a" * 253}), True),
+    ("254-character name", edited(POLICY, {"metadata.name": "a" * 254}), False),
+    ("invalid namespace", edited(POLICY, {"metadata.namespace": "Team_A"}), False),
+    ("unknown metadata field", edited(POLICY, {"metadata.nmae": "x"}), False),
+    ("label value too long", edited(POLICY, {"metadata.labels": {"app": "x" * 64}}), False),
+    ("unknown top-level field", dict(POLICY, specs={}), False),
+    ("unknown status field", dict(POLICY, status={"bogus": 1}), False),
+    ("blank query (PromQL only)", edited(POLICY, {"spec.rules[0].query": "   "}), True),
+    ("braced variable (PromQL only)", edited(POLICY, {"spec.rules[0].query": "rate(x[${window}])"}), True),
+]
+
+
+@pytest.mark.parametrize(("case", "document", "admitted"), EDGES, ids=[e[0] for e in EDGES])
+def test_each_named_behaviour_agrees_with_the_apiserver(
+    kube: client.ApiClient,
+    namespace: str,
+    crds: list[str],
+    tmp_path: Path,
+    case: str,
+    document: dict[str, Any],
+    admitted: bool,
+) -> None:
+    document = edited(document, {"metadata.namespace": document["metadata"].get("namespace", namespace)})
+    path = tmp_path / "document.json"
+    path.write_text(json.dumps(document))
+    findings = [f for f in validate.validate([str(path)]).findings if f.stage == ADMISSION]
+    try:
+        client.CustomObjectsApi(kube).create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            by_kind(document["kind"]).plural,
+            document,
+            dry_run="All",
+            field_validation="Strict",
+        )
+        server_admits = True
+    except ApiException as exc:
+        assert exc.status in (400, 422), exc.body
+        server_admits = False
+    assert server_admits is admitted, f"{case}: the apiserver changed its mind"
+    assert (not findings) is admitted, f"{case}: validate disagrees: {findings}"

@@ -401,4 +401,19 @@ def admit(model: type[BaseModel], raw: Any, root: str = "spec") -> tuple[Any, li
     if value is None:
         return None, [*errors, FieldError(root, "Required value")]
     errors += validate_value(value, schema, root)
-    return value, errors
+    return (None if errors else whole_numbers(value, schema)), errors
+
+
+def whole_numbers(value: Any, schema: Mapping[str, Any] | None) -> Any:
+    """Integer fields as integers: the apiserver admits (and stores) a float that is a JSON integer,
+    ``2.0`` or even ``3.0000000001``, where an integer belongs; read as the integer it stands for."""
+    if schema is None:
+        return value
+    if isinstance(value, float) and schema.get("type") == "integer":
+        return round(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v, _child_schema(schema, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [whole_numbers(v, items if isinstance(items, Mapping) else None) for v in value]
+    return value
