@@ -200,11 +200,10 @@ def _json_type(value: Any) -> str:
 
 
 def _is_json_integer(value: float) -> bool:
-    """swag.IsFloat64AJSONInteger: a finite float within 2^53 that is integral up to a 1e-9 error."""
-    if not math.isfinite(value) or abs(value) > _MAX_JSON_INTEGER:
-        return False
-    rounded = float(round(value))
-    return value == rounded or (rounded != 0 and abs(value - rounded) < 1e-9 * abs(rounded))
+    """A float the apiserver takes for an integer: kube-openapi's type check (swag.IsFloat64AJSONInteger:
+    finite, within 2^53) and then its range check, which parses the float's shortest decimal form as an
+    int64, so only an exactly whole float passes (``2.0``, never ``3.0000000001``)."""
+    return math.isfinite(value) and abs(value) <= _MAX_JSON_INTEGER and value == math.floor(value)
 
 
 def _type_matches(value: Any, wanted: str) -> bool:
@@ -401,19 +400,4 @@ def admit(model: type[BaseModel], raw: Any, root: str = "spec") -> tuple[Any, li
     if value is None:
         return None, [*errors, FieldError(root, "Required value")]
     errors += validate_value(value, schema, root)
-    return (None if errors else whole_numbers(value, schema)), errors
-
-
-def whole_numbers(value: Any, schema: Mapping[str, Any] | None) -> Any:
-    """Integer fields as integers: the apiserver admits (and stores) a float that is a JSON integer,
-    ``2.0`` or even ``3.0000000001``, where an integer belongs; read as the integer it stands for."""
-    if schema is None:
-        return value
-    if isinstance(value, float) and schema.get("type") == "integer":
-        return round(value)
-    if isinstance(value, dict):
-        return {k: whole_numbers(v, _child_schema(schema, k)) for k, v in value.items()}
-    if isinstance(value, list):
-        items = schema.get("items")
-        return [whole_numbers(v, items if isinstance(items, Mapping) else None) for v in value]
-    return value
+    return value, errors
