@@ -169,9 +169,14 @@ def schema_at(schema: dict[str, Any] | None, path: Path_) -> dict[str, Any] | No
     return schema
 
 
-def boundaries(schema: dict[str, Any]) -> list[Any]:
-    """Values on and just past each bound the schema declares."""
+def boundaries(schema: dict[str, Any], current: Any) -> list[Any]:
+    """Values on and just past each bound the schema declares (and around the current value)."""
     found: list[Any] = []
+    if isinstance(current, str):
+        # Go's `$` ends the text (Python's also matches before a final newline); Go's \s is ASCII only.
+        found += [current + "\n", current + "\u00a0", current.replace(".", "\u00a0", 1), current.upper()]
+    if isinstance(current, int | float) and not isinstance(current, bool):
+        found += [current + 0.5, current + 1e-10, float(current), str(current)]
     for bound, step in (("minimum", -1), ("maximum", 1)):
         if bound in schema:
             edge = schema[bound]
@@ -222,7 +227,7 @@ def mutate(document: dict[str, Any], draw: st.DataObject, namespace: str) -> lis
         if action == "confuse":
             parent[last] = value = draw.draw(CONFUSIONS, label="value")
         elif action == "boundary":
-            edges = boundaries(schema_at(schema, path[1:]) or {})
+            edges = boundaries(schema_at(schema, path[1:]) or {}, parent[last])
             if not edges:
                 continue
             parent[last] = value = draw.draw(st.sampled_from(edges), label="edge")
