@@ -60,8 +60,11 @@ def kstatus_binary() -> str:
 
 def kstatus(objects: list[dict[str, Any]]) -> list[dict[str, str]]:
     """kstatus' verdict (``Current``, ``InProgress``, ``Failed`` ...) and message for each object."""
+    binary = kstatus_binary()
+    if not os.access(binary, os.X_OK):
+        raise RuntimeError(f"no kstatus checker at {binary}: `make kstatus` builds it")
     result = subprocess.run(
-        [kstatus_binary()], input=json.dumps(objects), capture_output=True, text=True, timeout=60, check=False
+        [binary], input=json.dumps(objects), capture_output=True, text=True, timeout=60, check=False
     )
     if result.returncode != 0:
         raise RuntimeError(f"kstatus failed: {result.stderr}")
