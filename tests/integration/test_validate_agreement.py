@@ -288,6 +288,31 @@ def _short(value: Any) -> str:
     return text if len(text) < 40 else text[:37] + "..."
 
 
+def both(
+    objects: client.CustomObjectsApi, namespace: str, document: dict[str, Any], path: Path
+) -> tuple[list[validate.Finding], str | None]:
+    """validate's findings on ``document``, and the apiserver's refusal of it (None: admitted)."""
+    # The exact JSON text the API client sends is what validate reads (JSON is YAML).
+    path.write_text(json.dumps(document))
+    findings = validate.validate([str(path)]).findings
+    try:
+        objects.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            by_kind(document["kind"]).plural,
+            document,
+            dry_run="All",
+            field_validation="Strict",
+        )
+    except ApiException as exc:
+        assert exc.status in (400, 422), (exc.status, exc.body)
+        return findings, f"{exc.status}: {exc.body[:300]}"
+    except ValueError as exc:  # the client refuses to send NaN/Inf at all
+        return findings, f"client: {exc}"
+    return findings, None
+
+
 def test_validate_agrees_with_the_apiserver_on_admission(
     kube: client.ApiClient,
     namespace: str,
@@ -316,27 +341,9 @@ def test_validate_agrees_with_the_apiserver_on_admission(
         document["metadata"]["namespace"] = namespace
         edits = mutate(document, draw, namespace)
         counts["tried"] += 1
-        # The exact JSON text the API client sends is what validate reads (JSON is YAML).
-        document_file.write_text(json.dumps(document))
-        report = validate.validate([str(document_file)])
-        admission = [f for f in report.findings if f.stage == ADMISSION]
-        operator_only = [f for f in report.findings if f.stage == OPERATOR]
-        try:
-            objects.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                by_kind(document["kind"]).plural,
-                document,
-                dry_run="All",
-                field_validation="Strict",
-            )
-            server: str | None = None
-        except ApiException as exc:
-            assert exc.status in (400, 422), (edits, exc.status, exc.body)
-            server = f"{exc.status}: {exc.body[:300]}"
-        except ValueError as exc:  # the client refuses to send NaN/Inf at all
-            server = f"client: {exc}"
+        findings, server = both(objects, namespace, document, document_file)
+        admission = [f for f in findings if f.stage == ADMISSION]
+        operator_only = [f for f in findings if f.stage == OPERATOR]
         if server is None:
             counts["admitted by both" if not admission else "DISAGREE"] += 1
             if admission:
@@ -425,22 +432,8 @@ def test_each_named_behaviour_agrees_with_the_apiserver(
     admitted: bool,
 ) -> None:
     document = edited(document, {"metadata.namespace": document["metadata"].get("namespace", namespace)})
-    path = tmp_path / "document.json"
-    path.write_text(json.dumps(document))
-    findings = [f for f in validate.validate([str(path)]).findings if f.stage == ADMISSION]
-    try:
-        client.CustomObjectsApi(kube).create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            by_kind(document["kind"]).plural,
-            document,
-            dry_run="All",
-            field_validation="Strict",
-        )
-        server_admits, said = True, ""
-    except ApiException as exc:
-        assert exc.status in (400, 422), exc.body
-        server_admits, said = False, exc.body
+    findings, said = both(client.CustomObjectsApi(kube), namespace, document, tmp_path / "document.json")
+    findings = [f for f in findings if f.stage == ADMISSION]
+    server_admits = said is None
     assert server_admits is admitted, f"{case}: the apiserver changed its mind: {said}"
     assert (not findings) is admitted, f"{case}: validate disagrees: {findings}"
