@@ -9,27 +9,29 @@ PY := $(VENV)/bin/python
 CACHE := .cache
 CONTROLPLANE_BIN := $(CACHE)/controlplane/bin
 HELM_BIN := $(CACHE)/tools/bin/helm
+KSTATUS_BIN := $(CACHE)/tools/bin/kstatus
 VENV_STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
-DEB_PACKAGES := prometheus prometheus-alertmanager
+DEB_PACKAGES := prometheus prometheus-alertmanager lua5.1
 PYTEST_ARGS ?=
 # make demo DEMO_ARGS='--no-wait --state-dir DIR'
 DEMO_ARGS ?=
 
 export CONTROLPLANE_BIN := $(abspath $(CONTROLPLANE_BIN))
 export HELM_BIN := $(abspath $(HELM_BIN))
+export KSTATUS_BIN := $(abspath $(KSTATUS_BIN))
 
-.PHONY: help test demo bench deps venv controlplane helm crds check-crds lint unit integration reliability clean
+.PHONY: help test demo bench deps venv controlplane helm kstatus crds check-crds lint unit integration reliability clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-test: deps venv controlplane helm lint check-crds ## install everything needed, then lint and run every test
+test: deps venv controlplane helm kstatus lint check-crds ## install everything needed, then lint and run every test
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 demo: deps venv controlplane ## play the scenario on a local control plane + Prometheus + simulator + operator
 	$(PY) -m detection_operator.demo $(DEMO_ARGS)
 
-deps: ## Debian packages the tests use (Prometheus)
+deps: ## Debian packages the tests use (Prometheus, Lua 5.1 for the Argo CD health check)
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
@@ -51,7 +53,10 @@ controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl in
 helm: ## build the helm CLI into .cache (once), for the chart tests
 	BIN=$(dir $(HELM_BIN)) hack/install-helm.sh
 
-crds: venv ## regenerate crds/, the chart's copy and docs/schemas/ from the pydantic models
+kstatus: ## build the kstatus checker (Flux's status library) into .cache (once), for the health tests
+	BIN=$(dir $(KSTATUS_BIN)) hack/build-kstatus.sh
+
+crds: venv ## regenerate crds/, the chart's copy, docs/schemas/ and the Argo CD health files
 	$(PY) -m detection_operator.api.generate
 
 check-crds: venv
@@ -65,7 +70,7 @@ lint: venv ## ruff and mypy
 unit: venv ## only the unit tests (no control plane needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-integration: deps venv controlplane helm ## only the integration tests
+integration: deps venv controlplane helm kstatus ## only the integration tests
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 reliability: deps venv controlplane ## only the reliability suite (faults, fuzzing, churn; ~10 min)

@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import alerts, backtest, hotspots, policy, reaction, route, scale
+from bench import validate as validate_bench
 from bench.harness import write_results
 
 HEADER = "| | median | p90 | p99 | min | max | n |\n|---|---|---|---|---|---|---|"
@@ -69,6 +70,23 @@ def backtest_speed() -> list[str]:
         "| evaluations | switches found | Prometheus range queries | replay (decide + alerts) |",
         "|---|---|---|---|",
         f"| {evaluations} | {switches} | {query_s:.2f} s | {replay_s:.2f} s |",
+        "",
+    ]
+
+
+def validate_speed() -> list[str]:
+    """`validate` on a directory of 500 manifests."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        command, check, findings = validate_bench.validate_speed(Path(tmp))
+    return [
+        f"## validate: a directory of {validate_bench.DOCUMENTS} manifests",
+        "",
+        "Half DetectionPolicies, half ModelRoutes, one file each in ten team directories; one in ten",
+        f"breaks a CEL rule ({findings} findings). The command includes starting Python and its imports.",
+        "",
+        HEADER,
+        f"| detection-operator validate DIR (new process) | {command.row('s')} |",
+        f"| validate.validate([DIR]) (the check alone) | {check.row('s')} |",
         "",
     ]
 
@@ -145,6 +163,7 @@ SECTIONS: list[Callable[[], list[str]]] = [
     decision_cost,
     alert_delivery,
     backtest_speed,
+    validate_speed,
     rule_to_config_map,
     breach_to_switch,
     route_failover,

@@ -8,6 +8,13 @@ from typing import Any
 
 READY = "Ready"
 INVALID_SPEC = "InvalidSpec"
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+"""kstatus' two abnormal-true conditions (sigs.k8s.io/cli-utils kstatus, which Flux's health checks and
+`kubectl wait`-style tools read): Stalled=True is Failed, Reconciling=True is InProgress. Both are derived
+from Ready in :func:`merge`, so every status write states them consistently."""
+_STALLED_REASONS = frozenset({INVALID_SPEC})
+"""Ready=False reasons no retry can fix: only a spec change can."""
 
 
 def rfc3339(moment: datetime) -> str:
@@ -38,12 +45,41 @@ def merge(
     a state has lasted rather than when the operator last looked.
     """
     merged: dict[str, dict[str, Any]] = {c["type"]: dict(c) for c in existing or () if "type" in c}
+    updates = list(updates)
+    ready = next((u for u in updates if u["type"] == READY), None)
+    if ready is not None:
+        updates += _kstatus(ready)
     for update in updates:
         previous = merged.get(update["type"])
         if previous is not None and previous.get("status") == update["status"]:
             update = {**update, "lastTransitionTime": previous.get("lastTransitionTime")}
         merged[update["type"]] = update
     return sorted(merged.values(), key=lambda c: (c["type"] != READY, c["type"]))
+
+
+def _kstatus(ready: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Reconciling and Stalled as kstatus reads them, from the Ready condition just computed.
+
+    Ready=False for an invalid spec is Stalled (it stays so until the spec changes); for any other
+    reason (an output that could not be written) the operator retries every interval: Reconciling.
+    """
+    failed = ready["status"] != "True"
+    stalled = failed and ready["reason"] in _STALLED_REASONS
+    reconciling = failed and not stalled
+    generation, message = ready.get("observedGeneration"), ready.get("message", "")
+    now = ready["lastTransitionTime"]
+
+    def derived(type_: str, on: bool, off_reason: str) -> dict[str, Any]:
+        return {
+            "type": type_,
+            "status": "True" if on else "False",
+            "reason": ready["reason"] if on else off_reason if failed else "Reconciled",
+            "message": message if on else "",
+            "observedGeneration": generation,
+            "lastTransitionTime": now,
+        }
+
+    return [derived(RECONCILING, reconciling, STALLED), derived(STALLED, stalled, "Retrying")]
 
 
 def find(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
 
 from detection_operator import conditions
 
@@ -36,4 +39,29 @@ def test_transition_time_moves_on_status_change() -> None:
 def test_unrelated_conditions_survive_and_ready_sorts_first() -> None:
     other = conditions.condition("MetricsAvailable", True, "Ok", "", 1, T0)
     merged = conditions.merge([other], conditions.spec_validity(None, 1, T0))
-    assert [c["type"] for c in merged] == ["Ready", "InvalidSpec", "MetricsAvailable"]
+    assert [c["type"] for c in merged] == [
+        "Ready",
+        "InvalidSpec",
+        "MetricsAvailable",
+        "Reconciling",
+        "Stalled",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ready", "reconciling", "stalled"),
+    [
+        (conditions.spec_validity(None, 3, T0), "False", "False"),
+        (conditions.spec_validity("spec.x: bad", 3, T0), "False", "True"),
+        ([conditions.readiness(False, "forbidden", "r", 3, T0)], "True", "False"),
+        ([conditions.readiness(False, None, "r", 3, T0)], "False", "False"),
+    ],
+    ids=["accepted", "invalid-spec", "output-failed", "published"],
+)
+def test_kstatus_conditions_follow_ready(ready: list[dict[str, Any]], reconciling: str, stalled: str) -> None:
+    # kstatus: Stalled=True is Failed (only a spec change helps), Reconciling=True is InProgress.
+    merged = {c["type"]: c for c in conditions.merge([], ready)}
+    assert merged["Reconciling"]["status"] == reconciling and merged["Stalled"]["status"] == stalled
+    assert merged["Stalled"]["observedGeneration"] == merged["Reconciling"]["observedGeneration"] == 3
+    if stalled == "True":
+        assert merged["Stalled"]["reason"] == "InvalidSpec" and "spec.x" in merged["Stalled"]["message"]

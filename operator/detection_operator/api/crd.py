@@ -100,6 +100,10 @@ def crd_for(kind: Kind) -> dict[str, Any]:
     spec_schema["description"] = f"Desired behaviour of the {kind.kind}."
     status_schema = structural_schema(kind.status)
     status_schema["description"] = f"Observed state of the {kind.kind}, written by the operator."
+    # Until the operator's first status write, an object has no status at all, and kstatus (Flux's
+    # health checks) would call it Current. The apiserver applies this default whenever it serves the
+    # object, so generation 1 vs observedGeneration 0 reads as "not yet reconciled" everywhere.
+    status_schema["default"] = {"observedGeneration": 0}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -221,7 +221,8 @@ class ExternalService(SpecModel):
     name: Name = Field(description="Service name; substituted for $contributor in external queries.")
     endpoint: str = Field(
         max_length=2048,
-        pattern=r"^https?://[^\s/?#]+([/?#][^\s]*)?$",
+        # Whitespace spelled out: \s is ASCII in the apiserver's Go regexp but Unicode in pydantic's.
+        pattern=r"^https?://[^\t\n\f\r /?#]+([/?#][^\t\n\f\r ]*)?$",
         description="Base URL the detector calls.",
     )
     weight: float = Field(default=1.5, ge=0, le=100, description="Base trust weight before accuracy scaling.")

@@ -1,7 +1,8 @@
 """Write every generated file (``make crds``), or with ``--check`` fail when one is stale.
 
 Generated from the pydantic models: the CRDs (top-level ``crds/`` and the chart's copy) and the JSON
-Schemas of the data-plane documents (``docs/schemas/``).
+Schemas of the data-plane documents (``docs/schemas/``). From ``docs/argocd/health.lua``: the ``argocd-cm``
+patch that installs it for both kinds, and the chart's copy of ``docs/argocd/``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,24 @@ import sys
 from pathlib import Path
 
 from . import crd
+from .base import GROUP
 from .contract import SCHEMAS
 from .kinds import KINDS
 
 CRD_DIRS = ("crds", "charts/detection-operator/crds")
 SCHEMA_DIR = "docs/schemas"
+ARGOCD_DIR, CHART_ARGOCD_DIR = "docs/argocd", "charts/detection-operator/docs/argocd"
+
+
+def argocd_cm_patch(health_lua: str) -> str:
+    """The ``argocd-cm`` patch that installs ``health_lua`` as the health check of both kinds."""
+    body = "".join("    " + line if line.strip() else "\n" for line in health_lua.splitlines(keepends=True))
+    entries = "".join(f"  resource.customizations.health.{GROUP}_{kind.kind}: |\n{body}" for kind in KINDS)
+    return (
+        "# Generated from health.lua by `make crds`. Do not edit. Merge into argocd-cm, e.g.\n"
+        "#   kubectl -n argocd patch configmap argocd-cm --type merge --patch-file argocd-cm-patch.yaml\n"
+        f"data:\n{entries}"
+    )
 
 
 def generated_files(root: Path) -> dict[Path, str]:
@@ -26,6 +40,11 @@ def generated_files(root: Path) -> dict[Path, str]:
         schema = model.model_json_schema(by_alias=True, mode="serialization")
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         files[root / SCHEMA_DIR / name] = json.dumps(schema, indent=2) + "\n"
+    argocd = root / ARGOCD_DIR
+    files[argocd / "argocd-cm-patch.yaml"] = argocd_cm_patch((argocd / "health.lua").read_text())
+    for name in ("README.md", "health.lua"):
+        files[root / CHART_ARGOCD_DIR / name] = (argocd / name).read_text()
+    files[root / CHART_ARGOCD_DIR / "argocd-cm-patch.yaml"] = files[argocd / "argocd-cm-patch.yaml"]
     return files
 
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 _VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_BRACED = re.compile(r"\$\{\s*([A-Za-z_][A-Za-z0-9_]*)?\s*\}")
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 
 
@@ -25,7 +26,14 @@ def render(template: str, values: Mapping[str, str]) -> str:
 
 def lint(template: str, allowed: Iterable[str]) -> list[str]:
     """Return human-readable problems with ``template``; an empty list means it looks valid."""
+    if not template.strip():
+        return ["query is blank"]
     problems: list[str] = []
+    # Grafana and shell write ${name}; render() substitutes only $name, so braces would reach Prometheus.
+    for braced in _BRACED.finditer(template):
+        name = braced.group(1)
+        hint = f"write ${name}" if name else "remove it"
+        problems.append(f"{braced.group(0)} is never substituted: {hint} (placeholders have no braces)")
     unknown = sorted(variables(template) - set(allowed))
     if unknown:
         names = ", ".join("$" + name for name in unknown)

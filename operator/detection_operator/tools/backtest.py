@@ -280,6 +280,8 @@ def stderr_progress(message: str) -> None:
 def load_one(path: str) -> Document:
     """The first DetectionPolicy or ModelRoute in ``path``."""
     for doc in read_documents([path]):
+        if doc.problem is not None:
+            raise ValueError(f"{doc.where}: {doc.problem}")
         if doc.kind is not None:
             return doc
     raise ValueError(f"{path}: no DetectionPolicy or ModelRoute found")

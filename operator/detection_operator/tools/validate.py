@@ -1,14 +1,16 @@
 """`detection-operator validate`: check policies and routes before they merge.
 
-Each document is checked against the same pydantic models the CRD schema is generated from (they carry
-every CEL rule too), its PromQL templates are linted, and with ``--prometheus`` each rendered query is also
-parsed by that server. Errors name file, document, field path and what to change.
+Each document is read as kubectl reads it, checked as the apiserver admits it (strict types and ranges,
+unknown fields, nulls pruned then defaulted, ObjectMeta rules, the CEL rules' twins), then as the
+operator reads it (PromQL lint and template variables per query kind); with ``--prometheus`` each
+rendered query is also parsed by that server. Findings name file, document, field path and what to
+change, and say whether the apiserver would reject the object or only the operator would.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -16,14 +18,15 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
+from ..api.admission import ADMISSION, OPERATOR
+from ..api.base import API_VERSION, GROUP
 from ..api.detection_policy import DetectionPolicySpec
+from ..api.kinds import KINDS, Kind
 from ..api.model_route import ModelRouteSpec
-from ..api.validation import validate_spec
+from ..api.validation import validate_object
 from ..decide import policy as policy_plan
 from ..decide import route as route_plan
-from .documents import Document, read_documents
-
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+from .documents import Document, parse, read_documents
 
 
 @dataclass(frozen=True)
@@ -36,9 +39,18 @@ class Finding:
     name: str
     field: str
     message: str
+    stage: str = ADMISSION
+    """``admission``: the apiserver rejects the object too; ``operator``: it is stored, then InvalidSpec."""
 
     def __str__(self) -> str:
-        return f"{self.file}#{self.document} {self.kind}/{self.name}: {self.field}: {self.message}"
+        what = f" {self.kind}/{self.name}" if self.kind else ""
+        field = f" {self.field}:" if self.field else ""
+        later = (
+            " (admitted by the apiserver; the operator marks it InvalidSpec)"
+            if self.stage == OPERATOR
+            else ""
+        )
+        return f"{self.file}#{self.document}{what}:{field} {self.message}{later}"
 
 
 @dataclass(frozen=True)
@@ -96,43 +108,103 @@ def check_with_prometheus(client: httpx.Client, url: str, query: str) -> str | N
 
 
 def validate(paths: list[str], prometheus: str | None = None) -> Report:
-    """Validate every DetectionPolicy / ModelRoute document in ``paths``."""
+    """Validate every DetectionPolicy / ModelRoute document in ``paths``.
+
+    Raises :class:`~.documents.ReadError` only when a path cannot be read; everything else, however
+    broken, is a finding.
+    """
+    return _judge(read_documents(paths), prometheus)
+
+
+def validate_text(text: str | bytes, source: str = "<text>", prometheus: str | None = None) -> Report:
+    """Validate the manifests in ``text``, exactly as if a file held them."""
+    return _judge(list(parse(source, text.encode() if isinstance(text, str) else text)), prometheus)
+
+
+def _judge(documents: list[Document], prometheus: str | None) -> Report:
     findings: list[Finding] = []
     checked = skipped = 0
     client = httpx.Client(timeout=5, trust_env=False) if prometheus else None
     try:
-        for doc in read_documents(paths):
-            kind = doc.kind
-            if kind is None:
+        for doc in documents:
+            found = _check_document(doc, client, prometheus)
+            if found is None:
                 skipped += 1
                 continue
             checked += 1
-            findings += _check(doc, kind.kind, kind.spec, client, prometheus)
+            findings += found
     finally:
         if client is not None:
             client.close()
     return Report(checked, skipped, findings)
 
 
-def _check(
-    doc: Document, kind: str, model: type[BaseModel], client: httpx.Client | None, prometheus: str | None
-) -> list[Finding]:
-    metadata = doc.body.get("metadata") or {}
-    name = str(metadata.get("name") or "<unnamed>")
+def _check_document(
+    doc: Document, client: httpx.Client | None, prometheus: str | None
+) -> list[Finding] | None:
+    """The findings of one document; None when it is somebody else's object (skipped)."""
 
-    def finding(field: str, message: str) -> Finding:
-        return Finding(doc.source, doc.index, kind, name, field, message)
+    def problem(message: str, field: str = "", kind: str = "", name: str = "") -> list[Finding]:
+        return [Finding(doc.source, doc.index, kind, name, field, message, ADMISSION)]
 
-    found = []
-    if not _NAME.match(str(metadata.get("name") or "")):
-        found.append(finding("metadata.name", "required: a lowercase DNS name such as 'bot-detector'"))
-    spec, errors = validate_spec(model, doc.body.get("spec"))
-    found += [finding(e.path, e.message) for e in errors]
-    if spec is not None and client is not None and prometheus is not None:
-        namespace = str(metadata.get("namespace") or "default")
+    if doc.problem is not None:
+        return problem(doc.problem)
+    body = doc.body
+    if not isinstance(body, dict):
+        return problem(f"not a Kubernetes object: the document is {_a(body)}, not a mapping")
+    if "apiVersion" not in body and "kind" not in body:
+        return None  # not a manifest at all (a values file, a kustomize patch): nothing to say
+    api_version, kind_name = body.get("apiVersion"), body.get("kind")
+    for field, value in (("apiVersion", api_version), ("kind", kind_name)):
+        if not isinstance(value, str) or not value:
+            return problem(f"Required value: a non-empty string, not {_a(value)}", field)
+    assert isinstance(api_version, str) and isinstance(kind_name, str)
+    ours = {k.kind: k for k in KINDS}
+    group = api_version.rpartition("/")[0]
+    if group != GROUP:
+        if kind_name in ours:
+            return problem(
+                f"{kind_name} is served as apiVersion {API_VERSION}, not {api_version}",
+                "apiVersion",
+                kind_name,
+            )
+        return None
+    if api_version != API_VERSION:
+        return problem(
+            f"no version {api_version.rpartition('/')[2]!r} in {GROUP}: use {API_VERSION}",
+            "apiVersion",
+            kind_name,
+        )
+    if kind_name not in ours:
+        close = difflib.get_close_matches(kind_name, ours, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        return problem(
+            f"no kind {kind_name!r} in {API_VERSION}: {hint}expected one of {', '.join(ours)}",
+            "kind",
+            kind_name,
+        )
+    return _check(doc, ours[kind_name], client, prometheus)
+
+
+def _a(value: object) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _check(doc: Document, kind: Kind, client: httpx.Client | None, prometheus: str | None) -> list[Finding]:
+    body: dict[str, Any] = doc.body
+    metadata = body.get("metadata")
+    raw_name = metadata.get("name") if isinstance(metadata, dict) else None
+    name = raw_name if isinstance(raw_name, str) and raw_name else "<unnamed>"
+    spec, errors = validate_object(kind.spec, kind.status, body)
+    found = [Finding(doc.source, doc.index, kind.kind, name, e.path, e.message, e.stage) for e in errors]
+    if spec is not None and client is not None and prometheus is not None and not errors:
+        raw_namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+        namespace = raw_namespace if isinstance(raw_namespace, str) and raw_namespace else "default"
         for field, query in rendered_queries(spec, namespace, name).items():
             if (problem := check_with_prometheus(client, prometheus, query)) is not None:
-                found.append(finding(field, problem))
+                found.append(Finding(doc.source, doc.index, kind.kind, name, field, problem, OPERATOR))
     return found
 
 
