@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +43,7 @@ __all__ = ["Image", "ImageError", "Images", "build_all", "main"]
 PULL_POLICY: Final = "Never"
 _LIBRARY: Final = "docker.io/library"
 _BASE_REF: Final = "localhost/detection-operator-base"
+_BLOB_INFO_CACHE: Final = Path("/var/lib/containers")
 
 
 class ImageError(RuntimeError):
@@ -166,6 +168,12 @@ class Images:
                 t0 = time.monotonic()
                 build(image)
                 self.timings[repository] = round(time.monotonic() - t0, 1)
+                # Earlier versions of this image are never used again; each is hundreds of MB.
+                for stale in self.cache.glob(f"{repository}-*.tar"):
+                    if stale != image.archive and re.fullmatch(
+                        rf"{re.escape(repository)}-[0-9a-f]{{16}}\.tar", stale.name
+                    ):
+                        stale.unlink()
         return image
 
     @contextlib.contextmanager
@@ -174,9 +182,13 @@ class Images:
         self.cache.mkdir(parents=True, exist_ok=True)
         with (self.cache / ".lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            # containers/image keeps a blob-info cache there for root, whatever the storage root.
+            created = not _BLOB_INFO_CACHE.exists()
             try:
                 yield
             finally:
+                if created:
+                    shutil.rmtree(_BLOB_INFO_CACHE, ignore_errors=True)
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _buildah_argv(self, *args: str) -> list[str]:
@@ -189,12 +201,16 @@ class Images:
             *args,
         ]
 
-    def _buildah(self, *args: str, cwd: Path | None = None) -> str:
+    def _env(self) -> dict[str, str]:
         (self._storage / "tmp").mkdir(parents=True, exist_ok=True)
-        # TMPDIR: buildah stages layers under /var/tmp otherwise.
-        return _run(
-            self._buildah_argv(*args), env={**os.environ, "TMPDIR": str(self._storage / "tmp")}, cwd=cwd
-        )
+        # buildah creates /etc/cni/net.d at start-up even with host networking unless its network
+        # configuration lives elsewhere; TMPDIR: it stages layers under /var/tmp otherwise.
+        conf = self._storage / "containers.conf"
+        conf.write_text(f'[network]\nnetwork_config_dir = "{self._storage / "cni"}"\n')
+        return {**os.environ, "TMPDIR": str(self._storage / "tmp"), "CONTAINERS_CONF": str(conf)}
+
+    def _buildah(self, *args: str, cwd: Path | None = None) -> str:
+        return _run(self._buildah_argv(*args), env=self._env(), cwd=cwd)
 
     def _base_in_storage(self, base: Path) -> str:
         ref = f"{_BASE_REF}:{base.name}"
@@ -207,7 +223,7 @@ class Images:
         return ref
 
     def _buildah_ok(self, *args: str) -> bool:
-        return subprocess.run(self._buildah_argv(*args), capture_output=True).returncode == 0
+        return subprocess.run(self._buildah_argv(*args), capture_output=True, env=self._env()).returncode == 0
 
     def _export(self, built: str, image: Image) -> None:
         partial = image.archive.with_suffix(".partial")
