@@ -29,6 +29,7 @@ from detection_operator.testing.images import Image, Images
 from detection_operator.testing.kube import api_client, install_crds
 from detection_operator.testing.node import LocalNode, node_address
 from detection_operator.testing.operator_process import OperatorProcess
+from detection_operator.testing.pod_targets import PodTargets
 from detection_operator.testing.prometheus import PrometheusServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -128,47 +129,14 @@ def node_prometheus(
 ) -> Iterator[PrometheusServer]:
     """A Prometheus that Pods reach at ``node.host_address`` and that scrapes Pods by annotation.
 
-    It discovers Pods through the cluster's API (as in production) and scrapes the Pod IP at the port
-    named by ``prometheus.io/port`` of Pods annotated ``prometheus.io/scrape: "true"``.
+    It discovers Pods through the cluster's API (PodTargets, as Kubernetes service discovery would) and
+    scrapes the Pod IP at ``prometheus.io/port`` of Running Pods annotated ``prometheus.io/scrape: "true"``.
     """
     workdir = tmp_path_factory.mktemp("node-prometheus")
-    auth: dict[str, object] = {}
-    if cluster.plane is not None:
-        plane = cluster.plane
-        auth = {
-            "api_server": plane.server,
-            "tls_config": {
-                "ca_file": str(plane.ca_file),
-                "cert_file": str(plane.client_cert_file),
-                "key_file": str(plane.client_key_file),
-            },
-        }
-    else:
-        auth = {"kubeconfig_file": str(cluster.kubeconfig)}
-    pods = {
-        "job_name": "pods",
-        "kubernetes_sd_configs": [{"role": "pod", **auth}],
-        "relabel_configs": [
-            {
-                "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
-                "regex": "true",
-                "action": "keep",
-            },
-            {
-                "source_labels": [
-                    "__meta_kubernetes_pod_ip",
-                    "__meta_kubernetes_pod_annotation_prometheus_io_port",
-                ],
-                "regex": "(.+);(.+)",
-                "replacement": "$1:$2",
-                "target_label": "__address__",
-            },
-            {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
-            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
-        ],
-    }
-    with PrometheusServer(workdir, targets=[], listen_host="0.0.0.0", scrape_configs=[pods]) as prom:
-        yield prom
+    with PodTargets(cluster.kubeconfig, workdir / "pods.json") as pods:
+        scrape = [pods.scrape_config]
+        with PrometheusServer(workdir, targets=[], listen_host="0.0.0.0", scrape_configs=scrape) as prom:
+            yield prom
 
 
 @pytest.fixture(scope="session")
