@@ -81,7 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "node" in getattr(item, "fixturenames", ()):
+        if "node" in getattr(item, "fixturenames", ()) or item.get_closest_marker("own_node"):
             item.add_marker(pytest.mark.node)
     # Tests that start a node of their own go first: one node per machine, and the session's would
     # hold it until the end.

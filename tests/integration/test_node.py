@@ -55,7 +55,7 @@ def model_server_deployment(
                             "name": "model",
                             "image": image,
                             "imagePullPolicy": "Never",
-                            "args": ["--port", "8080", "--model", model, *(args or [])],
+                            "args": ["--host", "0.0.0.0", "--port", "8080", "--model", model, *(args or [])],
                             "ports": [{"name": "http", "containerPort": 8080}],
                             "readinessProbe": {
                                 "httpGet": {"path": "/healthz", "port": "http"},
