@@ -11,8 +11,9 @@ CONTROLPLANE_BIN := $(CACHE)/controlplane/bin
 HELM_BIN := $(CACHE)/tools/bin/helm
 VENV_STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 DEB_PACKAGES := prometheus prometheus-alertmanager
-# The local node: container runtime, image tools, CNI plugins, a base image from Debian, kube-proxy's iptables.
-DEB_PACKAGES += containerd runc buildah umoci skopeo containernetworking-plugins debootstrap iptables
+# The local node: container runtime, image tools, CNI plugins, a base image from Debian, kube-proxy's iptables
+# (and nfacct, to remove the netfilter counters kube-proxy leaves).
+DEB_PACKAGES += containerd runc buildah umoci skopeo containernetworking-plugins debootstrap iptables nfacct
 PYTEST_ARGS ?=
 # make demo DEMO_ARGS='--no-wait --state-dir DIR'
 DEMO_ARGS ?=

@@ -74,6 +74,8 @@ _CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
 KUBEPODS: Final = "kubepods"
 _CHAIN_PREFIXES: Final = ("KUBE-", "CNI-")
 _TABLES: Final = ("filter", "nat", "mangle")
+#: Netfilter accounting objects kube-proxy creates for its chains' counters (they outlive the chains).
+_NFACCT: Final = ("ct_state_invalid_dropped_pkts", "localhost_nps_accepted_pkts")
 _PROGRAMS: Final = ("kubelet", "kube-scheduler", "kube-proxy", "containerd", "containerd-shim-runc-v2")
 _KILL_DEADLINE: Final = 15.0
 
@@ -184,6 +186,7 @@ def restore(record: NodeRecord) -> list[str]:
         lambda: _unmount_under((record.workdir, "/run/containerd", "/var/lib/kubelet")),
         _delete_bridge,
         _delete_chains,
+        _delete_nfacct,
         lambda: _restore_sysctls(record.sysctls),
         _remove_cgroups,
         lambda: _remove_dirs(record.created_dirs),
@@ -279,10 +282,18 @@ def _unmount_under(roots: Iterable[str]) -> list[str]:
 
 
 def _delete_bridge() -> list[str]:
-    if not Path(f"/sys/class/net/{BRIDGE}").exists():
+    bridge = Path(f"/sys/class/net/{BRIDGE}")
+    if not bridge.exists():
         return []
+    done: list[str] = []
+    # The host ends of the Pods' veth pairs: a network namespace can outlive its processes for a while
+    # (the kernel frees it asynchronously), and its veth with it. Once the bridge is gone, they are no
+    # longer recognisably ours.
+    for port in sorted(p.name for p in (bridge / "brif").iterdir()):
+        subprocess.run(["ip", "link", "delete", port], capture_output=True)
+        done.append(f"deleted link {port}")
     subprocess.run(["ip", "link", "delete", BRIDGE], check=True, capture_output=True)
-    return [f"deleted link {BRIDGE}"]
+    return [*done, f"deleted link {BRIDGE}"]
 
 
 def _iptables_tools() -> list[str]:
@@ -321,6 +332,22 @@ def _delete_chains() -> list[str]:
             for chain in chains:
                 subprocess.run([tool, "-w", "-t", table, "-X", chain], capture_output=True)
                 done.append(f"{tool} -t {table}: deleted chain {chain}")
+    return done
+
+
+def _nfacct_names() -> list[str]:
+    if not shutil.which("nfacct"):
+        return []
+    done = subprocess.run(["nfacct", "list"], capture_output=True, text=True)
+    return [line.rsplit("=", 1)[1].strip(" ;") for line in done.stdout.splitlines() if "=" in line]
+
+
+def _delete_nfacct() -> list[str]:
+    done: list[str] = []
+    for name in _nfacct_names():
+        if name in _NFACCT:
+            subprocess.run(["nfacct", "delete", name], capture_output=True)
+            done.append(f"deleted nfacct object {name}")
     return done
 
 
@@ -388,6 +415,7 @@ def snapshot() -> dict[str, list[str]]:
         "mounts": sorted(set(_mounts())),
         "iptables": sorted(chains),
         "links": sorted(p.name for p in Path("/sys/class/net").iterdir()),
+        "nfacct": sorted(_nfacct_names()),
         "sysctls": [f"{name}={_read(Path('/proc/sys') / name)}" for name in SYSCTLS],
         "dirs": [d for d in HOST_DIRS if os.path.lexists(d)],
         "cgroups": [str(h / KUBEPODS) for h in _hierarchies() if (h / KUBEPODS).exists()],
