@@ -233,15 +233,21 @@ def _read_bytes(path: Path) -> bytes | None:
 def _kill_processes(record: NodeRecord) -> list[str]:
     # Containers first (their shims would otherwise restart nothing but hold mounts), then the rest.
     done: list[str] = []
+    killed: set[int] = set()
     deadline = time.monotonic() + _KILL_DEADLINE
     while True:
         pids = _pids_in_cgroups() | _our_processes(record)
         pids.discard(os.getpid())
         if not pids:
+            # A process that is exiting has no command line any more: wait until it is gone (or a
+            # zombie, which holds nothing but its PID until init reaps it).
+            while any(_alive(pid) for pid in killed) and time.monotonic() < deadline:
+                time.sleep(0.1)
             return done
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
                 done.append(f"killed process {pid} ({_comm(pid)})")
         if time.monotonic() > deadline:
             raise OSError(f"processes survived SIGKILL: {sorted(pids)}")
@@ -250,6 +256,12 @@ def _kill_processes(record: NodeRecord) -> list[str]:
         with contextlib.suppress(ChildProcessError):
             while os.waitpid(-1, os.WNOHANG)[0] > 0:
                 pass
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    status = _read(Path(f"/proc/{pid}/stat"))
+    return status is not None and status.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 def _comm(pid: int) -> str:
@@ -408,6 +420,7 @@ def snapshot() -> dict[str, list[str]]:
         f"{entry.name} {comm}"
         for entry in Path("/proc").iterdir()
         if entry.name.isdigit()
+        and _alive(int(entry.name))
         and (comm := _read(entry / "comm")) is not None
         and any(p.startswith(comm) for p in _PROGRAMS)
     )

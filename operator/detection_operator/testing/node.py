@@ -204,6 +204,16 @@ class LocalNode(Started):
                 raise NodeError(child.describe(f"not ready in time ({what}: {reason})"))
             time.sleep(_POLL)
 
+    def _wait_healthz(self, child: ManagedProcess, deadline: float, url: str) -> None:
+        # verify=False: the components' serving certificates are self-signed; only the status matters.
+        with httpx.Client(timeout=2.0, trust_env=False, verify=False) as http:
+
+            def probe() -> str | None:
+                resp = http.get(url)
+                return None if resp.status_code == 200 else f"{url} -> {resp.status_code}"
+
+            self._wait(child, deadline, url, probe)
+
     def _start_containerd(self, deadline: float) -> None:
         base = self.workdir / "containerd"
         cni = self.workdir / "cni"
@@ -345,14 +355,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 "--v=1",
             ],
         )
-
-        with httpx.Client(timeout=2.0, trust_env=False) as http:
-
-            def probe() -> str | None:
-                resp = http.get(f"http://127.0.0.1:{healthz}/healthz")
-                return None if resp.status_code == 200 else f"/healthz -> {resp.status_code}"
-
-            self._wait(child, deadline, "/healthz", probe)
+        self._wait_healthz(child, deadline, f"http://127.0.0.1:{healthz}/healthz")
 
     def _start_scheduler(self, deadline: float) -> None:
         port = free_port()
@@ -372,13 +375,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             ],
         )
         # /healthz is an always-allowed path; its serving cert is self-signed.
-        with httpx.Client(timeout=2.0, trust_env=False, verify=False) as http:
-
-            def probe() -> str | None:
-                resp = http.get(f"https://127.0.0.1:{port}/healthz")
-                return None if resp.status_code == 200 else f"/healthz -> {resp.status_code}"
-
-            self._wait(child, deadline, "/healthz", probe)
+        self._wait_healthz(child, deadline, f"https://127.0.0.1:{port}/healthz")
 
     def _start_proxy(self, deadline: float) -> None:
         healthz, metrics = free_port(), free_port()
@@ -404,13 +401,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         config_path = self.workdir / "kube-proxy-config.yaml"
         config_path.write_text(yaml.safe_dump(config))
         child = self._child("kube-proxy", [str(self.bin_dir / "kube-proxy"), f"--config={config_path}"])
-        with httpx.Client(timeout=2.0, trust_env=False) as http:
-
-            def probe() -> str | None:
-                resp = http.get(f"http://127.0.0.1:{healthz}/healthz")
-                return None if resp.status_code == 200 else f"/healthz -> {resp.status_code}"
-
-            self._wait(child, deadline, "/healthz (rules synced)", probe)
+        # Its /healthz turns 200 once the first sync of the rules is done.
+        self._wait_healthz(child, deadline, f"http://127.0.0.1:{healthz}/healthz")
 
     def _wait_ready(self, deadline: float) -> None:
         kubelet = next(c for c in self._children if c.name == "kubelet")
