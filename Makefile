@@ -12,6 +12,9 @@ HELM_BIN := $(CACHE)/tools/bin/helm
 KSTATUS_BIN := $(CACHE)/tools/bin/kstatus
 VENV_STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 DEB_PACKAGES := prometheus prometheus-alertmanager lua5.1
+# The local node: container runtime, image tools, CNI plugins, a base image from Debian, kube-proxy's iptables
+# (and nfacct, to remove the netfilter counters kube-proxy leaves).
+DEB_PACKAGES += containerd runc buildah umoci skopeo containernetworking-plugins debootstrap iptables nfacct
 PYTEST_ARGS ?=
 # make demo DEMO_ARGS='--no-wait --state-dir DIR'
 DEMO_ARGS ?=
@@ -20,18 +23,18 @@ export CONTROLPLANE_BIN := $(abspath $(CONTROLPLANE_BIN))
 export HELM_BIN := $(abspath $(HELM_BIN))
 export KSTATUS_BIN := $(abspath $(KSTATUS_BIN))
 
-.PHONY: help test demo bench deps venv controlplane helm kstatus crds check-crds lint unit integration reliability clean
+.PHONY: help test demo bench deps venv controlplane node helm kstatus crds check-crds lint unit integration reliability node-tests clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-test: deps venv controlplane helm kstatus lint check-crds ## install everything needed, then lint and run every test
+test: deps venv controlplane node helm kstatus lint check-crds ## install everything needed, then lint and run every test
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 demo: deps venv controlplane ## play the scenario on a local control plane + Prometheus + simulator + operator
 	$(PY) -m detection_operator.demo $(DEMO_ARGS)
 
-deps: ## Debian packages the tests use (Prometheus, Lua 5.1 for the Argo CD health check)
+deps: ## Debian packages the tests use (Prometheus, Lua 5.1 for the Argo CD health check, containerd, buildah, ...)
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
@@ -49,6 +52,10 @@ $(VENV_STAMP): pyproject.toml
 
 controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl into .cache (once)
 	CACHE=$(abspath $(CACHE))/controlplane hack/build-controlplane.sh
+
+node: deps venv controlplane ## build kubelet, kube-scheduler, kube-proxy and the node's images into .cache (once)
+	CACHE=$(abspath $(CACHE))/controlplane hack/build-controlplane.sh node
+	$(PY) -m detection_operator.testing.images build
 
 helm: ## build the helm CLI into .cache (once), for the chart tests
 	BIN=$(dir $(HELM_BIN)) hack/install-helm.sh
@@ -70,8 +77,11 @@ lint: venv ## ruff and mypy
 unit: venv ## only the unit tests (no control plane needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-integration: deps venv controlplane helm kstatus ## only the integration tests
+integration: deps venv controlplane node helm kstatus ## only the integration tests
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+node-tests: deps venv controlplane node helm ## only the tests that run Pods on a node (~5 min warm)
+	$(PY) -m pytest tests -m node $(PYTEST_ARGS)
 
 reliability: deps venv controlplane ## only the reliability suite (faults, fuzzing, churn; ~10 min)
 	$(PY) -m pytest tests/reliability $(PYTEST_ARGS)

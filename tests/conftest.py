@@ -5,11 +5,16 @@ order: `--existing-cluster` ($KUBECONFIG), `--kind` (pytest-kind), else a local 
 kube-apiserver + kube-controller-manager built by `make controlplane`). The operator always runs on this
 machine, so the same tests run unchanged on all three. The fixtures live here, not in one suite's
 conftest, so both suites share one session's control plane and Prometheus.
+
+Tests that need Pods ask for `node` (marked `node` automatically): on the local control plane a
+LocalNode (containerd + kubelet, `make node`) joins it once per session; on kind or an existing cluster
+that cluster's nodes run the same Pods (the images are loaded with kind's loader, or must be there).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,8 +25,11 @@ from kubernetes import client
 
 from detection_operator.testing.controlplane import LocalControlPlane
 from detection_operator.testing.exporter import MetricExporter
+from detection_operator.testing.images import Image, Images
 from detection_operator.testing.kube import api_client, install_crds
+from detection_operator.testing.node import LocalNode, node_address
 from detection_operator.testing.operator_process import OperatorProcess
+from detection_operator.testing.pod_targets import PodTargets
 from detection_operator.testing.prometheus import PrometheusServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,8 +68,75 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         kind = request.getfixturevalue("kind_cluster")  # provided by pytest-kind
         yield Cluster(Path(kind.kubeconfig_path), "kind")
     else:
-        with LocalControlPlane(tmp_path_factory.mktemp("controlplane"), controller_manager=True) as plane:
+        # With the node's flags, so that a LocalNode can join once a test asks for Pods.
+        workdir = tmp_path_factory.mktemp("controlplane")
+        with LocalControlPlane(workdir, controller_manager=True, node_address=node_address()) as plane:
             yield Cluster(plane.kubeconfig, "local", plane)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "node: runs Pods on a node (a LocalNode locally; `make node-tests`)")
+    config.addinivalue_line("markers", "own_node: starts a node of its own (runs before the session's node)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "node" in getattr(item, "fixturenames", ()) or item.get_closest_marker("own_node"):
+            item.add_marker(pytest.mark.node)
+    # Tests that start a node of their own go first: one node per machine, and the session's would
+    # hold it until the end.
+    items.sort(key=lambda item: item.get_closest_marker("own_node") is None)
+
+
+@dataclass(frozen=True)
+class Node:
+    """Where Pods run: the images built for them and the address at which a Pod reaches this machine."""
+
+    operator_image: Image
+    model_server_image: Image
+    host_address: str
+    """Pods reach servers on this machine (Prometheus, receivers) here; they must listen on it."""
+    local: LocalNode | None = None
+
+
+@pytest.fixture(scope="session")
+def node(
+    cluster: Cluster, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Node]:
+    images = Images()
+    pause, operator_image, model_server = images.all()
+    found = Node(operator_image, model_server, node_address())
+    if cluster.plane is not None:
+        with LocalNode(
+            tmp_path_factory.mktemp("node"), cluster.plane, [pause, operator_image, model_server]
+        ) as local:
+            yield Node(operator_image, model_server, found.host_address, local)
+        return
+    if cluster.flavour == "kind":
+        kind = request.getfixturevalue("kind_cluster")
+        for image in (operator_image, model_server):
+            subprocess.run(
+                [str(kind.kind_path), "load", "image-archive", str(image.archive), "--name", kind.name],
+                check=True,
+            )
+    # An existing cluster: its nodes must already have both images (README, "A real node").
+    yield found
+
+
+@pytest.fixture(scope="session")
+def node_prometheus(
+    cluster: Cluster, node: Node, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
+    """A Prometheus that Pods reach at ``node.host_address`` and that scrapes Pods by annotation.
+
+    It discovers Pods through the cluster's API (PodTargets, as Kubernetes service discovery would) and
+    scrapes the Pod IP at ``prometheus.io/port`` of Running Pods annotated ``prometheus.io/scrape: "true"``.
+    """
+    workdir = tmp_path_factory.mktemp("node-prometheus")
+    with PodTargets(cluster.kubeconfig, workdir / "pods.json") as pods:
+        scrape = [pods.scrape_config]
+        with PrometheusServer(workdir, targets=[], listen_host="0.0.0.0", scrape_configs=scrape) as prom:
+            yield prom
 
 
 @pytest.fixture(scope="session")

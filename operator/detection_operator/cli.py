@@ -32,6 +32,9 @@ def _run(args: argparse.Namespace) -> int:
         clusterwide=not namespaces,
         namespaces=namespaces,
         standalone=True,
+        # Our identity, not kopf's default (user@host): the image's uid 65532 has no passwd entry,
+        # and getpass.getuser() raises for it.
+        identity=settings.election.identity,  # type: ignore[arg-type]  # kopf's NewType of str
         ready_flag=ready,
         memo=kopf.Memo(ready=ready),
     )

@@ -19,6 +19,7 @@ from kubernetes import client
 from detection_operator.api.base import GROUP, VERSION
 from detection_operator.testing.charts import install
 from detection_operator.testing.kube import api_client, wait_for
+from detection_operator.testing.specs import missing_metric_policy
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_REPOSITORY, IMAGE_TAG = "detection-operator", "e2e"
@@ -63,7 +64,9 @@ def test_chart_installs_and_the_operator_evaluates_a_policy(kind_kubeconfig: Pat
         core, objects = client.CoreV1Api(kube), client.CustomObjectsApi(kube)
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
         try:
-            objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "detectionpolicies", _policy())
+            objects.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, "detectionpolicies", missing_metric_policy()
+            )
             config_map = wait_for(
                 lambda: _config_map(core, namespace), timeout=180, interval=1, what="the policy's ConfigMap"
             )
@@ -82,27 +85,3 @@ def test_chart_installs_and_the_operator_evaluates_a_policy(kind_kubeconfig: Pat
 def _config_map(core: client.CoreV1Api, namespace: str) -> Any:
     found = core.list_namespaced_config_map(namespace, field_selector="metadata.name=p-detection-profile")
     return found.items[0] if found.items else None
-
-
-def _policy() -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "DetectionPolicy",
-        "metadata": {"name": "p"},
-        "spec": {
-            "interval": "5s",
-            "defaultProfile": "balanced",
-            "profiles": [{"name": "lean"}, {"name": "balanced"}],
-            "rules": [
-                {
-                    "name": "latency",
-                    "query": 'max(detector_latency_p95_ms{namespace="$namespace"})',
-                    "op": ">",
-                    "threshold": 200,
-                    "profile": "lean",
-                    "reason": "high latency",
-                    "ignoreWhenMissing": True,
-                }
-            ],
-        },
-    }

@@ -46,6 +46,7 @@ EVERYTHING = {
     "prometheus": {"authSecret": "prom-auth", "username": "op", "headers": {"X-Scope-OrgID": "team-a"}},
     "receivers": {"secretName": "receivers"},
     "rbac": {"secretNames": ["prom-conn"]},
+    "networkPolicy": {"enabled": True, "prometheus": {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}},
 }
 
 
@@ -111,7 +112,9 @@ def test_lint_and_server_side_dry_run(
 
     kinds = {m["kind"] for m in manifests}
     assert {"Deployment", "ServiceAccount", "Service", "PodDisruptionBudget"} <= kinds
-    assert ("ServiceMonitor" in kinds, "ConfigMap" in kinds) == ((mode == "everything",) * 2)
+    assert ("ServiceMonitor" in kinds, "ConfigMap" in kinds, "NetworkPolicy" in kinds) == (
+        (mode == "everything",) * 3
+    )
     watched = values.get("watchNamespaces", [])
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in by_kind(manifests, "Role")}
     bindings = by_kind(manifests, "RoleBinding") + by_kind(manifests, "ClusterRoleBinding")

@@ -2,8 +2,11 @@
 
 ``LocalControlPlane`` runs etcd, kube-apiserver and optionally kube-controller-manager as child
 processes bound to 127.0.0.1 on free ports, with a throw-away PKI, and writes an admin kubeconfig.
-There are no kubelets and no nodes: objects are stored and controllers reconcile them, but no Pod
-ever runs. The binaries come from ``make controlplane`` (``hack/build-controlplane.sh``).
+By itself it has no nodes: objects are stored and controllers reconcile them, but no Pod ever runs.
+Given a ``node_address`` it serves on that address too and gains what a kubelet needs (Node
+authorization, kubelet client credentials, ServiceAccount admission, EndpointSlices):
+:class:`~detection_operator.testing.node.LocalNode` then runs Pods against it. The binaries come from
+``make controlplane`` (``hack/build-controlplane.sh``).
 
 Command line, used by the demo::
 
@@ -70,6 +73,13 @@ DEFAULT_CONTROLLERS: Final[tuple[str, ...]] = (
 SERVICE_CLUSTER_IP_RANGE: Final = "10.0.0.0/24"
 # The first address of the service range is what in-cluster clients dial as "kubernetes.default".
 _KUBERNETES_SERVICE_IP: Final = "10.0.0.1"
+#: What a node adds to the controllers: EndpointSlices for kube-proxy's Services, Pod garbage collection, and
+#: the node lifecycle (it lifts the not-ready taint a kubelet registers with, and evicts from a lost node).
+NODE_CONTROLLERS: Final[tuple[str, ...]] = (
+    "endpointslice-controller",
+    "pod-garbage-collector-controller",
+    "node-lifecycle-controller",
+)
 _POLL_INTERVAL: Final = 0.1
 _PORT_ATTEMPTS: Final = 3
 
@@ -138,8 +148,9 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
 class _Pki:
     """A throw-away CA, apiserver serving cert, admin client cert and service-account key."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, node_address: str | None = None) -> None:
         self.dir = directory
+        self.node_address = node_address
         self.ca_cert = directory / "ca.crt"
         self.ca_key = directory / "ca.key"
         self.serving_cert = directory / "apiserver.crt"
@@ -148,6 +159,10 @@ class _Pki:
         self.admin_key = directory / "admin.key"
         self.sa_key = directory / "sa.key"
         self.sa_pub = directory / "sa.pub"
+        self.kubelet_client_cert = directory / "apiserver-kubelet-client.crt"
+        self.kubelet_client_key = directory / "apiserver-kubelet-client.key"
+        # Signs further client certificates with the CA of the last generate().
+        self._leaf: Callable[[x509.Name, x509.ObjectIdentifier], tuple[bytes, bytes]] | None = None
 
     def generate(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -206,9 +221,10 @@ class _Pki:
                 cert = cert.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
             return _cert_pem(cert.sign(ca_key, hashes.SHA256())), _key_pem(key)
 
-        serving_sans: list[x509.GeneralName] = [
-            x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "::1", _KUBERNETES_SERVICE_IP)
-        ]
+        addresses = ["127.0.0.1", "::1", _KUBERNETES_SERVICE_IP] + (
+            [self.node_address] if self.node_address else []
+        )
+        serving_sans: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in addresses]
         serving_sans += [
             x509.DNSName(n)
             for n in (
@@ -237,7 +253,21 @@ class _Pki:
         # Service-account tokens are RS256 by convention; JWKS consumers expect an RSA key.
         sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
+        # The apiserver's own identity towards kubelets (logs, exec, port-forward).
+        kubelet_client = leaf(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver-kubelet-client"),
+                ]
+            ),
+            ExtendedKeyUsageOID.CLIENT_AUTH,
+        )
+        self._leaf = leaf
+
         self.ca_cert.write_bytes(_cert_pem(ca_cert))
+        self.kubelet_client_cert.write_bytes(kubelet_client[0])
+        _write_private(self.kubelet_client_key, kubelet_client[1])
         _write_private(self.ca_key, _key_pem(ca_key))
         self.serving_cert.write_bytes(serving[0])
         _write_private(self.serving_key, serving[1])
@@ -249,6 +279,20 @@ class _Pki:
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
+
+    def client(self, name: str, common_name: str, organizations: Sequence[str]) -> tuple[Path, Path]:
+        """Issue a client certificate ``<name>.crt`` / ``<name>.key`` with this CN and O (after generate)."""
+        subject = x509.Name(
+            [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+            + [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        )
+        if self._leaf is None:
+            raise ControlPlaneError("the PKI has not been generated (start the control plane first)")
+        cert, key = self._leaf(subject, ExtendedKeyUsageOID.CLIENT_AUTH)
+        cert_path, key_path = self.dir / f"{name}.crt", self.dir / f"{name}.key"
+        cert_path.write_bytes(cert)
+        _write_private(key_path, key)
+        return cert_path, key_path
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,17 +331,23 @@ class LocalControlPlane(Started):
         controller_manager: bool = False,
         *,
         controllers: Sequence[str] = DEFAULT_CONTROLLERS,
+        node_address: str | None = None,
     ) -> None:
         """Prepare (but do not start) a control plane.
 
         ``bin_dir`` defaults to :func:`default_bin_dir`. ``controllers`` is passed to
-        kube-controller-manager's ``--controllers`` when ``controller_manager`` is true.
+        kube-controller-manager's ``--controllers`` when ``controller_manager`` is true (with
+        :data:`NODE_CONTROLLERS` added when there is a ``node_address``). ``node_address`` (this
+        machine's non-loopback address) makes the apiserver listen on all addresses and advertise that
+        one, so that Pods on a local node reach it through the ``kubernetes`` Service.
         """
         self.workdir = Path(workdir).resolve()
         self.bin_dir = Path(bin_dir) if bin_dir is not None else default_bin_dir()
         self.controller_manager = controller_manager
-        self.controllers = tuple(controllers)
-        self._pki = _Pki(self.workdir / "pki")
+        self.node_address = node_address
+        extra = [c for c in NODE_CONTROLLERS if c not in controllers] if node_address else []
+        self.controllers = (*controllers, *extra)
+        self._pki = _Pki(self.workdir / "pki", node_address)
         self._etcd: ManagedProcess | None = None
         self._apiserver: ManagedProcess | None = None
         self._kcm: ManagedProcess | None = None
@@ -334,6 +384,21 @@ class LocalControlPlane(Started):
     def client_key_file(self) -> Path:
         """PEM of the admin client private key."""
         return self._pki.admin_key
+
+    @property
+    def service_account_key_file(self) -> Path:
+        """PEM of the key that signs ServiceAccount tokens (kube-controller-manager's token controller)."""
+        return self._pki.sa_key
+
+    def client_kubeconfig(self, name: str, common_name: str, organizations: Sequence[str] = ()) -> Path:
+        """A kubeconfig ``<name>.kubeconfig`` for a new client certificate (e.g. a kubelet's Node identity).
+
+        Only after :meth:`start`; the server is the loopback URL, as for the admin kubeconfig.
+        """
+        cert, key = self._pki.client(name, common_name, organizations)
+        path = self.workdir / f"{name}.kubeconfig"
+        self._write_kubeconfig(path, name, cert, key)
+        return path
 
     @property
     def etcd_url(self) -> str:
@@ -379,7 +444,7 @@ class LocalControlPlane(Started):
                 self._start_etcd(deadline)
             with self._timed(APISERVER):
                 self._start_apiserver(deadline, self._apiserver_port)
-            self._write_kubeconfig()
+            self._write_kubeconfig(self.kubeconfig, "admin", self.client_cert_file, self.client_key_file)
             if self.controller_manager:
                 with self._timed(CONTROLLER_MANAGER):
                     self._start_controller_manager(deadline)
@@ -500,28 +565,43 @@ class LocalControlPlane(Started):
 
     def _apiserver_argv(self, port: int) -> list[str]:
         pki = self._pki
+        if self.node_address:
+            # Pods dial the "kubernetes" Service (10.0.0.1), which kube-proxy sends to the advertised
+            # address; the kubelet's serving cert is self-signed, so no --kubelet-certificate-authority.
+            node = [
+                "--bind-address=0.0.0.0",
+                f"--advertise-address={self.node_address}",
+                "--authorization-mode=Node,RBAC",
+                f"--kubelet-client-certificate={pki.kubelet_client_cert}",
+                f"--kubelet-client-key={pki.kubelet_client_key}",
+                "--kubelet-preferred-address-types=InternalIP",
+            ]
+        else:
+            node = [
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                # Since 1.3x the apiserver refuses to start when the endpoint reconciler would publish a
+                # loopback address for the "kubernetes" Service; there are no Pods here to dial it anyway.
+                "--endpoint-reconciler-type=none",
+                "--authorization-mode=RBAC",
+                # As envtest: without the controller manager nothing creates the "default"
+                # ServiceAccount, and the admission plugin would then reject every Pod.
+                "--disable-admission-plugins=ServiceAccount",
+            ]
         return [
             self._bin(APISERVER),
             f"--etcd-servers={self.etcd_url}",
             f"--secure-port={port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            # Since 1.3x the apiserver refuses to start when the endpoint reconciler would publish a
-            # loopback address for the "kubernetes" Service; there are no Pods here to dial it anyway.
-            "--endpoint-reconciler-type=none",
+            *node,
             f"--cert-dir={pki.dir}",
             f"--tls-cert-file={pki.serving_cert}",
             f"--tls-private-key-file={pki.serving_key}",
             f"--client-ca-file={pki.ca_cert}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--allow-privileged=true",
-            "--authorization-mode=RBAC",
             f"--service-account-issuer=https://127.0.0.1:{port}",
             f"--service-account-key-file={pki.sa_pub}",
             f"--service-account-signing-key-file={pki.sa_key}",
-            # As envtest: without the controller manager nothing creates the "default" ServiceAccount,
-            # and the admission plugin would then reject every Pod.
-            "--disable-admission-plugins=ServiceAccount",
             # Otherwise SIGTERM waits out the 60s --request-timeout on the controller manager's open
             # watches (HTTP/2 graceful shutdown); with it the watches are closed and exit takes ~1s.
             "--shutdown-watch-termination-grace-period=5s",
@@ -569,7 +649,7 @@ class LocalControlPlane(Started):
 
             self._wait(child, deadline, "readiness", probe)
 
-    def _write_kubeconfig(self) -> None:
+    def _write_kubeconfig(self, path: Path, user: str, cert: Path, key: Path) -> None:
         def b64(path: Path) -> str:
             return base64.b64encode(path.read_bytes()).decode()
 
@@ -583,19 +663,13 @@ class LocalControlPlane(Started):
                 }
             ],
             "users": [
-                {
-                    "name": "admin",
-                    "user": {
-                        "client-certificate-data": b64(self.client_cert_file),
-                        "client-key-data": b64(self.client_key_file),
-                    },
-                }
+                {"name": user, "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}
             ],
-            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "admin"}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
             "current-context": "local",
             "preferences": {},
         }
-        _write_private(self.kubeconfig, yaml.safe_dump(config, sort_keys=False).encode())
+        _write_private(path, yaml.safe_dump(config, sort_keys=False).encode())
 
     def _controller_manager_argv(self, port: int) -> list[str]:
         pki = self._pki
@@ -622,6 +696,8 @@ class LocalControlPlane(Started):
             f"--tls-cert-file={pki.serving_cert}",
             f"--tls-private-key-file={pki.serving_key}",
             f"--cert-dir={pki.dir}",
+            # Where it would otherwise create /usr/libexec/kubernetes/kubelet-plugins on the host.
+            f"--flex-volume-plugin-dir={self.workdir / 'flexvolume'}",
         ]
 
     def _start_controller_manager(self, deadline: float) -> None:

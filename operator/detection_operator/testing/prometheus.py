@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import httpx
 
 from detection_operator.testing.lifecycle import Started
-from detection_operator.testing.ports import LoopbackServer, free_port
+from detection_operator.testing.ports import LOOPBACK, LoopbackServer, free_port
 from detection_operator.testing.processes import ManagedProcess
 
 __all__ = ["PrometheusNotFoundError", "PrometheusServer", "Sample", "find_prometheus"]
@@ -79,11 +79,16 @@ class PrometheusServer(LoopbackServer, Started):
         extra_flags: list[str] | None = None,
         rule_files: Sequence[Path] = (),
         alertmanagers: Sequence[str] = (),
+        *,
+        listen_host: str = LOOPBACK,
+        scrape_configs: Sequence[dict[str, Any]] = (),
     ) -> None:
         """Prepare (but do not start) a server; raises PrometheusNotFoundError without a binary.
 
         ``rule_files`` are loaded as recording/alerting rules; firing alerts go to ``alertmanagers``
-        (``host:port`` targets).
+        (``host:port`` targets). ``listen_host`` ``0.0.0.0`` makes it reachable from Pods on a local
+        node too (``url`` stays the loopback one); ``scrape_configs`` are added after the ``exporter``
+        job (e.g. Kubernetes service discovery of Pods).
         """
         self.workdir = Path(workdir)
         self.binary = find_prometheus(binary)
@@ -91,6 +96,8 @@ class PrometheusServer(LoopbackServer, Started):
         self.extra_flags = list(extra_flags or [])
         self.rule_files = [str(path) for path in rule_files]
         self.alertmanagers = list(alertmanagers)
+        self.listen_host = listen_host
+        self.scrape_configs = [dict(c) for c in scrape_configs]
         self._targets = list(targets)
         self._port = port
         self._process: ManagedProcess | None = None
@@ -267,7 +274,8 @@ class PrometheusServer(LoopbackServer, Started):
                     "job_name": "exporter",
                     "honor_labels": True,
                     "static_configs": [{"targets": self._targets}],
-                }
+                },
+                *self.scrape_configs,
             ],
         }
         if self.rule_files:
@@ -285,7 +293,7 @@ class PrometheusServer(LoopbackServer, Started):
             self.binary,
             f"--config.file={self.config_path}",
             f"--storage.tsdb.path={self.data_path}",
-            f"--web.listen-address={self.target}",
+            f"--web.listen-address={self.listen_host}:{self.port}",
             "--web.enable-lifecycle",
             "--web.enable-admin-api",
             "--log.level=warn",

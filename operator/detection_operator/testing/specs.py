@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from detection_operator.api.base import GROUP, VERSION
+
 LATENCY_METRIC = "rel_latency_ms"
 
 
@@ -50,3 +52,28 @@ def simple_route(**overrides: Any) -> dict[str, Any]:
     }
     spec.update(overrides)
     return spec
+
+
+def missing_metric_policy(interval: str = "5s") -> dict[str, Any]:
+    """A DetectionPolicy ``p`` whose one rule ignores a missing metric: ``balanced`` without any data."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DetectionPolicy",
+        "metadata": {"name": "p"},
+        "spec": {
+            "interval": interval,
+            "defaultProfile": "balanced",
+            "profiles": [{"name": "lean"}, {"name": "balanced"}],
+            "rules": [
+                {
+                    "name": "latency",
+                    "query": 'max(detector_latency_p95_ms{namespace="$namespace"})',
+                    "op": ">",
+                    "threshold": 200,
+                    "profile": "lean",
+                    "reason": "high latency",
+                    "ignoreWhenMissing": True,
+                }
+            ],
+        },
+    }

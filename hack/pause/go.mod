@@ -1,0 +1,3 @@
+module detection-operator.local/pause
+
+go 1.22
