@@ -136,7 +136,7 @@ def test_prometheus_down_holds_the_streak() -> None:
 
 
 def failed_over(spec: ModelRouteSpec | None = None) -> Run:
-    run = Run(spec or make_spec(minRequests=50, rollback={"stableFor": "60s"}), interval=30)
+    run = Run(spec or make_spec(minRequests=50, window="60s", rollback={"stableFor": "60s"}), interval=30)
     start_on_primary(run)
     run.step(world(backup1=HEALTHY))
     run.step(world(backup1=HEALTHY))
@@ -203,7 +203,9 @@ def test_probation_doubling_is_capped() -> None:
 
 
 def test_trickle_zero_means_no_evidence_and_no_rollback() -> None:
-    run = failed_over(make_spec(minRequests=50, rollback={"stableFor": "60s", "trafficPercent": 0}))
+    run = failed_over(
+        make_spec(minRequests=50, window="60s", rollback={"stableFor": "60s", "trafficPercent": 0})
+    )
     for _ in range(10):
         decision = run.step(world(backup1=HEALTHY))
     assert decision.active == "backup1" and decision.traffic == {"backup1": 100}
@@ -313,3 +315,12 @@ def test_a_failing_model_raises_model_failure_after_the_streak() -> None:
     second = run.step(world())
     failure = [a for a in route_alerts(run.spec, second, OBJ) if a.type == "model-failure"]
     assert failure and failure[0].severity == "critical" and "no data for 2 evaluations" in failure[0].summary
+
+
+def test_requests_from_before_the_death_are_no_evidence() -> None:
+    # Window 120 s: right after a restart, increase() over the window still counts what the primary
+    # served before it died. Healthy for stableFor (60 s) is not enough until the window is its own.
+    run = failed_over(make_spec(minRequests=50, window="120s", rollback={"stableFor": "60s"}))
+    steps = [run.step(world(backup1=HEALTHY, primary=HEALTHY)) for _ in range(4)]
+    assert [d.active for d in steps] == ["backup1", "backup1", "backup1", "primary"]
+    assert "window clean of pre-recovery data in 30s" in steps[2].reason

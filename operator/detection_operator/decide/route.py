@@ -24,16 +24,18 @@ Transitions, in the order they apply:
 2. The active model critical (with at least ``minRequests`` requests) or failing for ``failureThreshold``
    consecutive evaluations (a Deployment that lost every replica counts at once) -> the best backup:
    highest priority that is healthy, warning or idle and ready, else the highest health score among
-   those; none -> stay, state Degraded (NoHealthyBackup). At most ``maxFailoversPerHour`` failovers in
-   any hour (FailoverCapReached). An unknown active model holds its streak.
+   those, else the first of them (a backup scaled to zero, which becoming active scales up); none ->
+   stay, state Degraded (NoHealthyBackup). At most ``maxFailoversPerHour`` failovers in any hour
+   (FailoverCapReached). An unknown active model holds its streak.
 3. The active model at warning or worse (or failing) -> pre-warm the backup a failover would pick.
 4. On a backup, route.json gives the primary ``rollback.trafficPercent`` of the traffic (the trickle).
    Its probation starts when it is healthy with requests served; it is rolled back to once it has stayed
    healthy for the probation (``rollback.stableFor``) and served at least ``minRequests`` (at least 1)
-   in the window. Failing, or critical with ``minRequests``, for ``failureThreshold`` evaluations during
-   a probation ends it: the trickle goes to 0 for the next probation's length, and that probation is
-   twice as long (``stableFor`` x 2^failures, capped at ``PROBATION_CAP`` x). Pre-warmed backups are
-   scaled back ``rollback.scaleDownAfter`` after the route no longer needs them.
+   in a window that holds only data since it was last failing or critical (one ``window`` after that).
+   Failing, or critical with ``minRequests``, for ``failureThreshold`` evaluations during a probation
+   ends it: the trickle goes to 0 for the next probation's length, and that probation is twice as long
+   (``stableFor`` x 2^failures, capped at ``PROBATION_CAP`` x). Pre-warmed backups are scaled back
+   ``rollback.scaleDownAfter`` after the route no longer needs them.
 5. On the primary, ``backupTrafficPercent`` of the traffic goes to the first fallback (warm-verified).
 
 Alerts (see :mod:`.alerts`) are decided here as part of each model's health: a metric past its alert
@@ -121,6 +123,7 @@ class RouteMemory(Memory):
     probation_streak: int = 0
     trickle_paused_until: datetime | None = None
     route_rate: float | None = None
+    primary_bad_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -413,13 +416,17 @@ def _routed(memory: RouteMemory, share: int) -> str:
 
 
 def best_backup(models: tuple[ModelHealth, ...], active: str) -> ModelHealth | None:
-    """Highest priority healthy, warning or idle and ready; else the best health score among them."""
+    """Highest priority healthy, warning or idle and ready; else the best health score among them; else
+    the highest priority among them (idle, not ready: a backup scaled to zero)."""
     candidates = [m for m in models if m.name != active and m.state in _CANDIDATE_STATES]
     ready = [m for m in candidates if m.ready]
     if ready:
         return ready[0]
     scored = [m for m in candidates if m.score is not None]
-    return max(scored, key=lambda m: (m.score or 0, -m.priority)) if scored else None
+    if scored:
+        return max(scored, key=lambda m: (m.score or 0, -m.priority))
+    # Idle backups scaled to zero: the first one, which pre-warm (or becoming active) scales up.
+    return candidates[0] if candidates else None
 
 
 def _with_alerts(
@@ -514,6 +521,12 @@ def decide_route(
             healthy_since = memory.primary_healthy_since  # not failed yet: the probation goes on
     stable_for = _probation_length(spec, failures)
     needed = max(spec.min_requests, 1)
+    # The window's requests are the primary's own since it recovered only once a whole window has passed
+    # since it was last failing or critical: before that, increase() still counts what it served before
+    # it died (a restarted counter reads as a reset, not as nothing).
+    bad_at = now if primary_health.state in ("failing", "critical") else memory.primary_bad_at
+    window = timedelta(seconds=parse_duration(spec.window))
+    clean = bad_at is None or now - bad_at >= window
 
     override = spec.override
     if override is not None and (override.until is None or now < override.until):
@@ -543,7 +556,7 @@ def decide_route(
                 failovers.append(now)
                 healthy_since = None
         elif active != primary and spec.rollback.enabled and proving and healthy_since is not None:
-            if now - healthy_since >= stable_for and served >= needed:
+            if now - healthy_since >= stable_for and served >= needed and clean:
                 reason = (
                     f"primary {primary} healthy for {_seconds(now - healthy_since)} with {served:g} requests "
                     f"served under its trickle: rolled back"
@@ -556,6 +569,8 @@ def decide_route(
                     f"{_seconds(now - healthy_since)} of {_seconds(stable_for)}, "
                     f"{served:g} of {needed} requests"
                 )
+                if bad_at is not None and not clean:
+                    reason += f", its window clean of pre-recovery data in {_seconds(bad_at + window - now)}"
         elif active != primary and paused_until is not None:
             reason = (
                 f"serving backup {active}; primary {primary} failed under its trickle "
@@ -606,6 +621,7 @@ def decide_route(
         probation_streak=probation_streak,
         trickle_paused_until=paused_until,
         route_rate=route_rate,
+        primary_bad_at=bad_at if active != primary else None,
     )
     probation = None
     if active != primary and state != "Overridden":
