@@ -87,7 +87,9 @@ class Loop:
         return True
 
     def status(self) -> dict[str, Any]:
-        obj = self.objects.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "modelroutes", NAME)
+        obj: Any = self.objects.get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "modelroutes", NAME
+        )
         return dict(obj.get("status") or {})
 
     def next_route(self, timeout: float, **expected: Any) -> tuple[float, dict[str, Any]]:
@@ -219,7 +221,7 @@ def soak(loop: Loop, receiver: WebhookReceiver, seconds: float) -> dict[str, Any
     status = loop.status()
     result = {
         "seconds": seconds,
-        "alerts": len(receiver.requests()),
+        "alerts": len(receiver.requests),
         "records": len(status.get("alerts", [])),
         "unavailable": unavailable,
         "samples": samples,

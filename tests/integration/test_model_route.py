@@ -157,7 +157,10 @@ def test_dead_primary_fails_over_and_earns_its_way_back(loop: Loop, operator: Op
         if s.served_by == PRIMARY and s.revision is not None and s.revision < rolled["revision"]
     )
     assert evidence >= 50  # minRequests served under the trickle before route.json named it again
-    history = loop.status()["switchHistory"]
+    # The ConfigMap is written before the status of the same evaluation: let the status catch up.
+    history = wait_for(
+        lambda: len(h := loop.status()["switchHistory"]) == 2 and h, timeout=10, what="switch history"
+    )
     assert [(h["from"], h["to"]) for h in history] == [(PRIMARY, BACKUP1), (BACKUP1, PRIMARY)]
     assert "rolledBackAt" in history[0]
     assert len(loop.events("ModelSwitched")) == 1 and len(loop.events("ModelRolledBack")) == 1
@@ -185,7 +188,12 @@ def test_a_primary_failing_under_its_trickle_is_not_rolled_back(
     loop.fleet.control(PRIMARY, errorShare=1.0)
     paused = loop.wait_route(traffic={BACKUP1: 100}, timeout=60)
     assert paused["active"] == BACKUP1
-    probation = loop.status()["probation"]
+    # The ConfigMap is written before the status of the same evaluation: let the status catch up.
+    probation = wait_for(
+        lambda: (p := loop.status().get("probation")) and p["failures"] and p,
+        timeout=10,
+        what="status probation",
+    )
     assert probation["failures"] == 1 and probation["stableForSeconds"] == 60
     assert probation["trafficPausedUntil"]
     assert len(loop.status()["switchHistory"]) == 1  # never rolled back

@@ -324,3 +324,31 @@ def test_requests_from_before_the_death_are_no_evidence() -> None:
     steps = [run.step(world(backup1=HEALTHY, primary=HEALTHY)) for _ in range(4)]
     assert [d.active for d in steps] == ["backup1", "backup1", "backup1", "primary"]
     assert "window clean of pre-recovery data in 30s" in steps[2].reason
+
+
+def test_a_model_that_reported_while_routed_fails_at_once_when_its_data_goes() -> None:
+    spec = make_spec()
+    memory = RouteMemory(
+        traffic=[TrafficSpan(since=T0, traffic={"primary": 100})],
+        reported={"primary": T0 + timedelta(seconds=5)},
+    )
+    assert traffic_sent(spec, memory, "primary", None, T0 + timedelta(seconds=6))  # long before settle
+    stale = memory.model_copy(update={"reported": {"primary": T0 - timedelta(seconds=1)}})
+    assert not traffic_sent(spec, stale, "primary", None, T0 + timedelta(seconds=6))  # before this share
+
+
+def test_settle_time_has_a_floor_for_short_intervals() -> None:
+    spec = make_spec(interval="1s")
+    memory = RouteMemory(traffic=[TrafficSpan(since=T0, traffic={"backup1": 100})])
+    assert not traffic_sent(spec, memory, "backup1", None, T0 + timedelta(seconds=9))
+    assert traffic_sent(spec, memory, "backup1", None, T0 + timedelta(seconds=10))
+
+
+def test_prometheus_not_answering_keeps_a_model_in_the_fallbacks() -> None:
+    run = Run()
+    decision = start_on_primary(run)
+    assert decision.fallbacks == ("backup1", "backup2")
+    observation = serving("primary") | {("model", "backup2", m): Missing("timeout") for m in HEALTHY}
+    assert run.step(observation).fallbacks == ("backup1", "backup2")
+    critical = {**HEALTHY, "accuracy": 0.5}
+    assert run.step(serving("primary", backup1=critical)).fallbacks == ("backup2",)

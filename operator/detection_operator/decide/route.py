@@ -14,9 +14,10 @@ reports only what it served. So each model has a state, not just a level:
 - ``idle``: its data is gone but no traffic was sent to it: a backup waiting, not a fault.
 - ``healthy`` / ``warning`` / ``critical``: by the worst metric level.
 
-"Traffic was sent" to a model: it reported requests (the ``requests`` metric > 0), or route.json
-(as recorded in ``memory.traffic``) has given it a share without a break for at least
-``SETTLE_INTERVALS`` evaluation intervals, time for the router to follow and for Prometheus to scrape.
+"Traffic was sent" to a model: it reports requests (the ``requests`` metric > 0); or route.json (as
+recorded in ``memory.traffic``) has given it a share without a break, and it either reported requests
+since that share began or the share has lasted ``SETTLE_INTERVALS`` evaluation intervals (at least
+``SETTLE_FLOOR_SECONDS``), time for the router to follow and for Prometheus to scrape twice.
 
 Transitions, in the order they apply:
 
@@ -74,6 +75,7 @@ State = Literal["Primary", "FailedOver", "Overridden", "Degraded"]
 SCORE_WEIGHTS: dict[str, float] = {"successRate": 40, "latencyP95Ms": 30, "errorRate": 20, "accuracy": 10}
 TREND_BAND = 0.05
 SETTLE_INTERVALS = 3
+SETTLE_FLOOR_SECONDS = 10.0
 _LEVEL_RANK = {"unknown": 0, "ok": 0, "warning": 1, "critical": 2}
 _UNANSWERED = frozenset({"error", "timeout", "bad-response"})
 _CANDIDATE_STATES = frozenset({"healthy", "warning", "idle"})
@@ -124,6 +126,8 @@ class RouteMemory(Memory):
     trickle_paused_until: datetime | None = None
     route_rate: float | None = None
     primary_bad_at: datetime | None = None
+    reported: dict[str, datetime] = Field(default_factory=dict)
+    fallbacks: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -301,13 +305,20 @@ def routed_since(memory: RouteMemory, model: str) -> datetime | None:
 def traffic_sent(
     spec: ModelRouteSpec, memory: RouteMemory, model: str, requests: float | None, now: datetime
 ) -> bool:
-    """Whether traffic was sent to ``model``: it reported requests, or route.json has given it a share for
-    ``SETTLE_INTERVALS`` evaluation intervals (before that, no data may just mean "not scraped yet")."""
+    """Whether traffic was sent to ``model``: it reports requests; or route.json has given it a share
+    without a break and it reported requests since that share began; or that share has lasted the settle
+    time (``SETTLE_INTERVALS`` evaluation intervals, at least ``SETTLE_FLOOR_SECONDS``): before that, no
+    data from a model that never reported may just mean "not scraped yet"."""
     if requests is not None and requests > 0:
         return True
     since = routed_since(memory, model)
-    settle = timedelta(seconds=SETTLE_INTERVALS * parse_duration(spec.interval))
-    return since is not None and now - since >= settle
+    if since is None:
+        return False
+    reported = memory.reported.get(model)
+    if reported is not None and reported >= since:
+        return True  # it reported while routed, and now its data is gone
+    settle = timedelta(seconds=max(SETTLE_INTERVALS * parse_duration(spec.interval), SETTLE_FLOOR_SECONDS))
+    return now - since >= settle
 
 
 def _share(memory: RouteMemory, model: str) -> int:
@@ -582,7 +593,13 @@ def decide_route(
             reason = steady
 
     switched = active != memory.active
-    fallbacks = tuple(m.name for m in models if m.name != active and m.state in _CANDIDATE_STATES)
+    # An unknown model keeps the place it had: Prometheus not answering must not reshuffle route.json.
+    fallbacks = tuple(
+        m.name
+        for m in models
+        if m.name != active
+        and (m.state in _CANDIDATE_STATES or (m.state == "unknown" and m.name in memory.fallbacks))
+    )
     traffic = _traffic(spec, active, primary, state, fallbacks, paused_until)
     history = list(memory.traffic)
     if not history or history[-1].traffic != traffic:
@@ -622,6 +639,11 @@ def decide_route(
         trickle_paused_until=paused_until,
         route_rate=route_rate,
         primary_bad_at=bad_at if active != primary else None,
+        reported={
+            **memory.reported,
+            **{m.name: now for m in models if m.requests is not None and m.requests > 0},
+        },
+        fallbacks=list(fallbacks),
     )
     probation = None
     if active != primary and state != "Overridden":
