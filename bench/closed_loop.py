@@ -135,9 +135,11 @@ class Failover:
 
 
 def _settled(loop: Loop, interval: float) -> None:
-    """Wait until the primary is healthy and has been routed long enough for a death to be "failing"."""
-    wait_for(lambda: loop.model_state("primary") == "healthy", timeout=120, what="primary healthy")
-    time.sleep(3 * interval + 1)  # the settle time of decide/route.py (traffic was sent), not a guess
+    """Wait until the operator has seen the primary healthy (it reported requests while routed, so its
+    death reads as failing at once, without the settle time of a model that never reported)."""
+    wait_for(
+        lambda: loop.model_state("primary") == "healthy", timeout=10 * interval + 60, what="primary healthy"
+    )
 
 
 def dead_model(
@@ -242,6 +244,7 @@ def run(workdir: Path, soak_seconds: float) -> list[str]:
     fast_3 = {**fast, "failureThreshold": 3}
     with receiving() as (receiver, env), real_stack(workdir) as stack:
         create_namespace(stack.api, "bench-loop")
+        env = {**env, "DETECTION_OPERATOR_PROMETHEUS_URL": stack.prometheus.url}
         with (
             OperatorProcess(stack.plane.kubeconfig, workdir / "operator.log", ["bench-loop"], env),
             closed_loop(stack, workdir, "bench-loop") as loop,

@@ -569,7 +569,7 @@ def decide_route(
         elif active != primary and spec.rollback.enabled and proving and healthy_since is not None:
             if now - healthy_since >= stable_for and served >= needed and clean:
                 reason = (
-                    f"primary {primary} healthy for {_seconds(now - healthy_since)} with {served:g} requests "
+                    f"primary {primary} healthy for {_seconds(now - healthy_since)} with {served:.0f} requests "
                     f"served under its trickle: rolled back"
                 )
                 active, state, streak = primary, "Primary", 0
@@ -578,7 +578,7 @@ def decide_route(
                 reason = (
                     f"serving backup {active}; primary {primary} on probation: healthy for "
                     f"{_seconds(now - healthy_since)} of {_seconds(stable_for)}, "
-                    f"{served:g} of {needed} requests"
+                    f"{served:.0f} of {needed} requests"
                 )
                 if bad_at is not None and not clean:
                     reason += f", its window clean of pre-recovery data in {_seconds(bad_at + window - now)}"
@@ -693,7 +693,7 @@ def _traffic(
 
 
 def _seconds(delta: timedelta) -> str:
-    return f"{delta.total_seconds():g}s"
+    return f"{delta.total_seconds():.0f}s"
 
 
 def _why(model: ModelHealth) -> str:

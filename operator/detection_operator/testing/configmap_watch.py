@@ -10,7 +10,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from .lifecycle import Started
+from .lifecycle import Looping
 
 __all__ = ["ConfigMapWatch"]
 
@@ -18,7 +18,7 @@ _WATCH_SECONDS = 30
 _RETRY_SECONDS = 0.5
 
 
-class ConfigMapWatch(Started):
+class ConfigMapWatch(Looping):
     """Call ``on_data`` with the ConfigMap's data each time it is created or changes (``None`` when deleted).
 
     Errors of the apiserver (restarts, expired resource versions) restart the list-then-watch after a
@@ -41,21 +41,13 @@ class ConfigMapWatch(Started):
 
     def start(self) -> None:
         """Start following the ConfigMap in a daemon thread; no-op if running."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"watch-{self.name}", daemon=True)
-        self._thread.start()
+        self._start_loop(f"watch-{self.name}")
 
     def stop(self) -> None:
         """Stop following (within one watch timeout at worst; the watch is asked to end at once)."""
-        thread, self._thread = self._thread, None
-        if thread is None:
-            return
-        self._stop.set()
         if self._watch is not None:
             self._watch.stop()  # type: ignore[no-untyped-call]
-        thread.join(timeout=_WATCH_SECONDS + 5)
+        self._stop_loop(timeout=_WATCH_SECONDS + 5)
 
     def _run(self) -> None:
         selector = f"metadata.name={self.name}"

@@ -30,7 +30,7 @@ from kubernetes import client
 from ..consumer import RouteReader
 from . import model_server
 from .configmap_watch import ConfigMapWatch
-from .lifecycle import Started
+from .lifecycle import Looping, Started
 from .ports import LOOPBACK, free_port
 from .processes import ManagedProcess
 
@@ -127,7 +127,7 @@ class Sent:
     revision: int | None
 
 
-class Router(Started):
+class Router(Looping):
     """Send ``rate`` requests per second (loopback only, bounded) by route.json, retrying along fallbacks.
 
     Requests stop after ``max_requests`` or ``max_seconds``, whichever comes first, so a forgotten router
@@ -176,16 +176,11 @@ class Router(Started):
     def start(self) -> None:
         """Follow the ConfigMap and start sending."""
         self._watch.start()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="router", daemon=True)
-        self._thread.start()
+        self._start_loop("router")
 
     def stop(self) -> None:
         """Stop sending (in-flight requests finish) and following."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join()
+        self._stop_loop()
         self._pool.shutdown(wait=True)
         self._watch.stop()
         self._http.close()

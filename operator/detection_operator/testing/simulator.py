@@ -23,7 +23,7 @@ from typing import Final, NamedTuple
 
 from detection_operator.testing.exporter import MetricExporter
 
-from .lifecycle import Started
+from .lifecycle import Looping
 
 __all__ = [
     "BUCKETS",
@@ -158,7 +158,7 @@ def gauge_values(traffic: Traffic) -> list[Sample]:
     return samples
 
 
-class MetricSimulator(Started):
+class MetricSimulator(Looping):
     """Serve :class:`Traffic` through ``exporter``: counters advance every tick, gauges follow each play().
 
     The exporter is the caller's (started and stopped by it); the simulator only owns its ticking thread.
@@ -189,20 +189,13 @@ class MetricSimulator(Started):
 
     def start(self) -> None:
         """Publish the gauges and start advancing the counters in a daemon thread; no-op if running."""
-        if self._thread is not None:
-            return
         with self._lock:
             self._set_gauges(self._traffic)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="metric-simulator", daemon=True)
-        self._thread.start()
+        self._start_loop("metric-simulator")
 
     def stop(self) -> None:
         """Stop advancing the counters (the exporter keeps serving their last values)."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join()
+        self._stop_loop()
 
     def _set_gauges(self, traffic: Traffic) -> None:
         for sample in gauge_values(traffic):
