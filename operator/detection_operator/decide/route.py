@@ -569,8 +569,8 @@ def decide_route(
         elif active != primary and spec.rollback.enabled and proving and healthy_since is not None:
             if now - healthy_since >= stable_for and served >= needed and clean:
                 reason = (
-                    f"primary {primary} healthy for {_seconds(now - healthy_since)} with {served:.0f} requests "
-                    f"served under its trickle: rolled back"
+                    f"primary {primary} healthy for {_seconds(now - healthy_since)} with "
+                    f"{served:.0f} requests served under its trickle: rolled back"
                 )
                 active, state, streak = primary, "Primary", 0
                 failures, paused_until, healthy_since = 0, None, None
