@@ -60,12 +60,11 @@ def test_demo_plays_the_scenario_and_tears_down(tmp_path: Path) -> None:
     result = subprocess.run(demo(state, "--no-wait"), cwd=REPO, capture_output=True, text=True, timeout=400)
     out = result.stdout
     assert result.returncode == 0, f"demo failed:\n{out}\n{result.stderr}"
-    positions = []
-    for pattern in SWITCHES:
-        match = re.search(rf"^\+\d\d:\d\d  {pattern}", out, re.MULTILINE)
-        assert match, f"no line matching {pattern!r} in:\n{out}"
-        positions.append(match.start())
-    assert positions == sorted(positions), f"switches out of order:\n{out}"
+    position = 0
+    for pattern in SWITCHES:  # each after the one before: the order is part of the story
+        match = re.compile(rf"^\+\d\d:\d\d  {pattern}", re.MULTILINE).search(out, position)
+        assert match, f"no line matching {pattern!r} after the previous switch in:\n{out}"
+        position = match.end()
     phases = re.findall(r"▶ phase \d/8 ([a-z ]+):", out)
     assert phases == [
         "start",
@@ -121,7 +120,7 @@ def test_ctrl_c_tears_everything_down(tmp_path: Path) -> None:
     seen = []
     for line in proc.stdout:  # the test's timeout bounds this if the demo hangs
         seen.append(line)
-        if "▶ phase 1/6" in line:
+        if "▶ phase 1/" in line:
             proc.send_signal(signal.SIGINT)
             break
     out, err = proc.communicate(timeout=120)
