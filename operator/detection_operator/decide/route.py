@@ -640,8 +640,9 @@ def decide_route(
         route_rate=route_rate,
         primary_bad_at=bad_at if active != primary else None,
         reported={
-            **memory.reported,
-            **{m.name: now for m in models if m.requests is not None and m.requests > 0},
+            m.name: now if m.requests is not None and m.requests > 0 else memory.reported[m.name]
+            for m in models
+            if (m.requests is not None and m.requests > 0) or m.name in memory.reported
         },
         fallbacks=list(fallbacks),
     )
