@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import queue
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -24,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client
 
@@ -177,6 +178,8 @@ def dead_model(
 
 def trickle_failure(loop: Loop) -> dict[str, Any]:
     """A primary that recovers, starts its probation, then fails under its trickle."""
+    if not loop.fleet.alive("primary"):
+        loop.fleet.revive("primary")
     loop.create(closed_loop_route(MODELS, rollback={"stableFor": "30s", "trafficPercent": 10}))
     loop.next_route(120, active="primary")
     _settled(loop, 1.0)
@@ -249,11 +252,20 @@ def run(workdir: Path, soak_seconds: float) -> list[str]:
             OperatorProcess(stack.plane.kubeconfig, workdir / "operator.log", ["bench-loop"], env),
             closed_loop(stack, workdir, "bench-loop") as loop,
         ):
-            quick = dead_model(loop, fast_3, samples=10, interval=1.0, failback=True)
-            slow = dead_model(loop, defaults, samples=3, interval=30.0, failback=False)
-            trickle = trickle_failure(loop)
-            soaked = soak(loop, receiver, soak_seconds)
+            # Each part is printed as it ends (stderr), so a failure later loses no figures.
+            quick = _shown("1s/3", dead_model(loop, fast_3, samples=10, interval=1.0, failback=True))
+            slow = _shown("defaults", dead_model(loop, defaults, samples=3, interval=30.0, failback=False))
+            trickle = _shown("trickle", trickle_failure(loop))
+            soaked = _shown("soak", soak(loop, receiver, soak_seconds))
     return section(quick, slow, trickle, soaked)
+
+
+T = TypeVar("T")
+
+
+def _shown(what: str, result: T) -> T:
+    print(f"{what}: {result}", file=sys.stderr, flush=True)
+    return result
 
 
 @contextmanager

@@ -88,3 +88,29 @@ def test_a_bad_document_is_refused_and_the_last_good_kept(tmp_path: Path) -> Non
     assert reader.current is not None and reader.choose() == "primary"
     with pytest.raises(ValueError, match="no signature"):
         RouteReader(key=b"k").accept(b"{}")
+
+
+def test_explain_shows_each_models_state_traffic_and_the_probation() -> None:
+    from detection_operator.tools.explain import render
+
+    status = {
+        "activeModel": "backup1",
+        "state": "FailedOver",
+        "reason": "serving backup backup1",
+        "models": [
+            {"name": "primary", "state": "healthy", "trafficPercent": 5, "level": "ok", "trend": "stable"},
+            {"name": "backup1", "state": "healthy", "trafficPercent": 95, "level": "ok", "trend": "stable"},
+            {"name": "backup2", "state": "idle", "trafficPercent": 0, "level": "unknown", "trend": "unknown"},
+        ],
+        "probation": {
+            "requests": 12,
+            "minRequests": 50,
+            "healthyForSeconds": 30,
+            "stableForSeconds": 300,
+            "failures": 1,
+            "trafficPausedUntil": None,
+        },
+    }
+    text = render({"kind": "ModelRoute", "namespace": "ns", "name": "r", "status": status, "published": None})
+    assert "idle" in text and "95 %" in text
+    assert "Primary's probation: served 12 of 50 requests, healthy 30s of 300s, 1 failed" in text
