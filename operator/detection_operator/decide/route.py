@@ -608,9 +608,12 @@ def decide_route(
     # Keep what the window (and the settle time) may still ask about: spans that end inside it.
     while len(history) > 1 and history[1].since <= window_start:
         history.pop(0)
+    # The route's request rate, for messages: only while every model with a share reports (a dead one's
+    # requests are retried elsewhere, so the others' sum would understate what was routed to it).
     total = [m.requests for m in models if m.requests is not None]
     route_rate = memory.route_rate
-    if total and sum(total) > 0:
+    routed_all = all(m.requests is not None for m in models if m.traffic_percent > 0)
+    if routed_all and total and sum(total) > 0:
         route_rate = sum(total) / parse_duration(spec.window)
     scale, prewarmed = _prewarm(spec, models, memory, active, now, replicas or {})
     unknown = [
