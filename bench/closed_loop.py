@@ -194,7 +194,12 @@ def trickle_failure(loop: Loop) -> dict[str, Any]:
     failed = time.monotonic()
     loop.fleet.control("primary", errorShare=1.0)
     at, document = loop.next_route(120, traffic={"backup": 100})
-    probation = loop.status()["probation"]
+    # The ConfigMap is written before the status of the same evaluation: let the status catch up.
+    probation = wait_for(
+        lambda: (p := loop.status().get("probation")) and p.get("trafficPausedUntil") and p,
+        timeout=10,
+        what="status probation",
+    )
     time.sleep(10)
     still = loop.status()
     result = {
