@@ -216,6 +216,13 @@ def trickle_failure(loop: Loop) -> dict[str, Any]:
 
 def soak(loop: Loop, receiver: WebhookReceiver, seconds: float) -> dict[str, Any]:
     """Normal operation for ``seconds``: alerts received, MetricsAvailable sampled every second."""
+    for model in MODELS:  # fresh, healthy servers: nothing left over from the measurements before
+        if loop.fleet.alive(model):
+            loop.fleet.kill(model)
+        loop.fleet.revive(model)
+    time.sleep(2)  # two scrapes of the dead series, so the new route starts on a quiet Prometheus
+    since = time.monotonic()
+    before = len(receiver.requests)
     loop.create(closed_loop_route(MODELS, alerts={"receivers": ["hook"], "cooldown": "1m"}))
     loop.next_route(120, active="primary")
     start = time.monotonic()
@@ -231,12 +238,12 @@ def soak(loop: Loop, receiver: WebhookReceiver, seconds: float) -> dict[str, Any
     status = loop.status()
     result = {
         "seconds": seconds,
-        "alerts": len(receiver.requests),
+        "alerts": len(receiver.requests) - before,
         "records": len(status.get("alerts", [])),
         "unavailable": unavailable,
         "samples": samples,
         "states": sorted(states),
-        "served_by_backup": sum(1 for s in loop.router.log() if s.served_by == "backup"),
+        "served_by_backup": sum(1 for s in loop.router.log(since) if s.served_by == "backup"),
     }
     loop.delete()
     return result
