@@ -1,4 +1,10 @@
-"""Alerting end to end: the real operator sends to a real HTTP receiver and a real Alertmanager."""
+"""Alerting end to end: the real operator sends to a real HTTP receiver and a real Alertmanager.
+
+Open loop on purpose: these tests follow the alert lifecycle (cooldown, acknowledgement, delivery retries,
+restarts), so the route's metrics are gauges set by hand, exact and steady whatever route.json says; in
+the closed loop a failover would move the traffic and the values under test. The closed-loop alerting
+(idle backups raise nothing, a failing model's alert) is in test_model_route.py.
+"""
 
 from __future__ import annotations
 
@@ -71,10 +77,16 @@ class Route:
                 "interval": "1s",
                 "models": [{"name": "primary"}, {"name": "backup"}],
                 "metrics": [
-                    {"name": "accuracy", "query": f"max(al_accuracy{LABELS})"},
+                    # Explicit thresholds: without them accuracy alerts only below the 0.70 default.
+                    {
+                        "name": "accuracy",
+                        "query": f"max(al_accuracy{LABELS})",
+                        "warning": 0.85,
+                        "critical": 0.75,
+                    },
                     {"name": "requests", "query": f"max(al_requests{LABELS})"},
                 ],
-                "failureThreshold": 100,  # these tests watch alerts, not failovers
+                "failureThreshold": 2,  # an alert needs 2 evaluations past its threshold
                 "alerts": {"receivers": receivers, "cooldown": cooldown},
             },
         }
@@ -210,8 +222,8 @@ def test_alertmanager_receives_groups_and_resolves(
     route.accuracy("primary", 0.70)  # critical
 
     def from_am(status: str) -> list[dict[str, Any]]:
-        # Until Prometheus has scraped this namespace's values the route also (rightly) raises
-        # metrics-unavailable; this test follows the accuracy alert.
+        # The route may also send a model-switched notice (the primary is critical for 2
+        # evaluations); this test follows the accuracy alert.
         found = []
         for request in receiver.requests:
             if request.path == "/from-alertmanager":

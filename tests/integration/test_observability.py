@@ -94,7 +94,13 @@ def route() -> dict[str, Any]:
             "window": "30s",
             "models": [{"name": m} for m in MODELS],
             "metrics": [
-                {"name": "accuracy", "query": f"max(obs_accuracy{labels})"},
+                # Explicit thresholds: alerts at 0.80 (without them, only below the 0.70 alert default).
+                {
+                    "name": "accuracy",
+                    "query": f"max(obs_accuracy{labels})",
+                    "warning": 0.85,
+                    "critical": 0.75,
+                },
                 {"name": "requests", "query": f"max(obs_requests{labels})"},
             ],
             "alerts": {"receivers": ["hook", "down"]},

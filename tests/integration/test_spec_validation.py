@@ -62,7 +62,13 @@ def test_valid_object_becomes_ready(
 def test_api_defaults_match_the_models(kube: client.ApiClient, namespace: str, crds: list[str]) -> None:
     created = create(kube, namespace, load("examples/model-route.yaml"))
     spec = created["spec"]
-    assert spec["rollback"] == {"enabled": True, "stableFor": "5m", "scaleDownAfter": "10m"}
+    assert spec["rollback"] == {
+        "enabled": True,
+        "stableFor": "5m",
+        "scaleDownAfter": "10m",
+        "trafficPercent": 5,
+    }
+    assert spec["backupTrafficPercent"] == 0
     assert spec["dryRun"] is False and spec["alerts"]["cooldown"] == "15m"
     assert spec["models"][0]["prewarmReplicas"] == 1
 

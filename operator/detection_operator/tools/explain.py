@@ -102,10 +102,12 @@ def render(explained: dict[str, Any]) -> str:
         lines.append(f"Active: {status.get('activeModel')} ({status.get('state')}): {status.get('reason')}")
         lines += ["", "Models (priority order):"]
         lines += _table(
-            ["model", "level", "score", "trend", "requests", "metrics"],
+            ["model", "state", "traffic", "level", "score", "trend", "requests", "metrics"],
             [
                 [
                     m["name"],
+                    m.get("state"),
+                    f"{m['trafficPercent']} %" if "trafficPercent" in m else None,
                     m["level"],
                     m.get("score"),
                     m["trend"],
@@ -115,6 +117,15 @@ def render(explained: dict[str, Any]) -> str:
                 for m in status.get("models", [])
             ],
         )
+        if probation := status.get("probation"):
+            healthy = probation.get("healthyForSeconds")
+            paused = probation.get("trafficPausedUntil")
+            text = (
+                f"served {probation['requests']:g} of {probation['minRequests']} requests, healthy "
+                f"{'-' if healthy is None else f'{healthy:g}'}s of {probation['stableForSeconds']:g}s, "
+                f"{probation['failures']} failed" + (f", trickle off until {paused}" if paused else "")
+            )
+            lines += ["", f"Primary's probation: {text}"]
         lines += ["", "Switch history:"]
         lines += [
             f"  {h['at']}  {h.get('from')} -> {h['to']}  {h['reason']}"
