@@ -210,7 +210,9 @@ def test_burn_rate_windows_follow_the_workbook_and_scale_with_the_period() -> No
     assert prometheus_duration(3 * 86400 + 61) == "3d1m1s"
 
 
-def burn(long: float, short: float, slow_long: float = 0.0, slow_short: float = 0.0) -> dict[QueryKey, Reading]:
+def burn(
+    long: float, short: float, slow_long: float = 0.0, slow_short: float = 0.0
+) -> dict[QueryKey, Reading]:
     """Error ratios per window (the budget of a 99.9 % SLO is 0.001)."""
     ratios = {"1h": long, "5m": short, "6h": slow_long, "30m": slow_short}
     return {("rule", "error-budget", "window", w): Value(r) for w, r in ratios.items()}
@@ -333,7 +335,9 @@ def test_a_contributor_missing_its_cache_is_not_light() -> None:
     assert classify({"runtime_ms": 2, "cache_hit_ratio": 0.95}, light, medium) == "light"
     assert classify({"runtime_ms": 2, "cache_hit_ratio": 0.6}, light, medium) == "medium"
     assert classify({"runtime_ms": 2, "cache_hit_ratio": 0.2}, light, medium) == "heavy"
-    only_cache = decide_policy(spec, {("expense", "llm", "cache_hit_ratio"): Value(0.1)}, Run().memory, Run().now)
+    only_cache = decide_policy(
+        spec, {("expense", "llm", "cache_hit_ratio"): Value(0.1)}, Run().memory, Run().now
+    )
     assert {c.name: (c.expense, c.source) for c in only_cache.costs}["llm"] == ("heavy", "measured")
     with pytest.raises(ValidationError, match="minCacheHitRatio"):
         make_spec(expense={"light": {"minCacheHitRatio": 0.4}, "medium": {"minCacheHitRatio": 0.5}})

@@ -591,8 +591,10 @@ class DetectionPolicySpec(SpecModel):
             field=".samplesQuery",
             message="a rule with minSamples needs samplesQuery (its own or spec.samplesQuery)",
             cel="has(self.samplesQuery) || self.rules.all(r, !has(r.minSamples) || has(r.samplesQuery))",
-            holds=lambda s: s.samples_query is not None
-            or all(r.min_samples is None or r.samples_query is not None for r in s.rules),
+            holds=lambda s: (
+                s.samples_query is not None
+                or all(r.min_samples is None or r.samples_query is not None for r in s.rules)
+            ),
         ),
         Invariant(
             field=".defaultProfile",

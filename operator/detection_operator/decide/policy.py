@@ -379,10 +379,12 @@ def evaluate_condition(
 
 def _combine(verdicts: list[Verdict], all_of: bool) -> Verdict:
     """Three-valued AND / OR: a clear condition decides an allOf, a holding one an anyOf."""
-    decisive, other = ("clear", "holds") if all_of else ("holds", "clear")
+    decisive: Verdict = "clear" if all_of else "holds"
     if decisive in verdicts:
-        return decisive  # type: ignore[return-value]
-    return "unknown" if "unknown" in verdicts else other  # type: ignore[return-value]
+        return decisive
+    if "unknown" in verdicts:
+        return "unknown"
+    return "holds" if all_of else "clear"
 
 
 def _burn_pairs(
@@ -394,7 +396,8 @@ def _burn_pairs(
         burns: list[float | None] = []
         verdicts: list[Verdict] = []
         for window in (long, short):
-            reading = observation.get(("rule", rule.name, "window", window)) or Missing("error", "not queried")
+            key = ("rule", rule.name, "window", window)
+            reading = observation.get(key) or Missing("error", "not queried")
             if isinstance(reading, Missing):
                 if reading.cause in _EMPTY_MEANING:
                     verdict, _, cause = _empty(rule.when_empty, reading, memory)
@@ -439,7 +442,9 @@ def evaluate_rule(
     if rule.burn_rate is not None:
         verdict, conditions, cause = _burn_pairs(rule, rule.burn_rate, observation, memory)
         worst = max(
-            (c for c in conditions if c.value is not None), key=lambda c: c.value / c.threshold, default=None
+            (c for c in conditions if c.value is not None),
+            key=lambda c: (c.value or 0.0) / c.threshold,
+            default=None,
         )
         value, threshold = (worst.value, worst.threshold) if worst else (None, None)
         holds = verdict == "holds"
@@ -449,13 +454,14 @@ def evaluate_rule(
         single, new = evaluate_condition(condition, observation.get(("rule", rule.name)), memory, now)
         verdict, value, cause = single.verdict, single.value, single.cause
     else:
-        results, memories = [], {}
+        memories: dict[str, RuleMemory] = {}
+        evaluated = []
         for condition in rule.conditions():
             reading = observation.get(("rule", rule.name, "condition", condition.name))
             previous = memory.conditions.get(condition.name, RuleMemory())
-            result, memories[condition.name] = evaluate_condition(condition, reading, previous, now)
-            results.append(result)
-        conditions = tuple(results)
+            row, memories[condition.name] = evaluate_condition(condition, reading, previous, now)
+            evaluated.append(row)
+        conditions = tuple(evaluated)
         verdict = _combine([c.verdict for c in conditions], all_of=kind == "allOf")
         combine = all if kind == "allOf" else any
         active = combine(c.active for c in conditions)

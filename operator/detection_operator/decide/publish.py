@@ -141,7 +141,9 @@ def _reason_line(r: RuleResult) -> str:
     if r.kind == "threshold" and r.value is not None and r.threshold is not None:
         return f"{r.reason}: {r.name} = {r.value:g} {r.op} {r.threshold:g}"
     parts = [
-        f"{c.name} = {c.value:g} {c.op} {c.threshold:g}" for c in r.conditions if c.active and c.value is not None
+        f"{c.name} = {c.value:g} {c.op} {c.threshold:g}"
+        for c in r.conditions
+        if c.active and c.value is not None
     ]
     return f"{r.reason}: {r.name} ({', '.join(parts)})" if parts else f"{r.reason}: {r.name}"
 
