@@ -72,7 +72,9 @@ class ConditionRow(_Document):
     """A compound rule's condition, or a burn-rate rule's window pair (name 'LONG/SHORT')."""
 
     name: str
-    value: float | None = Field(description="The value, or for a pair the lower of its two burn rates.")
+    value: float | None = Field(
+        default=None, description="The value, or for a pair the lower of its two burn rates."
+    )
     op: str
     threshold: float = Field(description="The threshold, or for a pair its burn-rate factor.")
     clear_threshold: float | None = None
@@ -90,9 +92,9 @@ class RuleRow(_Document):
 
     name: str
     kind: Literal["threshold", "allOf", "anyOf", "burnRate"] = "threshold"
-    value: float | None
+    value: float | None = None
     op: str
-    threshold: float | None
+    threshold: float | None = None
     clear_threshold: float | None = None
     verdict: Verdict
     active: bool
@@ -110,8 +112,8 @@ class RuleRow(_Document):
 class LatencyRow(_Document):
     """The latency-target check: measured detector latency against the running profile's target."""
 
-    value_ms: float | None
-    target_ms: float | None
+    value_ms: float | None = None
+    target_ms: float | None = None
     profile: str
     streak: int
     breached: bool
