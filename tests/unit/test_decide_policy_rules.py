@@ -108,6 +108,7 @@ def test_an_answer_without_a_number_reads_clear_by_default(cause: str) -> None:
     rule = decision.rules[0]
     assert rule.verdict == "clear" and decision.metrics_available and decision.held_by is None
     assert ("no traffic" if cause == "nan" else "no data") in rule.cause
+    assert ("no data for surge" in decision.metrics_message) is (cause == "empty")
 
 
 def test_when_empty_hold_keeps_the_verdict_without_the_fail_safe() -> None:

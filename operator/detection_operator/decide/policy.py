@@ -665,6 +665,12 @@ def latency_check(
     return LatencyResult(value, target, profile, streak, breached, cause), streak
 
 
+def _answered(results: list[RuleResult]) -> str:
+    """'all rule queries answered', naming the rules that got an empty result (a typo reads the same)."""
+    empty = [r.name for r in results if r.cause.startswith(_EMPTY_MEANING["empty"])]
+    return "all rule queries answered" + (f"; no data for {', '.join(empty)}" if empty else "")
+
+
 def decide_policy(
     spec: DetectionPolicySpec,
     observation: Mapping[QueryKey, Reading],
@@ -772,7 +778,7 @@ def decide_policy(
         reason=reason,
         held_by=held_by,
         metrics_available=not unknown,
-        metrics_message="; ".join(unknown) if unknown else "all rule queries answered",
+        metrics_message="; ".join(unknown) if unknown else _answered(results),
         rules=tuple(results),
         contributors=enabled_contributors(profile, costs),
         costs=costs,
