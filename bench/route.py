@@ -1,30 +1,17 @@
-"""ModelRoute benchmarks: pure decision cost, and the metric visibly critical in Prometheus -> route.json
-changed, end to end.
-
-End to end, the real operator runs as a process; the clock starts when an instant query first shows the
-critical value and stops when the ConfigMap update arrives on a separate watch.
-"""
+"""ModelRoute benchmark: the pure decision cost (end to end, in the closed loop: bench/closed_loop.py)."""
 
 from __future__ import annotations
 
-import json
-import queue
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from kubernetes import client
-
-from detection_operator.api.base import GROUP, VERSION
 from detection_operator.api.model_route import ModelRouteSpec
 from detection_operator.decide.publish import route_publication
 from detection_operator.decide.route import RouteKey, RouteMemory, decide_route, query_plan
 from detection_operator.metrics.source import Reading, Value
-from detection_operator.testing.operator_process import OperatorProcess
 
-from .harness import Seen, Stats, create_namespace, real_stack, watch_config_map_key
+from .harness import Stats
 
 MODELS = ("primary", "backup")
 
@@ -96,68 +83,3 @@ def decision_cost(metrics: tuple[str, ...], iterations: int = 3000) -> tuple[Sta
         decide_samples.append(decided - start)
         total_samples.append(done - start)
     return Stats.of(decide_samples), Stats.of(total_samples)
-
-
-def _route(interval: str, failure_threshold: int) -> dict[str, Any]:
-    labels = '{namespace="$namespace",model="$model"}'
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelRoute",
-        "metadata": {"name": "bench"},
-        "spec": {
-            "interval": interval,
-            "models": [{"name": m} for m in MODELS],
-            "metrics": [
-                {"name": "accuracy", "query": f"max(bench_accuracy{labels})"},
-                {"name": "requests", "query": f"max(bench_requests{labels})"},
-            ],
-            "failureThreshold": failure_threshold,
-            "maxFailoversPerHour": 60,
-            "rollback": {"stableFor": "1s", "scaleDownAfter": "1s"},
-        },
-    }
-
-
-def active(event: Seen) -> str:
-    """The active model named by a route.json watch event."""
-    return str(json.loads(event.text)["active"])
-
-
-def failover_latency(workdir: Path, cases: list[tuple[str, int, int]]) -> dict[tuple[str, int], Stats]:
-    """For each (interval, failureThreshold, samples): failover latencies (and rollbacks in between)."""
-    results: dict[tuple[str, int], Stats] = {}
-    with real_stack(workdir) as stack:
-        api, exporter, prom, plane = stack.api, stack.exporter, stack.prometheus, stack.plane
-        for index, (interval, threshold, samples) in enumerate(cases):
-            namespace = f"bench-route-{index}"
-            create_namespace(api, namespace)
-            for model in MODELS:
-                exporter.set("bench_accuracy", 0.95, {"namespace": namespace, "model": model})
-                exporter.set("bench_requests", 1000, {"namespace": namespace, "model": model})
-            seen: queue.Queue[Seen] = queue.Queue()
-            stop = threading.Event()
-            threading.Thread(
-                target=watch_config_map_key, args=(api, namespace, "route.json", seen, stop), daemon=True
-            ).start()
-            env = {"DETECTION_OPERATOR_PROMETHEUS_URL": prom.url}
-            with OperatorProcess(plane.kubeconfig, workdir / f"operator-{index}.log", [namespace], env):
-                client.CustomObjectsApi(api).create_namespaced_custom_object(
-                    GROUP, VERSION, namespace, "modelroutes", _route(interval, threshold)
-                )
-                assert active(seen.get(timeout=120)) == "primary"
-                latencies = []
-                query = f'max(bench_accuracy{{namespace="{namespace}",model="primary"}})'
-                for _ in range(samples):
-                    exporter.set("bench_accuracy", 0.5, {"namespace": namespace, "model": "primary"})
-                    prom.wait_for_series(query, predicate=lambda v: v < 0.75, timeout=60)
-                    visible = time.perf_counter()
-                    event = seen.get(timeout=600)
-                    assert active(event) == "backup", event.text
-                    latencies.append(event.at - visible)
-                    exporter.set("bench_accuracy", 0.95, {"namespace": namespace, "model": "primary"})
-                    assert (
-                        active(seen.get(timeout=600)) == "primary"
-                    )  # rolled back: ready for the next sample
-            stop.set()
-            results[(interval, threshold)] = Stats.of(latencies)
-    return results

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import alerts, backtest, hotspots, policy, reaction, route, scale
+from bench import alerts, backtest, closed_loop, hotspots, policy, reaction, route, scale
 from bench.harness import write_results
 
 HEADER = "| | median | p90 | p99 | min | max | n |\n|---|---|---|---|---|---|---|"
@@ -104,29 +104,10 @@ def breach_to_switch() -> list[str]:
         return reaction.section(reaction.reaction_times(Path(tmp), cases))
 
 
-def route_failover() -> list[str]:
-    """ModelRoute failover latency, end to end."""
-    cases = [("2s", 1, 10), ("2s", 3, 10), ("30s", 3, 3)]
+def route_closed_loop() -> list[str]:
+    """ModelRoute in the closed loop: dead model, failback, failing trickle, 10 min of normal operation."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        failover = route.failover_latency(Path(tmp), cases)
-    return [
-        "## ModelRoute: metric critical in Prometheus -> route.json changed (end to end)",
-        "",
-        "The real operator process; the clock starts when an instant query first shows the critical",
-        "accuracy and stops when the ConfigMap update arrives on a separate watch. A failover needs",
-        "`failureThreshold` consecutive critical evaluations: (threshold - 1) x interval plus the wait",
-        "for the next evaluation. Samples start right after a rollback, so that wait is nearly the same",
-        "each time (phase-locked) instead of half an interval on average.",
-        "Spec asks < 5 s.",
-        "",
-        "| interval, failureThreshold | median | p90 | p99 | min | max | n |",
-        "|---|---|---|---|---|---|---|",
-        *[
-            f"| {interval}, {threshold} | {stats.row('s')} |"
-            for (interval, threshold), stats in failover.items()
-        ],
-        "",
-    ]
+        return closed_loop.run(Path(tmp), soak_seconds=600)
 
 
 def scale_steps() -> list[str]:
@@ -147,7 +128,7 @@ SECTIONS: list[Callable[[], list[str]]] = [
     backtest_speed,
     rule_to_config_map,
     breach_to_switch,
-    route_failover,
+    route_closed_loop,
     scale_steps,
     profile_at_scale,
 ]

@@ -75,7 +75,8 @@ async def evaluate_route(
         new_memory = new_memory.model_copy(update={"revision": pub.revision, "digest": pub.digest})
     else:
         # Not published: keep the memory's view of what is live, so the next evaluation retries.
-        new_memory = new_memory.model_copy(update={"prewarmed": memory.prewarmed})
+        # Nor did the router see the new split: traffic history stays what was published.
+        new_memory = new_memory.model_copy(update={"prewarmed": memory.prewarmed, "traffic": memory.traffic})
     await _notify(r, ref, decision, status)
     fields = _fields(decision, status, new_memory, now)
     fields.update(observedGeneration=generation, configMap=written)
@@ -209,6 +210,9 @@ def _fields(
             {
                 "name": m.name,
                 "level": m.level,
+                "state": m.state,
+                "trafficPercent": decision.traffic.get(m.name, 0),
+                **({"reason": m.cause} if m.cause else {}),
                 "trend": m.trend,
                 **({"score": m.score} if m.score is not None else {}),
                 **({"requests": m.requests} if m.requests is not None else {}),
@@ -217,5 +221,21 @@ def _fields(
             }
             for m in decision.models
         ],
+        "probation": _probation(decision),
         "memory": memory.model_dump(mode="json", by_alias=True, exclude_none=True),
+    }
+
+
+def _probation(decision: RouteDecision) -> dict[str, Any] | None:
+    """The primary's evidence while the route serves a backup (None on the primary)."""
+    p = decision.probation
+    if p is None:
+        return None
+    return {
+        "requests": p.requests,
+        "minRequests": p.needed,
+        "healthyForSeconds": None if p.healthy_for is None else p.healthy_for.total_seconds(),
+        "stableForSeconds": p.stable_for.total_seconds(),
+        "failures": p.failures,
+        "trafficPausedUntil": None if p.paused_until is None else rfc3339(p.paused_until),
     }

@@ -17,13 +17,18 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-# The five switches of the scenario, in the order they must happen, with the operator's own reason text.
+# The switches of the scenario, in the order they must happen, with the operator's own reason text.
 SWITCHES = [
     r"dp/bot-detector\s+balanced → lean\s+Switched to lean profile due to high latency: high-latency = \d+",
     r"dp/bot-detector\s+lean → paranoid\s+Switched to paranoid profile due to bot surge",
     r"dp/bot-detector\s+paranoid → balanced\s+Switched to balanced profile: every rule clear for 8s",
-    r"mr/bot-classifier\s+neuroweaver-v3 → neuroweaver-v2\s+neuroweaver-v3 critical for 3 evaluations",
-    r"mr/bot-classifier\s+neuroweaver-v2 → neuroweaver-v3\s+primary neuroweaver-v3 healthy for 6s: rolled",
+    r"mr/bot-classifier\s+neuroweaver-v3 → neuroweaver-v2\s+neuroweaver-v3 failing for 3 evaluations: "
+    r"no data for 3 evaluations while [\d.]+ req/s \(100 %\) were routed to it",
+    r"mr/bot-classifier\s+traffic → neuroweaver-v3 20 % · neuroweaver-v2 80 %",
+    r"mr/bot-classifier\s+neuroweaver-v2 → neuroweaver-v3\s+primary neuroweaver-v3 healthy for \d+s with "
+    r"\d+ requests served under its trickle: rolled back",
+    r"mr/bot-classifier\s+neuroweaver-v3 → neuroweaver-v2\s+neuroweaver-v3 failing",
+    r"mr/bot-classifier\s+probation → neuroweaver-v3 trickle off\s+failed under its trickle 1 time\(s\)",
 ]
 OBJECT = "(dp/bot-detector|mr/bot-classifier)"
 
@@ -61,12 +66,28 @@ def test_demo_plays_the_scenario_and_tears_down(tmp_path: Path) -> None:
         assert match, f"no line matching {pattern!r} in:\n{out}"
         positions.append(match.start())
     assert positions == sorted(positions), f"switches out of order:\n{out}"
-    phases = re.findall(r"▶ phase \d/6 ([a-z ]+):", out)
-    assert phases == ["start", "latency spike", "bot surge", "calm", "model accuracy drop", "recovery"]
+    phases = re.findall(r"▶ phase \d/8 ([a-z ]+):", out)
+    assert phases == [
+        "start",
+        "latency spike",
+        "bot surge",
+        "calm",
+        "primary dies",
+        "recovery through the trickle",
+        "primary dies again",
+        "failing under the trickle",
+    ]
     assert "Scenario complete" in out
     # The pre-warm happens before the failover, and the failover alert reached the webhook receiver.
-    assert re.search(r"BackupScaled: scaled Deployment neuroweaver-v2 to 2 \(pre-warm", out)
-    assert re.search(r"Alerts received by platform-webhook .*model-switched firing", out)
+    assert re.search(
+        r"BackupScaled: scaled Deployment neuroweaver-v2 to 2 \(pre-warm: neuroweaver-v3 is failing", out
+    )
+    alerts = re.search(r"^Alerts received by platform-webhook .*$", out, re.MULTILINE)
+    assert alerts and "model-switched firing" in alerts[0] and "model-failure firing" in alerts[0], out
+    # Idle backups and Prometheus answering raise nothing: no metric or availability alert at all.
+    assert "metrics-unavailable" not in alerts[0] and "performance-degradation" not in alerts[0]
+    served = re.search(r"^Requests the router sent, by the model that served them: (.*)$", out, re.MULTILINE)
+    assert served and "neuroweaver-lite" not in served[1], out  # the second backup was never needed
     assert_torn_down(out, state)
 
 

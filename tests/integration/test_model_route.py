@@ -1,77 +1,75 @@
-"""ModelRoute end to end: real operator, apiserver (with Deployments), Prometheus and exporter.
+"""ModelRoute in a closed loop: the real operator, apiserver (with Deployments), Prometheus, model server
+processes that report only what they served, and a router that sends requests where route.json says.
 
-Windows are scaled down to seconds; the semantics are those of a production route at 30 s / 5 m.
+Windows are scaled down to seconds; the semantics are those of a production route at 30 s / 10 m.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.exporter import MetricExporter
 from detection_operator.testing.kube import wait_for
 from detection_operator.testing.operator_process import OperatorProcess
+from detection_operator.testing.prometheus import PrometheusServer
+from detection_operator.testing.router import ModelFleet, Router
+from detection_operator.testing.specs import closed_loop_route
+from detection_operator.testing.watched import Watched
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTE_SCHEMA = json.loads((REPO / "docs/schemas/route.schema.json").read_text())
 NAME = "classifier"
-MODELS = ("nw-primary", "nw-backup1", "nw-backup2")
-LABELS = '{namespace="$namespace",model="$model"}'
-HEALTHY = {"accuracy": 0.95, "latency_p95_ms": 400, "success_rate": 0.99, "requests": 500}
-WARNING = {**HEALTHY, "accuracy": 0.80}
-CRITICAL = {**HEALTHY, "accuracy": 0.60}
+MODELS = ["nw-primary", "nw-backup1", "nw-backup2"]
+PRIMARY, BACKUP1, BACKUP2 = MODELS
 
 
-def route(**overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "interval": "1s",
-        "window": "30s",
-        "models": [{"name": m, "deployment": m} for m in MODELS],
-        "metrics": [
-            {"name": "accuracy", "query": f"max(nw_accuracy{LABELS})"},
-            {"name": "latencyP95Ms", "query": f"max(nw_latency_p95_ms{LABELS})"},
-            {"name": "successRate", "query": f"max(nw_success_rate{LABELS})"},
-            {"name": "requests", "query": f"max(nw_requests{LABELS})"},
-        ],
-        "minRequests": 50,
-        "failureThreshold": 2,
-        "maxFailoversPerHour": 5,
-        "rollback": {"stableFor": "4s", "scaleDownAfter": "3s"},
-    }
-    spec.update(overrides)
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelRoute",
-        "metadata": {"name": NAME},
-        "spec": spec,
-    }
+class Loop(Watched):
+    """The route, its model servers and its router."""
 
-
-class Route:
-    def __init__(self, kube: client.ApiClient, exporter: MetricExporter, namespace: str) -> None:
-        self.exporter, self.namespace = exporter, namespace
-        self.objects = client.CustomObjectsApi(kube)
-        self.core = client.CoreV1Api(kube)
+    def __init__(self, kube: client.ApiClient, namespace: str, fleet: ModelFleet, router: Router) -> None:
+        super().__init__(kube, namespace, "ModelRoute", NAME, f"{NAME}-model-route")
+        self.fleet, self.router = fleet, router
         self.apps = client.AppsV1Api(kube)
-        for model in MODELS:
-            self.set(model, HEALTHY)
-            self.deployment(model)
 
-    def deployment(self, name: str) -> None:
+    def route_json(self) -> dict[str, Any] | None:
+        return self.document("route.json")
+
+    def wait_route(self, timeout: float = 30, **expected: Any) -> dict[str, Any]:
+        def matches() -> dict[str, Any] | None:
+            doc = self.route_json()
+            return doc if doc and all(doc.get(k) == v for k, v in expected.items()) else None
+
+        return wait_for(matches, timeout=timeout, interval=0.1, what=f"route.json {expected}")
+
+    def model(self, name: str) -> dict[str, Any]:
+        return next(m for m in self.status().get("models", []) if m["name"] == name)
+
+    def wait_state(self, model: str, state: str, timeout: float = 30) -> dict[str, Any]:
+        return wait_for(
+            lambda: (m := self.model_or_none(model)) and m.get("state") == state and m,
+            timeout=timeout,
+            what=f"{model} {state}",
+        )
+
+    def model_or_none(self, name: str) -> dict[str, Any] | None:
+        return next((m for m in self.status().get("models", []) if m["name"] == name), None)
+
+    def deployment(self, name: str, replicas: int) -> None:
         labels = {"app": name}
         self.apps.create_namespaced_deployment(
             self.namespace,
             client.V1Deployment(
                 metadata=client.V1ObjectMeta(name=name),
                 spec=client.V1DeploymentSpec(
-                    replicas=1 if name == MODELS[0] else 0,
+                    replicas=replicas,
                     selector=client.V1LabelSelector(match_labels=labels),
                     template=client.V1PodTemplateSpec(
                         metadata=client.V1ObjectMeta(labels=labels),
@@ -86,131 +84,173 @@ class Route:
     def replicas(self, name: str) -> int:
         return int(self.apps.read_namespaced_deployment(name, self.namespace).spec.replicas)
 
-    def set(self, model: str, values: dict[str, float]) -> None:
-        for metric, value in values.items():
-            self.exporter.set(f"nw_{metric}", value, {"namespace": self.namespace, "model": model})
-
-    def create(self, body: dict[str, Any]) -> None:
-        self.objects.create_namespaced_custom_object(GROUP, VERSION, self.namespace, "modelroutes", body)
-
-    def status(self) -> dict[str, Any]:
-        obj = self.objects.get_namespaced_custom_object(GROUP, VERSION, self.namespace, "modelroutes", NAME)
-        return dict(obj.get("status") or {})
-
-    def condition(self, type_: str) -> dict[str, Any] | None:
-        return next((c for c in self.status().get("conditions", []) if c["type"] == type_), None)
-
-    def published(self) -> dict[str, Any] | None:
-        try:
-            cm = self.core.read_namespaced_config_map(f"{NAME}-model-route", self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return json.loads((cm.data or {})["route.json"])
-
-    def wait_active(self, model: str, timeout: float = 30) -> dict[str, Any]:
-        def active() -> dict[str, Any] | None:
-            doc = self.published()
-            return doc if doc and doc["active"] == model else None
-
-        document = wait_for(active, timeout=timeout, interval=0.2, what=f"route.json active={model}")
-        # The ConfigMap is written before the status of the same evaluation: let the status catch up.
-        wait_for(lambda: self.status().get("activeModel") == model, timeout=10, what=f"status active={model}")
-        return document
-
-    def events(self, reason: str) -> list[str]:
-        return [
-            e.message for e in self.core.list_namespaced_event(self.namespace).items if e.reason == reason
-        ]
-
 
 @pytest.fixture
-def r(kube: client.ApiClient, exporter: MetricExporter, namespace: str) -> Route:
-    return Route(kube, exporter, namespace)
+def loop(
+    kube: client.ApiClient, namespace: str, prometheus: PrometheusServer, tmp_path: Path
+) -> Iterator[Loop]:
+    before = prometheus.targets
+    with ModelFleet(MODELS, tmp_path / "models", namespace=namespace, latency_ms=5) as fleet:
+        prometheus.set_targets([*before, *fleet.targets])
+        try:
+            with Router(kube, namespace, f"{NAME}-model-route", fleet.endpoints, rate=40) as router:
+                yield Loop(kube, namespace, fleet, router)
+        finally:
+            prometheus.set_targets(before)
 
 
-def test_failover_chain_and_rollback(r: Route, operator: OperatorProcess) -> None:
-    r.create(route())
-    first = r.wait_active("nw-primary")
-    jsonschema.validate(first, ROUTE_SCHEMA)
-    assert first["state"] == "Primary" and [c["name"] for c in first["candidates"]] == list(MODELS)
-    r.set("nw-primary", CRITICAL)
-    failed_over = r.wait_active("nw-backup1")
-    assert failed_over["state"] == "FailedOver" and "accuracy 0.6 past critical 0.75" in failed_over["reason"]
+def served_by(loop: Loop, model: str, since: float = 0.0) -> int:
+    return sum(1 for s in loop.router.log(since) if s.served_by == model)
+
+
+def test_normal_operation_idle_backups_raise_nothing(loop: Loop, operator: OperatorProcess) -> None:
+    loop.create(closed_loop_route(MODELS))
+    document = loop.wait_route(active=PRIMARY)
+    jsonschema.validate(document, ROUTE_SCHEMA)
+    assert document["traffic"] == {PRIMARY: 100} and document["fallbacks"] == [BACKUP1, BACKUP2]
+    loop.wait_state(PRIMARY, "healthy")
+    loop.evaluations(8)
+    status = loop.status()
+    routed = Counter((s.tried, s.served_by) for s in loop.router.log())
+    assert [m["state"] for m in status["models"]] == ["healthy", "idle", "idle"], routed
+    assert status["models"][1]["reason"] == "no traffic was sent to it"
+    assert loop.condition("MetricsAvailable")["status"] == "True"  # type: ignore[index]
+    assert loop.condition("InsufficientData")["status"] == "False"  # type: ignore[index]
+    assert status.get("alerts", []) == []
+    assert served_by(loop, BACKUP1) == served_by(loop, BACKUP2) == 0  # the loop is closed
+
+
+def test_dead_primary_fails_over_and_earns_its_way_back(loop: Loop, operator: OperatorProcess) -> None:
+    loop.create(closed_loop_route(MODELS))
+    first = loop.wait_route(active=PRIMARY)
+    loop.wait_state(PRIMARY, "healthy")
+    died = time.monotonic()
+    loop.fleet.kill(PRIMARY)
+    failed_over = loop.wait_route(active=BACKUP1, timeout=30)
     jsonschema.validate(failed_over, ROUTE_SCHEMA)
-    assert r.replicas("nw-backup1") == 1  # the backup serving traffic is scaled up
-    r.set("nw-backup1", CRITICAL)
-    assert r.wait_active("nw-backup2")["state"] == "FailedOver"
-    r.set("nw-primary", HEALTHY)
-    rolled = r.wait_active("nw-primary", timeout=30)
+    assert failed_over["state"] == "FailedOver" and failed_over["revision"] > first["revision"]
+    assert "nw-primary failing" in failed_over["reason"] and "no data for" in failed_over["reason"]
+    assert failed_over["traffic"] == {BACKUP1: 90, PRIMARY: 10}
+    assert PRIMARY not in failed_over["fallbacks"]
+    # Per request, the router retried along the fallbacks at once: no request after the death was lost.
+    after = [s for s in loop.router.log(died + 0.5) if s.at < died + 5]
+    assert after and all(s.served_by is not None for s in after)
+    assert any(s.tried[:1] == (PRIMARY,) and s.served_by == BACKUP1 for s in after)
+    dead = loop.wait_state(PRIMARY, "failing")
+    assert "while" in dead["reason"] and "routed to it" in dead["reason"]
+    alerts = wait_for(
+        lambda: [a for a in loop.status().get("alerts", []) if a["type"] == "model-failure"],
+        timeout=20,
+        what="model-failure alert",
+    )
+    assert alerts[0]["severity"] == "critical" and "no data for" in alerts[0]["summary"]
+
+    # Recovery: the trickle gives the primary requests; it is rolled back to only with the evidence.
+    loop.fleet.revive(PRIMARY)
+    recovered = time.monotonic()
+    rolled = loop.wait_route(active=PRIMARY, timeout=60)
     assert rolled["state"] == "Primary" and "rolled back" in rolled["reason"]
-    history = r.status()["switchHistory"]
-    assert [(h["from"], h["to"]) for h in history] == [
-        ("nw-primary", "nw-backup1"),
-        ("nw-backup1", "nw-backup2"),
-        ("nw-backup2", "nw-primary"),
-    ]
-    assert "rolledBackAt" in history[-2]
-    assert len(r.events("ModelSwitched")) == 2 and len(r.events("ModelRolledBack")) == 1
-    # Once the primary serves again, the warmed backups go back to zero after scaleDownAfter.
+    assert rolled["traffic"] == {PRIMARY: 100}
+    evidence = sum(
+        1
+        for s in loop.router.log(recovered)
+        if s.served_by == PRIMARY and s.revision is not None and s.revision < rolled["revision"]
+    )
+    assert evidence >= 50  # minRequests served under the trickle before route.json named it again
+    # The ConfigMap is written before the status of the same evaluation: let the status catch up.
+    history = wait_for(
+        lambda: len(h := loop.status()["switchHistory"]) == 2 and h, timeout=10, what="switch history"
+    )
+    assert [(h["from"], h["to"]) for h in history] == [(PRIMARY, BACKUP1), (BACKUP1, PRIMARY)]
+    assert "rolledBackAt" in history[0]
+    assert len(loop.events("ModelSwitched")) == 1 and len(loop.events("ModelRolledBack")) == 1
     wait_for(
-        lambda: r.replicas("nw-backup1") == 0 and r.replicas("nw-backup2") == 0,
-        timeout=20,
-        what="backups scaled back down",
+        lambda: not [a for a in loop.status().get("alerts", []) if a["state"] == "firing"],
+        timeout=30,
+        what="every alert resolved",
     )
 
 
-def test_warning_prewarms_the_next_backup_before_any_switch(r: Route, operator: OperatorProcess) -> None:
-    r.create(route())
-    r.wait_active("nw-primary")
-    assert r.replicas("nw-backup1") == 0
-    r.set("nw-primary", WARNING)
-    wait_for(lambda: r.replicas("nw-backup1") == 1, timeout=20, what="backup1 pre-warmed")
-    assert r.published()["active"] == "nw-primary"  # type: ignore[index]
-    assert r.status()["switchHistory"] == []
-    assert any("pre-warm" in m for m in r.events("BackupScaled"))
-
-
-def test_too_few_requests_makes_no_decision(r: Route, operator: OperatorProcess) -> None:
-    r.set("nw-primary", {**CRITICAL, "requests": 10})
-    r.create(route())
-    insufficient = wait_for(
-        lambda: (c := r.condition("InsufficientData")) and c["status"] == "True" and c,
-        timeout=20,
-        what="InsufficientData=True",
+def test_a_primary_failing_under_its_trickle_is_not_rolled_back(
+    loop: Loop, operator: OperatorProcess
+) -> None:
+    loop.create(closed_loop_route(MODELS, rollback={"stableFor": "30s", "trafficPercent": 10}))
+    loop.wait_route(active=PRIMARY)
+    loop.wait_state(PRIMARY, "healthy")
+    loop.fleet.kill(PRIMARY)
+    loop.wait_route(active=BACKUP1)
+    loop.fleet.revive(PRIMARY)
+    wait_for(
+        lambda: (p := loop.status().get("probation")) and p.get("healthyForSeconds"),
+        timeout=30,
+        what="probation started",
     )
+    loop.fleet.control(PRIMARY, errorShare=1.0)
+    paused = loop.wait_route(traffic={BACKUP1: 100}, timeout=60)
+    assert paused["active"] == BACKUP1
+    # The ConfigMap is written before the status of the same evaluation: let the status catch up.
+    probation = wait_for(
+        lambda: (p := loop.status().get("probation")) and p["failures"] and p,
+        timeout=10,
+        what="status probation",
+    )
+    assert probation["failures"] == 1 and probation["stableForSeconds"] == 60
+    assert probation["trafficPausedUntil"]
+    assert len(loop.status()["switchHistory"]) == 1  # never rolled back
+
+
+def test_too_few_requests_makes_no_decision(loop: Loop, operator: OperatorProcess) -> None:
+    loop.router.rate = 1  # 20 requests in the 20 s window, below minRequests 50
+    loop.create(closed_loop_route(MODELS))
+    loop.wait_route(active=PRIMARY)
+    loop.fleet.control(PRIMARY, errorShare=1.0)
+    insufficient = loop.wait_condition("InsufficientData", "True", timeout=30)
     assert "minRequests 50" in insufficient["message"]
-    for _ in range(3):
-        evaluated = r.status()["lastEvaluated"]
-        wait_for(lambda e=evaluated: r.status()["lastEvaluated"] > e, timeout=10, what="more evaluations")
-    assert r.status()["activeModel"] == "nw-primary" and r.status()["switchHistory"] == []
+    loop.evaluations(5)
+    assert loop.status()["activeModel"] == PRIMARY and loop.status()["switchHistory"] == []
+    assert loop.status().get("alerts", []) == []
 
 
-def test_override_pins_a_model(r: Route, operator: OperatorProcess) -> None:
-    r.set("nw-backup2", CRITICAL)
-    r.create(route(override={"model": "nw-backup2", "reason": "canary of the new weights"}))
-    doc = r.wait_active("nw-backup2")
-    assert doc["state"] == "Overridden" and "canary" in doc["reason"]
-    # The ConfigMap is written before the status of the same evaluation.
-    wait_for(lambda: r.status().get("state") == "Overridden", timeout=10, what="status state Overridden")
+def test_override_sends_all_traffic_to_the_pinned_model(loop: Loop, operator: OperatorProcess) -> None:
+    loop.create(closed_loop_route(MODELS, override={"model": BACKUP2, "reason": "canary of the new weights"}))
+    doc = loop.wait_route(active=BACKUP2)
+    assert doc["state"] == "Overridden" and "canary" in doc["reason"] and doc["traffic"] == {BACKUP2: 100}
+    pinned = time.monotonic()
+    wait_for(lambda: served_by(loop, BACKUP2, pinned) >= 20, timeout=20, what="backup2 serving")
+    assert served_by(loop, PRIMARY, pinned + 1) == 0
+
+
+def test_warning_prewarms_the_next_backup_and_a_dead_primary_scales_it(
+    loop: Loop, operator: OperatorProcess
+) -> None:
+    for model in MODELS:
+        loop.deployment(model, 1 if model == PRIMARY else 0)
+    spec = closed_loop_route(MODELS)
+    spec["models"] = [{"name": m, "deployment": m} for m in MODELS]
+    loop.create(spec)
+    loop.wait_route(active=PRIMARY)
+    loop.wait_state(PRIMARY, "healthy")
+    loop.fleet.control(PRIMARY, accuracy=0.8)  # warning (0.85 / 0.75)
+    wait_for(lambda: loop.replicas(BACKUP1) == 1, timeout=30, what="backup1 pre-warmed")
+    assert loop.route_json()["active"] == PRIMARY  # type: ignore[index]
+    assert any("pre-warm" in m for m in loop.events("BackupScaled"))
+    # No node here: Deployments never have replicas available, which says nothing about the models.
+    assert loop.model(PRIMARY)["state"] in ("healthy", "warning")
 
 
 def test_operator_restart_mid_failover_keeps_state_without_duplicates(
-    r: Route, operator: OperatorProcess
+    loop: Loop, operator: OperatorProcess
 ) -> None:
-    r.create(route(rollback={"stableFor": "1h", "scaleDownAfter": "1h"}))
-    r.wait_active("nw-primary")
-    r.set("nw-primary", CRITICAL)
-    before = r.wait_active("nw-backup1")
+    loop.create(closed_loop_route(MODELS, rollback={"stableFor": "1h", "scaleDownAfter": "1h"}))
+    loop.wait_route(active=PRIMARY)
+    loop.wait_state(PRIMARY, "healthy")
+    loop.fleet.kill(PRIMARY)
+    before = loop.wait_route(active=BACKUP1)
     operator.kill()
     operator.start()
-    for _ in range(3):  # a few evaluations by the restarted operator, still with the primary critical
-        evaluated = r.status()["lastEvaluated"]
-        wait_for(
-            lambda e=evaluated: r.status()["lastEvaluated"] > e, timeout=15, what="evaluation after restart"
-        )
-    after = r.published()
-    assert after is not None and after["active"] == "nw-backup1" and after["revision"] == before["revision"]
-    assert len(r.status()["switchHistory"]) == 1
-    assert len(r.events("ModelSwitched")) == 1
+    loop.evaluations(3)
+    after = loop.route_json()
+    assert after is not None and after["active"] == BACKUP1
+    assert after["revision"] == before["revision"], (before, after, loop.status()["memory"])
+    assert len(loop.status()["switchHistory"]) == 1
+    assert len(loop.events("ModelSwitched")) == 1

@@ -87,17 +87,19 @@ def test_notices_go_out_once_and_are_not_tracked() -> None:
     assert [r.type for r in plan.records] == ["latency"]
 
 
-def test_route_alerts_follow_metric_levels() -> None:
+def test_route_alerts_use_the_alert_defaults_when_the_catalog_gives_no_thresholds() -> None:
     memory, now = RouteMemory(), T0
-    decision = decide_route(SPEC, obs(primary=CRITICAL), memory, now)
+    for _ in range(SPEC.failure_threshold):  # a breach raises an alert once it has held this long
+        decision = decide_route(SPEC, obs(primary=CRITICAL), memory, now)
+        memory, now = decision.memory, now + timedelta(seconds=30)
     alerts = route_alerts(SPEC, decision, OBJ)
     accuracy = next(a for a in alerts if a.subject == "primary/accuracy")
     assert (accuracy.type, accuracy.severity, accuracy.threshold) == (
         "performance-degradation",
         "critical",
-        0.75,
+        0.70,  # the alert default, not the failover default 0.75
     )
-    assert "model primary accuracy = 0.6 past critical threshold 0.75 over 10m" in accuracy.summary
+    assert "model primary accuracy = 0.6 past critical threshold 0.7 over 10m" in accuracy.summary
 
 
 def test_default_alert_thresholds_apply_to_metrics_without_thresholds() -> None:
@@ -107,7 +109,11 @@ def test_default_alert_thresholds_apply_to_metrics_without_thresholds() -> None:
         metrics=[*SPEC.model_dump(by_alias=True)["metrics"], {"name": "memoryMb", "query": "mem"}]
     )
     observation = obs() | {("model", m, "memoryMb"): Value(2048) for m in ("primary", "backup1", "backup2")}
-    alerts = route_alerts(spec, decide_route(spec, observation, RouteMemory(), T0), OBJ)
+    memory_, now = RouteMemory(), T0
+    for _ in range(spec.failure_threshold):
+        decision = decide_route(spec, observation, memory_, now)
+        memory_, now = decision.memory, now + timedelta(seconds=30)
+    alerts = route_alerts(spec, decision, OBJ)
     memory = [a for a in alerts if a.subject.endswith("/memoryMb")]
     assert len(memory) == 3 and memory[0].severity == "critical" and memory[0].threshold == 1024
 

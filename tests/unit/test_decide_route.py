@@ -41,6 +41,7 @@ def make_spec(**overrides: Any) -> ModelRouteSpec:
         "failureThreshold": 2,
         "maxFailoversPerHour": 3,
         "rollback": {"stableFor": "5m", "scaleDownAfter": "10m"},
+        "interval": "30s",
     }
     raw.update(overrides)
     return ModelRouteSpec.model_validate(raw)
@@ -208,12 +209,16 @@ def test_query_plan() -> None:
     assert len(plan) == 3 * 4
 
 
-def test_missing_metrics_are_reported_not_zero() -> None:
+def test_unanswered_queries_are_reported_not_zero_and_hold() -> None:
     observation = obs()
-    observation[("model", "primary", "accuracy")] = Missing("empty")
+    observation[("model", "primary", "accuracy")] = Missing("error", "HTTP 503")
     decision = Run().step(observation)
-    assert not decision.metrics_available and "primary/accuracy: empty" in decision.metrics_message
+    assert not decision.metrics_available and "primary/accuracy: error: HTTP 503" in decision.metrics_message
     assert decision.models[0].level == "ok"  # the metrics that answered are fine
+    assert decision.models[0].state == "unknown"
+    # An empty answer is an answer: the data is not there; Prometheus is fine.
+    observation[("model", "primary", "accuracy")] = Missing("empty")
+    assert Run().step(observation).metrics_available
 
 
 level = st.sampled_from(["healthy", "warning", "critical"])

@@ -7,7 +7,7 @@ detection services can validate against; :mod:`detection_operator.consumer` read
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -183,6 +183,10 @@ class CandidateEntry(_Document):
     name: str
     priority: int = Field(ge=0, description="0 is the primary; backups follow in order.")
     level: Literal["ok", "warning", "critical", "unknown"]
+    state: Literal["healthy", "warning", "critical", "idle", "failing", "unknown"] = Field(
+        description="idle: no traffic was sent to it; failing: traffic was sent and its data is gone or it "
+        "lost every replica; unknown: Prometheus did not answer."
+    )
     score: float | None = Field(default=None, ge=0, le=100, description="Health score 0-100.")
     trend: Literal["improving", "stable", "degrading", "unknown"]
 
@@ -196,8 +200,18 @@ class RouteDocument(_Document):
     active: str = Field(description="The model to serve now.")
     primary: str
     state: Literal["Primary", "FailedOver", "Overridden", "Degraded"]
+    traffic: dict[str, Annotated[int, Field(ge=1, le=100)]] = Field(
+        description="Model -> integer percent of requests, summing to 100; normally {active: 100}. While on "
+        "a backup the primary gets a trickle (spec.rollback.trafficPercent) to prove it has recovered."
+    )
+    fallbacks: list[str] = Field(
+        description="Non-failing alternatives in priority order: where a router retries a request that "
+        "failed on the model it chose."
+    )
     reason: str
-    revision: int = Field(ge=1, description="Increases by one each time active or state changes.")
+    revision: int = Field(
+        ge=1, description="Increases by one each time active, primary, state, traffic or fallbacks change."
+    )
     decided_at: datetime
     candidates: list[CandidateEntry]
 

@@ -31,6 +31,7 @@ MetricName = Literal[
     "memoryMb",
 ]
 Direction = Literal["higherIsBetter", "lowerIsBetter"]
+ModelState = Literal["healthy", "warning", "critical", "idle", "failing", "unknown"]
 
 HIGHER_IS_BETTER: frozenset[str] = frozenset({"accuracy", "successRate"})
 """Metrics where a larger value is healthier; every other metric is lower-is-better unless overridden."""
@@ -41,7 +42,22 @@ DEFAULT_THRESHOLDS: dict[str, tuple[float, float]] = {
     "successRate": (0.95, 0.90),
     "errorRate": (0.05, 0.10),
 }
-"""(warning, critical) used when a metric of this name gives none."""
+"""(warning, critical) used for failover when a metric of this name gives none."""
+
+DEFAULT_ALERT_THRESHOLDS: dict[str, tuple[float, Literal["warning", "critical"]]] = {
+    "successRate": (0.80, "critical"),
+    "errorRate": (0.15, "warning"),
+    "latencyP95Ms": (5000.0, "warning"),
+    "costPerRequest": (1.0, "warning"),
+    "accuracy": (0.70, "critical"),
+    "memoryMb": (1024.0, "critical"),
+    "tokensPerRequest": (5000.0, "warning"),
+}
+"""(threshold, severity) alerting uses when a metric gives neither warning nor critical; the threshold is
+breached below it for higher-is-better metrics and above it otherwise. Separate from failover defaults."""
+
+PROBATION_CAP = 16
+"""A primary that fails under its trickle doubles its next probation, up to this many times stableFor."""
 
 
 def _thresholds_ordered(metric: ModelMetric) -> bool:
@@ -50,6 +66,13 @@ def _thresholds_ordered(metric: ModelMetric) -> bool:
     if metric.effective_direction == "higherIsBetter":
         return metric.warning >= metric.critical
     return metric.warning <= metric.critical
+
+
+def _direction_keeps_defaults(metric: ModelMetric) -> bool:
+    natural = "higherIsBetter" if metric.name in HIGHER_IS_BETTER else "lowerIsBetter"
+    has_defaults = metric.name in DEFAULT_THRESHOLDS or metric.name in DEFAULT_ALERT_THRESHOLDS
+    explicit = metric.warning is not None and metric.critical is not None
+    return metric.direction in (None, natural) or not has_defaults or explicit
 
 
 class ModelMetric(SpecModel):
@@ -103,6 +126,23 @@ class ModelMetric(SpecModel):
             ),
             holds=_thresholds_ordered,
         ),
+        # Defaults are written for the metric's natural direction: read the other way, accuracy 0.95
+        # would be critical. Rejected rather than mirrored, because no mirrored number is what a
+        # person who flips a direction means.
+        Invariant(
+            field=".direction",
+            message=(
+                "a direction opposite to the metric's usual one (higherIsBetter for accuracy and "
+                "successRate, lowerIsBetter otherwise) needs both warning and critical: the default "
+                "thresholds assume the usual direction"
+            ),
+            cel=(
+                "!has(self.direction) || self.name == 'requests' || "
+                "self.direction == (self.name in ['accuracy', 'successRate'] ? 'higherIsBetter' : "
+                "'lowerIsBetter') || (has(self.warning) && has(self.critical))"
+            ),
+            holds=_direction_keeps_defaults,
+        ),
     )
 
 
@@ -122,7 +162,20 @@ class RollbackSpec(SpecModel):
     """Switching back to the primary once it has recovered."""
 
     enabled: bool = Field(default=True, description="Switch back to the primary once it is healthy again.")
-    stable_for: Duration = Field(default="5m", description="The primary must stay healthy this long.")
+    stable_for: Duration = Field(
+        default="5m",
+        description="The primary must stay healthy this long, serving at least minRequests in the window, "
+        "before the route returns to it. Each probation it fails under its trickle doubles the next one "
+        "(up to 16x).",
+    )
+    traffic_percent: int = Field(
+        default=5,
+        ge=0,
+        le=50,
+        description="Share of traffic route.json gives the primary while on a backup, so it can prove "
+        "itself. 0 turns the trickle off: the primary then earns no evidence and only spec.override "
+        "brings the route back.",
+    )
     scale_down_after: Duration = Field(
         default="10m", description="Scale pre-warmed backups back down this long after rolling back."
     )
@@ -167,7 +220,18 @@ class ModelRouteSpec(SpecModel):
         default=50, ge=0, description="No decision while a model served fewer requests in the window."
     )
     failure_threshold: int = Field(
-        default=3, ge=1, le=100, description="Consecutive critical evaluations before failing over."
+        default=3,
+        ge=1,
+        le=100,
+        description="Consecutive critical or failing evaluations before failing over; also how long a "
+        "metric must stay past a threshold before it raises an alert.",
+    )
+    backup_traffic_percent: int = Field(
+        default=0,
+        ge=0,
+        le=50,
+        description="Share of traffic route.json gives the first backup while on the primary, to keep it "
+        "warm and verified (0: backups stay idle).",
     )
     max_failovers_per_hour: int = Field(
         default=3, ge=1, le=60, description="Cap on failovers per hour, to stop ping-pong."
@@ -211,6 +275,14 @@ class ModelStatus(StatusModel):
 
     name: str = Field(description="Model name.")
     level: Literal["ok", "warning", "critical", "unknown"] = Field(description="Worst metric level.")
+    state: ModelState | None = Field(
+        default=None,
+        description="healthy, warning, critical; idle (no traffic was sent to it); failing (traffic was "
+        "sent but its data is gone, or its Deployment lost every replica); unknown (Prometheus did not "
+        "answer).",
+    )
+    traffic_percent: int | None = Field(default=None, description="Its share in the published route.json.")
+    reason: str | None = Field(default=None, description="Why it is in this state, for failing and idle.")
     score: float | None = Field(default=None, description="Health score 0-100.")
     trend: Literal["improving", "stable", "degrading", "unknown"] = Field(
         description="Versus the previous window."
@@ -218,6 +290,19 @@ class ModelStatus(StatusModel):
     requests: float | None = Field(default=None, description="Requests in the window.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Latest value of each metric.")
     levels: dict[str, str] = Field(default_factory=dict, description="Level of each metric.")
+
+
+class ProbationStatus(StatusModel):
+    """The primary's evidence while the route serves a backup."""
+
+    requests: float = Field(description="Requests the primary served in the window (under its trickle).")
+    min_requests: int = Field(description="Requests it must have served before a rollback.")
+    healthy_for_seconds: float | None = Field(default=None, description="How long it has been healthy.")
+    stable_for_seconds: float = Field(description="How long it must stay healthy (doubles per failure).")
+    failures: int = Field(description="Probations it failed under its trickle since the last rollback.")
+    traffic_paused_until: datetime | None = Field(
+        default=None, description="Its trickle is off until then, after a failed probation."
+    )
 
 
 class ModelRouteStatus(ObjectStatus):
@@ -229,3 +314,6 @@ class ModelRouteStatus(ObjectStatus):
         default_factory=list, max_length=20, description="Most recent switches, newest last."
     )
     models: list[ModelStatus] = Field(default_factory=list, description="Health of every candidate.")
+    probation: ProbationStatus | None = Field(
+        default=None, description="The primary proving itself under its trickle (only while on a backup)."
+    )

@@ -23,7 +23,7 @@ from typing import Literal
 from ..api.base import GROUP
 from ..api.common import AlertRecord, AlertTypeName, Severity
 from ..api.detection_policy import DetectionPolicySpec
-from ..api.model_route import ModelMetric, ModelRouteSpec
+from ..api.model_route import ModelRouteSpec
 from .policy import PolicyDecision
 from .route import RouteDecision
 
@@ -42,18 +42,6 @@ METRIC_ALERT_TYPE: dict[str, AlertType] = {
     "memoryMb": "resource-exhaustion",
     "costPerRequest": "resource-exhaustion",
     "tokensPerRequest": "resource-exhaustion",
-}
-
-# (operator, threshold, severity) for model metrics whose spec gives no thresholds (the catalog has
-# defaults for accuracy, latency, success and error rate, which then apply instead).
-DEFAULT_ALERT_THRESHOLDS: dict[str, tuple[str, float, Severity]] = {
-    "successRate": ("<", 0.80, "critical"),
-    "errorRate": (">", 0.15, "warning"),
-    "latencyP95Ms": (">", 5000, "warning"),
-    "costPerRequest": (">", 1.0, "warning"),
-    "accuracy": ("<", 0.70, "critical"),
-    "memoryMb": (">", 1024, "critical"),
-    "tokensPerRequest": (">", 5000, "warning"),
 }
 
 RECOMMENDATIONS: dict[AlertType, str] = {
@@ -265,35 +253,34 @@ def policy_alerts(spec: DetectionPolicySpec, decision: PolicyDecision, obj: Obje
 
 
 def route_alerts(spec: ModelRouteSpec, decision: RouteDecision, obj: ObjectKey) -> list[Alert]:
-    """Alerts a ModelRoute decision raises: per model metric past its thresholds, and route-level ones."""
+    """Alerts a ModelRoute decision raises: the per-model ones :func:`~.route.decide_route` decided (a
+    metric past its alert threshold, a failing model, each held ``failureThreshold`` evaluations), and
+    route-level ones. Idle models raise nothing; ``metrics-unavailable`` means Prometheus did not answer."""
     alerts: list[Alert] = []
     where = f"{obj.namespace}/{obj.name}"
-    catalog: dict[str, ModelMetric] = {m.name: m for m in spec.metrics}
     for model in decision.models:
+        if model.failure_alert:
+            alerts.append(
+                Alert(
+                    "model-failure",
+                    "critical",
+                    f"{model.name}/traffic",
+                    f"ModelRoute {where}: model {model.name} failing: {model.cause}",
+                    window=spec.window,
+                )
+            )
         for metric in model.metrics:
-            if metric.value is None or metric.name not in METRIC_ALERT_TYPE:
-                continue
-            warning, critical = catalog[metric.name].thresholds
-            severity: Severity | None
-            if warning is None and critical is None:
-                severity, threshold = _default_severity(metric.name, metric.value)
-            elif metric.level == "critical":
-                severity, threshold = "critical", critical
-            elif metric.level == "warning":
-                severity, threshold = "warning", warning
-            else:
-                continue
-            if severity is None or threshold is None:
+            if metric.alert is None or metric.alert_threshold is None or metric.value is None:
                 continue
             alerts.append(
                 Alert(
                     METRIC_ALERT_TYPE[metric.name],
-                    severity,
+                    metric.alert,
                     f"{model.name}/{metric.name}",
                     f"ModelRoute {where}: model {model.name} {metric.name} = {metric.value:g} past "
-                    f"{severity} threshold {threshold:g} over {spec.window}",
+                    f"{metric.alert} threshold {metric.alert_threshold:g} over {spec.window}",
                     value=metric.value,
-                    threshold=threshold,
+                    threshold=metric.alert_threshold,
                     window=spec.window,
                 )
             )
@@ -319,12 +306,3 @@ def route_alerts(spec: ModelRouteSpec, decision: RouteDecision, obj: ObjectKey) 
             )
         )
     return alerts
-
-
-def _default_severity(name: str, value: float) -> tuple[Severity | None, float | None]:
-    rule = DEFAULT_ALERT_THRESHOLDS.get(name)
-    if rule is None:
-        return None, None
-    op, threshold, severity = rule
-    breached = value < threshold if op == "<" else value > threshold
-    return (severity, threshold) if breached else (None, None)

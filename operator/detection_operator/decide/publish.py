@@ -248,20 +248,31 @@ def route_publication(
     last_revision: int,
     now: datetime,
 ) -> RoutePublication:
-    """Build route.json; the revision moves only when the active model, primary or state change."""
+    """Build route.json; the revision moves only when active, primary, state, traffic or fallbacks change."""
     primary = spec.models[0].name
-    content = {"active": decision.active, "primary": primary, "state": decision.state}
+    traffic = dict(decision.traffic) or {decision.active: 100}
+    content = {
+        "active": decision.active,
+        "primary": primary,
+        "state": decision.state,
+        "traffic": traffic,
+        "fallbacks": list(decision.fallbacks),
+    }
     content_digest, changed, revision = next_revision(content, last_digest, last_revision)
     document = RouteDocument(
         route=ObjectIdentity(namespace=namespace, name=name),
         active=decision.active,
         primary=primary,
         state=decision.state,
+        traffic=traffic,
+        fallbacks=list(decision.fallbacks),
         reason=decision.reason,
         revision=revision,
         decided_at=now,
         candidates=[
-            CandidateEntry(name=m.name, priority=m.priority, level=m.level, score=m.score, trend=m.trend)
+            CandidateEntry(
+                name=m.name, priority=m.priority, level=m.level, state=m.state, score=m.score, trend=m.trend
+            )
             for m in decision.models
         ],
     )

@@ -1,8 +1,10 @@
 """`python -m detection_operator.demo`: start the parts, apply the examples, play the scenario, print it.
 
 Parts (all local, all reused from ``detection_operator.testing``): etcd + kube-apiserver +
-kube-controller-manager, a metric simulator behind a MetricExporter, Prometheus scraping it every second,
-a webhook receiver standing in for ``platform-webhook``, and the operator as a process. State (kubeconfig,
+kube-controller-manager, a metric simulator (the bot detector) behind a MetricExporter, one model server
+process per NeuroWeaver model and a router that sends requests where route.json says (the closed loop),
+Prometheus scraping them every second, a webhook receiver standing in for ``platform-webhook``, and the
+operator as a process. State (kubeconfig,
 logs, TSDB) lives in the state directory, ``.demo/`` by default, and is reset on each run.
 """
 
@@ -26,7 +28,7 @@ from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
 from detection_operator.api.kinds import by_kind
-from detection_operator.demo.scenario import POLICY, ROUTE, Phase, scenario
+from detection_operator.demo.scenario import MODELS, POLICY, ROUTE, Phase, scenario
 from detection_operator.demo.timeline import Timeline, elapsed
 from detection_operator.testing.controlplane import LocalControlPlane, default_bin_dir
 from detection_operator.testing.documents import edited
@@ -35,11 +37,13 @@ from detection_operator.testing.kube import api_client, install_crds, wait_for
 from detection_operator.testing.operator_process import OperatorProcess
 from detection_operator.testing.prometheus import PrometheusNotFoundError, PrometheusServer
 from detection_operator.testing.receiver import WebhookReceiver
+from detection_operator.testing.router import ModelFleet, Router
 from detection_operator.testing.simulator import MetricSimulator
 
 NAMESPACE: Final = "detection-demo"
 # What the demo creates under the state directory; only these are removed when a new run starts.
-_STATE_ENTRIES: Final = ("controlplane", "prometheus", "operator.log", "receivers.yaml")
+_STATE_ENTRIES: Final = ("controlplane", "prometheus", "operator.log", "receivers.yaml", "models")
+ROUTER_RATE: Final = 20.0
 _POLL_SECONDS: Final = 0.5
 
 
@@ -123,6 +127,7 @@ def _state_of(timeline: Timeline, phase: Phase) -> str:
 def _play(
     phases: list[Phase],
     simulator: MetricSimulator,
+    fleet: ModelFleet,
     timeline: Timeline,
     start: float,
     timeout: float,
@@ -136,8 +141,10 @@ def _play(
         stamp = elapsed(time.monotonic() - start)
         print(f"\n{stamp}  ▶ phase {number}/{len(phases)} {phase.name}: {phase.description}", file=out)
         print(f"        expecting {', '.join(map(str, phase.expect))}", file=out, flush=True)
-        simulator.play(phase.traffic)
         since = len(timeline.seen)
+        simulator.play(phase.traffic)
+        if phase.models is not None:
+            phase.models(fleet)
 
         def done(phase: Phase = phase, since: int = since) -> bool:
             _check_interrupted()
@@ -215,10 +222,14 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         plane = stack.enter_context(LocalControlPlane(state / "controlplane", controller_manager=True))
         exporter = stack.enter_context(MetricExporter())
         simulator = stack.enter_context(MetricSimulator(exporter, phases[0].traffic))
-        prometheus = stack.enter_context(PrometheusServer(state / "prometheus", targets=[exporter.target]))
+        fleet = stack.enter_context(ModelFleet(MODELS, state / "models"))
+        prometheus = stack.enter_context(
+            PrometheusServer(state / "prometheus", targets=[exporter.target, *fleet.targets])
+        )
         receiver = stack.enter_context(WebhookReceiver())
         print(
-            f"Prometheus {prometheus.url} scrapes the metric simulator at {exporter.url}/metrics every 1s",
+            f"Prometheus {prometheus.url} scrapes the metric simulator at {exporter.url}/metrics and "
+            f"{len(MODELS)} model servers every 1s",
             file=out,
         )
         # The operator's first evaluation should see metrics, not a missing series.
@@ -245,19 +256,33 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         print(
             f"Operator running (log: {operator_log}); ready after {time.monotonic() - started:.0f}s", file=out
         )
+        router = stack.enter_context(
+            Router(api, NAMESPACE, f"{ROUTE}-model-route", fleet.endpoints, rate=ROUTER_RATE)
+        )
+        print(
+            f"Router sending {ROUTER_RATE:g} req/s where route.json says (retrying along its fallbacks)",
+            file=out,
+        )
         timeline = Timeline(api, NAMESPACE, [("dp", POLICY), ("mr", ROUTE)], out)
         start = time.monotonic()
         try:
-            _play(phases, simulator, timeline, start, args.phase_timeout, out)
+            _play(phases, simulator, fleet, timeline, start, args.phase_timeout, out)
         except DemoError as exc:
             raise DemoError(f"{exc}\noperator log: {operator_log}") from None
         print(f"\nScenario complete: {len(phases)} phases, every expected switch happened.", file=out)
         _summary(api, receiver, out)
+        served = Counter(s.served_by or "nobody" for s in router.log())
+        listed = ", ".join(f"{model} {n}" for model, n in sorted(served.items()))
+        print(f"Requests the router sent, by the model that served them: {listed}", file=out)
         if not args.no_wait:
             _how_to_poke(plane, prometheus, operator_log, out)
             _wait_for_interrupt(timeline, start, out)
         print("Tearing down …", file=out, flush=True)
-    print("Stopped: control plane, Prometheus, simulator and operator are gone.", file=out, flush=True)
+    print(
+        "Stopped: control plane, Prometheus, simulator, model servers, router and operator are gone.",
+        file=out,
+        flush=True,
+    )
     return 0
 
 

@@ -74,9 +74,32 @@ def transitions(kind: Kind, obj: Mapping[str, Any]) -> list[Transition]:
     ]
     if kind == "mr" and not found and status.get("activeModel"):
         found.append(Transition(kind, name, None, status["activeModel"], status.get("reason", ""), "first"))
+    if kind == "mr":
+        found += _route_traffic(name, status, len(history))
     if kind == "dp" and found and found[-1].to == status.get("profile") and (values := _rule_values(obj)):
         last = found[-1]
         found[-1] = Transition(kind, name, last.from_, last.to, f"{last.reason}: {values}", last.key)
+    return found
+
+
+def _route_traffic(name: str, status: Mapping[str, Any], switches: int) -> list[Transition]:
+    """The route's traffic split when it is more than one model (the primary's trickle), with the
+    evidence so far; and the primary failing under its trickle (the probation's failures)."""
+    found = []
+    split = [(m["name"], m.get("trafficPercent", 0)) for m in status.get("models", [])]
+    shares = [f"{model} {share} %" for model, share in split if share]
+    if len(shares) > 1:
+        text = " · ".join(shares)
+        found.append(Transition("mr", name, "traffic", text, status.get("reason", ""), f"{switches} {text}"))
+    probation = status.get("probation") or {}
+    if probation.get("failures"):
+        primary = split[0][0] if split else "primary"
+        reason = (
+            f"failed under its trickle {probation['failures']} time(s); trickle off until "
+            f"{probation.get('trafficPausedUntil')}, next probation {probation['stableForSeconds']:g}s"
+        )
+        key = f"probation {switches} {probation['failures']}"
+        found.append(Transition("mr", name, "probation", f"{primary} trickle off", reason, key))
     return found
 
 

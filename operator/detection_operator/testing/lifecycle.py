@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from types import TracebackType
 from typing import Self
 
@@ -25,3 +26,32 @@ class Started:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class Looping(Started):
+    """A part whose work is one daemon thread running ``_run`` until ``_stop`` is set."""
+
+    _stop: threading.Event
+    _thread: threading.Thread | None
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def _start_loop(self, name: str) -> bool:
+        """Start the thread; False (and nothing done) if it is running already."""
+        if getattr(self, "_thread", None) is not None:
+            return False
+        self._stop = getattr(self, "_stop", None) or threading.Event()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        return True
+
+    def _stop_loop(self, timeout: float | None = None) -> bool:
+        """Ask the thread to end and wait for it; False if it was not running."""
+        thread, self._thread = getattr(self, "_thread", None), None
+        if thread is None:
+            return False
+        self._stop.set()
+        thread.join(timeout)
+        return True

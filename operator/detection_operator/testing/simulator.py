@@ -1,11 +1,13 @@
-"""A metric simulator: a bot detector, its contributors, an external service and models, for Prometheus.
+"""A metric simulator: a bot detector, its contributors and an external service, for Prometheus.
 
-It produces the series the queries in ``examples/`` read — request-duration histograms, request, flag,
-error and call counters, CPU seconds, contributor cost, model accuracy — from a :class:`Traffic`
+It produces the series the DetectionPolicy queries in ``examples/`` read — request-duration histograms,
+request, flag, error and call counters, CPU seconds, contributor cost — from a :class:`Traffic`
 description ("100 requests/s at 90 ms, 5 % flagged"). Counters grow at the described rates, so
 ``rate()``, ``increase()`` and ``histogram_quantile()`` over them give back the described values, just as
 they would for a real service. Changing the traffic (:meth:`MetricSimulator.play`) is how a scenario
-moves from one phase to the next.
+moves from one phase to the next. Models are not simulated here: they are real processes
+(:mod:`~detection_operator.testing.model_server`) behind a router that follows route.json, because a
+model reports only what it served (:mod:`~detection_operator.testing.router`).
 
 :func:`counter_increments` and :func:`gauge_values` are pure; :class:`MetricSimulator` applies them to a
 :class:`~detection_operator.testing.exporter.MetricExporter` from a background thread.
@@ -21,7 +23,7 @@ from typing import Final, NamedTuple
 
 from detection_operator.testing.exporter import MetricExporter
 
-from .lifecycle import Started
+from .lifecycle import Looping
 
 __all__ = [
     "BUCKETS",
@@ -29,7 +31,6 @@ __all__ = [
     "DetectorLoad",
     "ExternalLoad",
     "MetricSimulator",
-    "ModelLoad",
     "Sample",
     "Traffic",
     "counter_increments",
@@ -72,16 +73,6 @@ class ExternalLoad:
 
 
 @dataclass(frozen=True)
-class ModelLoad:
-    """One model's traffic and quality (every candidate scores a shadow copy of the traffic)."""
-
-    requests_per_second: float = 20.0
-    accuracy: float = 0.95
-    latency_seconds: float = 0.4
-    success_share: float = 0.99
-
-
-@dataclass(frozen=True)
 class Traffic:
     """Everything the simulator serves at one moment; ``namespace`` labels the detector's series."""
 
@@ -89,7 +80,6 @@ class Traffic:
     detector: DetectorLoad = DetectorLoad()
     contributors: Mapping[str, ContributorLoad] = field(default_factory=dict)
     externals: Mapping[str, ExternalLoad] = field(default_factory=dict)
-    models: Mapping[str, ModelLoad] = field(default_factory=dict)
 
 
 class Sample(NamedTuple):
@@ -145,25 +135,11 @@ def counter_increments(traffic: Traffic, seconds: float) -> list[Sample]:
             Sample("detector_external_calls_total", labels, calls),
             Sample("detector_external_errors_total", labels, calls * external.error_share),
         ]
-    for name, model in traffic.models.items():
-        labels = {"model": name}
-        served = model.requests_per_second * seconds
-        samples += _histogram("neuroweaver_request_duration_seconds", labels, model.latency_seconds, served)
-        samples += [
-            Sample(
-                "neuroweaver_requests_total", {**labels, "outcome": "success"}, served * model.success_share
-            ),
-            Sample(
-                "neuroweaver_requests_total",
-                {**labels, "outcome": "error"},
-                served * (1 - model.success_share),
-            ),
-        ]
     return samples
 
 
 def gauge_values(traffic: Traffic) -> list[Sample]:
-    """The gauges ``traffic`` implies: CPU limit, contributor memory, service and model accuracy."""
+    """The gauges ``traffic`` implies: CPU limit, contributor memory, service accuracy."""
     samples = [
         Sample(
             "kube_pod_container_resource_limits",
@@ -179,14 +155,10 @@ def gauge_values(traffic: Traffic) -> list[Sample]:
         Sample("detector_external_accuracy_ratio", {"service": name}, e.accuracy)
         for name, e in traffic.externals.items()
     ]
-    samples += [
-        Sample("neuroweaver_accuracy_ratio", {"model": name}, m.accuracy)
-        for name, m in traffic.models.items()
-    ]
     return samples
 
 
-class MetricSimulator(Started):
+class MetricSimulator(Looping):
     """Serve :class:`Traffic` through ``exporter``: counters advance every tick, gauges follow each play().
 
     The exporter is the caller's (started and stopped by it); the simulator only owns its ticking thread.
@@ -217,20 +189,13 @@ class MetricSimulator(Started):
 
     def start(self) -> None:
         """Publish the gauges and start advancing the counters in a daemon thread; no-op if running."""
-        if self._thread is not None:
-            return
         with self._lock:
             self._set_gauges(self._traffic)
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="metric-simulator", daemon=True)
-        self._thread.start()
+        self._start_loop("metric-simulator")
 
     def stop(self) -> None:
         """Stop advancing the counters (the exporter keeps serving their last values)."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            self._stop.set()
-            thread.join()
+        self._stop_loop()
 
     def _set_gauges(self, traffic: Traffic) -> None:
         for sample in gauge_values(traffic):

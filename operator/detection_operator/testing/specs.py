@@ -50,3 +50,45 @@ def simple_route(**overrides: Any) -> dict[str, Any]:
     }
     spec.update(overrides)
     return spec
+
+
+NEUROWEAVER_LABELS = '{namespace="$namespace",model="$model"}'
+NEUROWEAVER_METRICS: list[dict[str, str]] = [
+    {"name": "accuracy", "query": f"avg_over_time(neuroweaver_accuracy_ratio{NEUROWEAVER_LABELS}[$window])"},
+    {
+        "name": "latencyP95Ms",
+        "query": "histogram_quantile(0.95, sum by (le) "
+        f"(rate(neuroweaver_request_duration_seconds_bucket{NEUROWEAVER_LABELS}[$window]))) * 1000",
+    },
+    {
+        "name": "successRate",
+        "query": 'sum(rate(neuroweaver_requests_total{namespace="$namespace",model="$model",'
+        'outcome="success"}[$window])) / '
+        f"sum(rate(neuroweaver_requests_total{NEUROWEAVER_LABELS}[$window]))",
+    },
+    {
+        # `and count(...)`: the value vanishes at the first failed scrape of a dead model (its series go
+        # stale at once) instead of fading out over the window.
+        "name": "requests",
+        "query": f"sum(increase(neuroweaver_requests_total{NEUROWEAVER_LABELS}[$window])) "
+        f"and count(neuroweaver_requests_total{NEUROWEAVER_LABELS})",
+    },
+]
+"""The catalog over what :mod:`~detection_operator.testing.model_server` exports (``--namespace`` set)."""
+
+
+def closed_loop_route(models: list[str], **overrides: Any) -> dict[str, Any]:
+    """A ModelRoute spec over model servers (scaled down: 1 s interval, 20 s window, 10 % trickle, so a
+    router at 40 req/s gives the primary minRequests within one window)."""
+    spec: dict[str, Any] = {
+        "interval": "1s",
+        "window": "20s",
+        "models": [{"name": m} for m in models],
+        "metrics": NEUROWEAVER_METRICS,
+        "minRequests": 50,
+        "failureThreshold": 2,
+        "maxFailoversPerHour": 10,
+        "rollback": {"stableFor": "4s", "scaleDownAfter": "3s", "trafficPercent": 10},
+    }
+    spec.update(overrides)
+    return spec
