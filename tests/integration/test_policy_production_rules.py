@@ -127,11 +127,11 @@ def test_below_the_traffic_floor_a_surge_is_insufficient_then_real_traffic_escal
     assert rule_status(scenario, "bot-surge")["samples"] >= 40
 
 
-def test_no_traffic_reads_clear_by_default_and_when_empty_unknown_falls_back(
+def test_no_traffic_reads_clear_by_default_and_when_no_traffic_unknown_falls_back(
     scenario: Scenario, operator: OperatorProcess, traffic: Traffic
 ) -> None:
     traffic.set(rate=20, flagged=0.05)
-    strict = {**SURGE, "name": "strict-surge", "whenEmpty": "unknown", "profile": "paranoid"}
+    strict = {**SURGE, "name": "strict-surge", "whenNoTraffic": "unknown", "profile": "paranoid"}
     scenario.create(policy(window="3s", fallbackProfile="lean", holdFor="3s", rules=[SURGE, strict]))
     scenario.wait_profile("balanced")
     traffic.set(rate=0)  # the detector serves nothing: counters stay where they are
@@ -140,7 +140,7 @@ def test_no_traffic_reads_clear_by_default_and_when_empty_unknown_falls_back(
         timeout=20,
         what="no traffic read",
     )
-    assert row["verdict"] == "clear" and "whenEmpty: clear" in row["cause"]
+    assert row["verdict"] == "clear" and "whenNoTraffic: clear" in row["cause"]
     assert "no traffic" in rule_status(scenario, "strict-surge").get("cause", "")
     # The strict rule turns the zero denominator into unknown: hold for holdFor, then the fallback.
     doc = scenario.wait_profile("lean", timeout=20)

@@ -191,6 +191,7 @@ def test_min_dwell_holds_a_second_switch() -> None:
 @pytest.mark.parametrize(
     "missing",
     [
+        Missing("empty"),
         Missing("inf"),
         Missing("many-series", "3 series"),
         Missing("error", "connection refused"),

@@ -101,18 +101,26 @@ def test_a_rule_samples_query_overrides_the_policy_one_and_the_floor_needs_one()
 # -- no traffic vs no data -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cause", ["empty", "nan"])
-def test_an_answer_without_a_number_reads_clear_by_default(cause: str) -> None:
-    run = relaxed_run(make_spec(rules=[SURGE]))
-    decision = run.step(readings(surge=Missing(cause)))  # type: ignore[arg-type]
-    rule = decision.rules[0]
-    assert rule.verdict == "clear" and decision.metrics_available and decision.held_by is None
-    assert ("no traffic" if cause == "nan" else "no data") in rule.cause
-    assert ("no data for surge" in decision.metrics_message) is (cause == "empty")
+def test_no_traffic_reads_clear_and_no_data_is_unknown_by_default() -> None:
+    run = relaxed_run(make_spec(rules=[SURGE], holdFor="1m"))
+    quiet = run.step(readings(surge=Missing("nan")))
+    rule = quiet.rules[0]
+    assert rule.verdict == "clear" and quiet.metrics_available and quiet.held_by is None
+    assert "no traffic" in rule.cause and "whenNoTraffic: clear" in rule.cause
+    gone = run.step(readings(surge=Missing("empty")))
+    assert gone.rules[0].verdict == "unknown" and gone.held_by == "holdFor"
+    assert "no data" in gone.rules[0].cause and "whenEmpty: unknown" in gone.metrics_message
 
 
-def test_when_empty_hold_keeps_the_verdict_without_the_fail_safe() -> None:
-    run = relaxed_run(make_spec(rules=[{**SURGE, "whenEmpty": "hold"}], holdFor="30s"))
+def test_when_empty_clear_reads_a_lazily_created_series_as_clear() -> None:
+    run = relaxed_run(make_spec(rules=[{**SURGE, "whenEmpty": "clear"}]))
+    decision = run.step(readings(surge=Missing("empty")))
+    assert decision.rules[0].verdict == "clear" and decision.metrics_available
+    assert "no data for surge" in decision.metrics_message
+
+
+def test_when_no_traffic_hold_keeps_the_verdict_without_the_fail_safe() -> None:
+    run = relaxed_run(make_spec(rules=[{**SURGE, "whenNoTraffic": "hold"}], holdFor="30s"))
     run.step(readings(surge=0.5))
     for _ in range(5):
         decision = run.step(readings(surge=Missing("nan")))
@@ -121,9 +129,9 @@ def test_when_empty_hold_keeps_the_verdict_without_the_fail_safe() -> None:
     assert run.step(readings(surge=0.01)).rules[0].verdict == "clear"
 
 
-def test_when_empty_unknown_is_the_old_fail_safe() -> None:
-    run = relaxed_run(make_spec(rules=[{**SURGE, "whenEmpty": "unknown"}], holdFor="1m"))
-    decision = run.step(readings(surge=Missing("empty")))
+def test_when_no_traffic_unknown_is_the_fail_safe() -> None:
+    run = relaxed_run(make_spec(rules=[{**SURGE, "whenNoTraffic": "unknown"}], holdFor="1m"))
+    decision = run.step(readings(surge=Missing("nan")))
     assert decision.rules[0].verdict == "unknown" and decision.held_by == "holdFor"
 
 

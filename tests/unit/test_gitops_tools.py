@@ -76,7 +76,6 @@ SPEC = DetectionPolicySpec.model_validate(
                 "threshold": 200,
                 "profile": "lean",
                 "reason": "high latency",
-                "whenEmpty": "unknown",
             }
         ],
     }
@@ -85,7 +84,7 @@ SPEC = DetectionPolicySpec.model_validate(
 
 def test_replay_switches_time_shares_and_missing_samples() -> None:
     values = {float(t): Value(300.0 if 600 <= t < 1200 else 100.0) for t in range(0, 3600, 30)}
-    del values[1800.0]  # a gap in the data is unknown with whenEmpty: unknown, never 0
+    del values[1800.0]  # a gap in the data is unknown, never 0
     series = {("rule", "latency"): values}
     timeline = backtest.replay(SPEC, "DetectionPolicy", "ns", "p", series, 0, 3570, 30)
     assert [(s.previous, s.current) for s in timeline.switches] == [

@@ -62,11 +62,16 @@ def _clear_threshold_ok(condition: Condition | Rule) -> bool:
     return False
 
 
+_WHEN_NO_TRAFFIC_DESCRIPTION = (
+    "How NaN reads (a ratio over counters that stopped growing, 0/0: no traffic). clear (default): "
+    "nothing happened, so nothing to react to; hold: keep the previous verdict and counters without "
+    "starting the holdFor fail-safe; unknown: like a failed query (holdFor, then fallbackProfile)."
+)
 _WHEN_EMPTY_DESCRIPTION = (
-    "How an answer without a number reads: an empty result (no series: no data) or NaN (0/0: no "
-    "traffic). clear (default): the condition does not hold, as Prometheus answered and there is nothing "
-    "to react to; hold: keep the previous verdict and counters, without starting the holdFor fail-safe; "
-    "unknown: like a failed query (holdFor, then fallbackProfile). Errors and timeouts are always unknown."
+    "How an empty result reads (no data: the series is not there, e.g. the detector is gone, its scrape "
+    "broke, or an error counter that exists only after the first error). unknown (default): the holdFor "
+    "fail-safe; clear: the condition does not hold (for series created lazily); hold: keep the previous "
+    "verdict and counters. Errors and timeouts are always unknown."
 )
 
 
@@ -87,7 +92,8 @@ class Condition(SpecModel):
         le=100,
         description="Consecutive evaluations the condition must hold before it counts as active.",
     )
-    when_empty: WhenEmpty = Field(default="clear", description=_WHEN_EMPTY_DESCRIPTION)
+    when_no_traffic: WhenEmpty = Field(default="clear", description=_WHEN_NO_TRAFFIC_DESCRIPTION)
+    when_empty: WhenEmpty = Field(default="unknown", description=_WHEN_EMPTY_DESCRIPTION)
 
     invariants = (
         Invariant(
@@ -156,8 +162,8 @@ class Rule(SpecModel):
         default=None,
         description=(
             "PromQL returning exactly one sample. Placeholders: $namespace, $policy, $window. Several "
-            "series or an error make the rule's result unknown; an empty result or NaN reads as whenEmpty "
-            "says. Exactly one of query, allOf, anyOf and burnRate."
+            "series or an error make the rule's result unknown; NaN reads as whenNoTraffic says, an empty "
+            "result as whenEmpty says. Exactly one of query, allOf, anyOf and burnRate."
         ),
     )
     op: Operator | None = Field(
@@ -194,7 +200,8 @@ class Rule(SpecModel):
             "use each condition's own `for`)."
         ),
     )
-    when_empty: WhenEmpty = Field(default="clear", description=_WHEN_EMPTY_DESCRIPTION)
+    when_no_traffic: WhenEmpty = Field(default="clear", description=_WHEN_NO_TRAFFIC_DESCRIPTION)
+    when_empty: WhenEmpty = Field(default="unknown", description=_WHEN_EMPTY_DESCRIPTION)
     min_samples: float | None = Field(
         default=None,
         ge=0,
@@ -268,6 +275,7 @@ class Rule(SpecModel):
                 threshold=self.threshold,
                 clear_threshold=self.clear_threshold,
                 for_=self.for_,
+                when_no_traffic=self.when_no_traffic,
                 when_empty=self.when_empty,
             )
         ]

@@ -2,8 +2,9 @@
 
 Semantics, in the order they apply:
 
-1. Each condition's reading is *holds*, *clear* or *unknown*; an answer without a number (an empty result:
-   no data; NaN, as 0/0 gives: no traffic) reads as its `whenEmpty` says (clear by default). A condition
+1. Each condition's reading is *holds*, *clear* or *unknown*; an answer without a number reads as the
+   rule says: NaN (0/0: no traffic) by `whenNoTraffic` (clear by default), an empty result (no data: the
+   series is not there) by `whenEmpty` (unknown by default). A condition
    that holds for `for` consecutive evaluations becomes *active*; with a `clearThreshold` it stays active
    until the value passes that threshold (hysteresis). Unknown freezes the counters: never read as 0.
    A threshold rule is one condition; `allOf` / `anyOf` combine several (three-valued: a clear condition
@@ -332,15 +333,20 @@ def _breach(memory: RuleMemory, holds: bool, for_: int, now: datetime | None) ->
     return RuleMemory(streak=streak, active=memory.active or streak >= for_, since=since)
 
 
-def _empty(when_empty: str, reading: Missing, memory: RuleMemory) -> tuple[Verdict, RuleMemory, str]:
-    """How an answer without a number reads, by the condition's whenEmpty."""
+def _empty(reads: Condition | Rule, reading: Missing, memory: RuleMemory) -> tuple[Verdict, RuleMemory, str]:
+    """How an answer without a number reads: NaN by whenNoTraffic, an empty result by whenEmpty."""
     meaning = _EMPTY_MEANING[reading.cause]
-    if when_empty == "clear":
-        return "clear", RuleMemory(), f"{meaning}: reads clear (whenEmpty: clear)"
-    if when_empty == "hold":
+    field, choice = (
+        ("whenNoTraffic", reads.when_no_traffic)
+        if reading.cause == "nan"
+        else ("whenEmpty", reads.when_empty)
+    )
+    if choice == "clear":
+        return "clear", RuleMemory(), f"{meaning}: reads clear ({field}: clear)"
+    if choice == "hold":
         verdict: Verdict = "holds" if memory.streak else "clear"
-        return verdict, memory, f"{meaning}: previous verdict kept (whenEmpty: hold)"
-    return "unknown", memory, f"{meaning} (whenEmpty: unknown)"
+        return verdict, memory, f"{meaning}: previous verdict kept ({field}: hold)"
+    return "unknown", memory, f"{meaning} ({field}: unknown)"
 
 
 def evaluate_condition(
@@ -352,7 +358,7 @@ def evaluate_condition(
     value = None
     if isinstance(reading, Missing):
         if reading.cause in _EMPTY_MEANING:
-            verdict, new, cause = _empty(condition.when_empty, reading, memory)
+            verdict, new, cause = _empty(condition, reading, memory)
         else:
             verdict, new, cause = "unknown", memory, str(reading)
     else:
@@ -400,7 +406,7 @@ def _burn_pairs(
             reading = observation.get(key) or Missing("error", "not queried")
             if isinstance(reading, Missing):
                 if reading.cause in _EMPTY_MEANING:
-                    verdict, _, cause = _empty(rule.when_empty, reading, memory)
+                    verdict, _, cause = _empty(rule, reading, memory)
                 else:
                     verdict, cause = "unknown", str(reading)
                 causes.append(f"{window}: {cause}")
