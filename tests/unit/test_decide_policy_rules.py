@@ -236,7 +236,7 @@ def test_burn_rate_holds_only_when_both_windows_of_a_pair_burn() -> None:
     assert rule.verdict == "holds" and fast.profile == "lean"
     assert (rule.value, rule.threshold) == (pytest.approx(20), 14.4)
     assert [c.name for c in rule.conditions] == ["1h/5m", "6h/30m"]
-    assert rule.conditions[0].long_value == pytest.approx(20)
+    assert rule.conditions[0].long_burn_rate == pytest.approx(20)
     slow = run.step(burn(long=0.001, short=0.001, slow_long=0.007, slow_short=0.008))
     assert slow.rules[0].verdict == "holds" and slow.rules[0].threshold == 6.0
     over = run.step(burn(long=0.02, short=0.0005, slow_long=0.007, slow_short=0.0005))

@@ -267,8 +267,9 @@ class Rule(SpecModel):
         if self.all_of or self.any_of:
             return list(self.all_of or self.any_of)
         assert self.query is not None and self.op is not None and self.threshold is not None
+        # Built at each evaluation from fields already validated with this rule: no second validation.
         return [
-            Condition(
+            Condition.model_construct(
                 name=self.name,
                 query=self.query,
                 op=self.op,

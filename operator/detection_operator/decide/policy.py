@@ -138,8 +138,8 @@ class ConditionResult:
     for_: int = 1
     clear_threshold: float | None = None
     cause: str = ""
-    long_value: float | None = None
-    short_value: float | None = None
+    long_burn_rate: float | None = None
+    short_burn_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -427,8 +427,8 @@ def _burn_pairs(
                 verdict=verdict,
                 active=verdict == "holds",
                 streak=0,
-                long_value=burns[0],
-                short_value=burns[1],
+                long_burn_rate=burns[0],
+                short_burn_rate=burns[1],
             )
         )
     return _combine([r.verdict for r in results], all_of=False), tuple(results), "; ".join(causes)

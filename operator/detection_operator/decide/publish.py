@@ -24,7 +24,7 @@ from ..api.contract import (
 from ..api.detection_policy import DetectionPolicySpec
 from ..api.model_route import ModelRouteSpec
 from ..signing import digest
-from .policy import ConditionResult, PolicyDecision, RuleResult
+from .policy import PolicyDecision, RuleResult
 from .route import RouteDecision
 
 # Weights move with every accuracy sample; two decimals keep the published document (and the detectors
@@ -148,43 +148,10 @@ def _reason_line(r: RuleResult) -> str:
     return f"{r.reason}: {r.name} ({', '.join(parts)})" if parts else f"{r.reason}: {r.name}"
 
 
-def _condition_row(c: ConditionResult) -> ConditionRow:
-    return ConditionRow(
-        name=c.name,
-        value=c.value,
-        op=c.op,
-        threshold=c.threshold,
-        clear_threshold=c.clear_threshold,
-        verdict=c.verdict,
-        active=c.active,
-        streak=c.streak,
-        for_=c.for_,
-        cause=c.cause,
-        long_burn_rate=c.long_value,
-        short_burn_rate=c.short_value,
-    )
-
-
 def _rule_row(r: RuleResult) -> RuleRow:
-    return RuleRow(
-        name=r.name,
-        kind=r.kind,
-        value=r.value,
-        op=r.op,
-        threshold=r.threshold,
-        clear_threshold=r.clear_threshold,
-        verdict=r.verdict,
-        active=r.active,
-        streak=r.streak,
-        for_=r.for_,
-        profile=r.profile,
-        cause=r.cause,
-        samples=r.samples,
-        min_samples=r.min_samples,
-        expired=r.expired,
-        shadow=r.shadow,
-        conditions=[_condition_row(c) for c in r.conditions],
-    )
+    fields = {k: v for k, v in r.__dict__.items() if k != "reason"}  # the reason is profile.json's
+    conditions = [ConditionRow.model_validate(c.__dict__) for c in r.conditions]
+    return RuleRow.model_validate({**fields, "conditions": conditions})
 
 
 def rule_rows(decision: PolicyDecision) -> list[RuleRow]:
@@ -197,14 +164,7 @@ def latency_row(decision: PolicyDecision) -> LatencyRow | None:
     latency = decision.latency
     if latency is None:
         return None
-    return LatencyRow(
-        value_ms=latency.value_ms,
-        target_ms=latency.target_ms,
-        profile=latency.profile,
-        streak=latency.streak,
-        breached=latency.breached,
-        cause=latency.cause,
-    )
+    return LatencyRow.model_validate(latency.__dict__)
 
 
 def _dump(document: ProfileDocument | ScorecardDocument | RouteDocument) -> str:
