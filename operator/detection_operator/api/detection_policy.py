@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -262,13 +263,14 @@ class Rule(SpecModel):
         ),
     )
 
-    def conditions(self) -> list[Condition]:
+    @functools.cached_property
+    def conditions(self) -> tuple[Condition, ...]:
         """The conditions this rule combines; a threshold rule is one condition named after the rule."""
         if self.all_of or self.any_of:
-            return list(self.all_of or self.any_of)
+            return tuple(self.all_of or self.any_of)
         assert self.query is not None and self.op is not None and self.threshold is not None
-        # Built at each evaluation from fields already validated with this rule: no second validation.
-        return [
+        # From fields already validated with this rule: no second validation.
+        return (
             Condition.model_construct(
                 name=self.name,
                 query=self.query,
@@ -278,8 +280,8 @@ class Rule(SpecModel):
                 for_=self.for_,
                 when_no_traffic=self.when_no_traffic,
                 when_empty=self.when_empty,
-            )
-        ]
+            ),
+        )
 
 
 class Profile(SpecModel):

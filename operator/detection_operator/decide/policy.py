@@ -275,7 +275,7 @@ def _rule_queries(rule: Rule, base: Mapping[str, str], samples: str | None) -> d
         for window in windows:
             plan[("rule", rule.name, "window", window)] = burn_query(rule.burn_rate, window, base)
     elif rule.all_of or rule.any_of:
-        for condition in rule.conditions():
+        for condition in rule.conditions:
             plan[("rule", rule.name, "condition", condition.name)] = promql.render(condition.query, base)
     else:
         assert rule.query is not None
@@ -456,13 +456,13 @@ def evaluate_rule(
         holds = verdict == "holds"
         new = memory if verdict == "unknown" else _breach(memory, holds, rule.for_, now)
     elif kind == "threshold":
-        (condition,) = rule.conditions()
+        (condition,) = rule.conditions
         single, new = evaluate_condition(condition, observation.get(("rule", rule.name)), memory, now)
         verdict, value, cause = single.verdict, single.value, single.cause
     else:
         memories: dict[str, RuleMemory] = {}
         evaluated = []
-        for condition in rule.conditions():
+        for condition in rule.conditions:
             reading = observation.get(("rule", rule.name, "condition", condition.name))
             previous = memory.conditions.get(condition.name, RuleMemory())
             row, memories[condition.name] = evaluate_condition(condition, reading, previous, now)

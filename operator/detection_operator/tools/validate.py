@@ -81,7 +81,7 @@ def _policy_field(spec: DetectionPolicySpec, key: tuple[str, ...]) -> str:
         if key[2] == "window":
             return f"spec.rules[{index}].burnRate (errors / total over {key[3]})"
         group = "allOf" if rule.all_of else "anyOf"
-        position = [c.name for c in rule.conditions()].index(key[3])
+        position = [c.name for c in rule.conditions].index(key[3])
         return f"spec.rules[{index}].{group}[{position}].query"
     camel = {
         "runtime_ms": "runtimeMs",
