@@ -72,7 +72,7 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 
 # Prometheus answered without a number: what each cause means for a rule's traffic.
-_EMPTY_MEANING = {"empty": "no data (empty result)", "nan": "no traffic (NaN: zero denominator)"}
+_EMPTY_MEANING = {"empty": "no data (empty: no series)", "nan": "no traffic (nan: zero denominator)"}
 
 BURN_PAIRS: tuple[tuple[str, float, float, float], ...] = (
     ("page", 3600, 300, 14.4),
