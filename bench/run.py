@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import alerts, backtest, closed_loop, hotspots, policy, reaction, route, scale
+from bench import alerts, backtest, closed_loop, hotspots, policy, policy_loop, reaction, route, scale
 from bench import validate as validate_bench
 from bench.harness import write_results
 
@@ -128,6 +128,12 @@ def route_closed_loop() -> list[str]:
         return closed_loop.run(Path(tmp), soak_seconds=600)
 
 
+def policy_closed_loop() -> list[str]:
+    """DetectionPolicy in the closed loop: switch counts over 10 minutes with and without stabilization."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return policy_loop.run(Path(tmp))
+
+
 def scale_steps() -> list[str]:
     """Item 5: 100 to 2,000 objects in one operator process."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -148,6 +154,7 @@ SECTIONS: list[Callable[[], list[str]]] = [
     rule_to_config_map,
     breach_to_switch,
     route_closed_loop,
+    policy_closed_loop,
     scale_steps,
     profile_at_scale,
 ]

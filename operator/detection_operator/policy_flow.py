@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kubernetes.client.exceptions import ApiException
+from pydantic import BaseModel
 
 from . import conditions, telemetry
 from .act import kube
@@ -14,7 +15,7 @@ from .api.detection_policy import DetectionPolicySpec
 from .conditions import rfc3339
 from .decide.alerts import ObjectKey, policy_alerts
 from .decide.policy import EXPENSE_RANK, PolicyDecision, PolicyMemory, decide_policy, query_plan
-from .decide.publish import Publication, publication, switch_message
+from .decide.publish import Publication, latency_row, publication, rule_rows, switch_message
 from .scheduler import Key
 from .signing import sign
 
@@ -122,12 +123,29 @@ async def _notify(
         opened = change.endswith("-> open")
         reason = "ExternalServiceUnavailable" if opened else "ExternalServiceRecovered"
         await r.event(ref, "Warning" if opened else "Normal", reason, change)
+    for profile in decision.expired_now:
+        message = (
+            f"Escalation to {profile} reached its maxDuration: relaxed to {decision.profile}; "
+            "a fresh breach escalates again"
+        )
+        await r.event(ref, "Warning", "EscalationExpired", message)
+    if decision.shadow is not None and decision.shadow != (status.get("memory") or {}).get("shadow"):
+        message = (
+            f"Would switch to shadow profile {decision.shadow} due to {decision.shadow_reason}; "
+            f"keeping {decision.profile} (shadow: not enforced)"
+        )
+        await r.event(ref, "Normal", "ShadowProfile", message)
     previous = conditions.find(status.get("conditions"), METRICS_AVAILABLE)
     was_available = previous is None or previous.get("status") == "True"
     if was_available and not decision.metrics_available:
         await r.event(ref, "Warning", "MetricsUnavailable", decision.metrics_message)
     elif not was_available and decision.metrics_available:
         await r.event(ref, "Normal", "MetricsRecovered", "every rule query answered again")
+
+
+def _dump(row: BaseModel) -> dict[str, Any]:
+    # Status leaves out what a row says by default (no cause, no conditions): kubectl output stays short.
+    return row.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
 
 
 def _fields(
@@ -151,18 +169,10 @@ def _fields(
         "revision": memory.revision,
         "history": history,
         "lastEvaluated": rfc3339(now),
-        "rules": [
-            {
-                "name": r.name,
-                **({"value": r.value} if r.value is not None else {}),
-                "threshold": r.threshold,
-                "verdict": r.verdict,
-                "active": r.active,
-                "streak": r.streak,
-                **({"cause": r.cause} if r.cause else {}),
-            }
-            for r in decision.rules
-        ],
+        "rules": [_dump(row) for row in rule_rows(decision)],
+        "heldBy": decision.held_by,
+        "shadow": decision.shadow,
+        "latency": _dump(row) if (row := latency_row(decision)) is not None else None,
         "contributors": list(decision.contributors),
         "expense": {c.name: c.expense for c in decision.costs},
         "externalContributors": [

@@ -12,25 +12,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-_VOLATILE_ITEM_KEYS: dict[str, tuple[str, ...]] = {
-    "rules": ("value",),
+_VOLATILE_KEYS: dict[str, tuple[str, ...]] = {
+    "rules": ("value", "samples"),
+    "conditions": ("value", "longBurnRate", "shortBurnRate"),
+    "latency": ("valueMs",),
     "externalContributors": ("weight",),
     "models": ("score", "requests", "metrics"),
 }
-"""Per list in status, the keys of its items that hold measurements rather than decisions."""
+"""Per field of status (lists of items, an item's nested list, or an object), the keys holding
+measurements rather than decisions."""
+
+
+def _without_measurements(field: str, value: Any) -> Any:
+    keys = _VOLATILE_KEYS.get(field)
+    if keys is None:
+        return value
+    if isinstance(value, list):
+        return [_without_measurements(field, item) for item in value]
+    if isinstance(value, dict):
+        return {k: _without_measurements(k, v) for k, v in value.items() if k not in keys}
+    return value
 
 
 def settled(status: Mapping[str, Any]) -> dict[str, Any]:
     """``status`` without `lastEvaluated` and measured values: what must never be left unwritten."""
-    result = {k: v for k, v in status.items() if k != "lastEvaluated"}
-    for field, keys in _VOLATILE_ITEM_KEYS.items():
-        items = result.get(field)
-        if isinstance(items, list):
-            result[field] = [
-                {k: v for k, v in item.items() if k not in keys} if isinstance(item, dict) else item
-                for item in items
-            ]
-    return result
+    return {k: _without_measurements(k, v) for k, v in status.items() if k != "lastEvaluated"}
 
 
 def must_write(

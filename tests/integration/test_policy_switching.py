@@ -303,7 +303,11 @@ def test_external_service_errors_open_the_circuit_and_recovery_closes_it(
 
     opened = wait_for(lambda: external_state(False), timeout=20, what="circuit open")
     assert opened["circuit"] == "open" and opened["weight"] == 0
-    assert scenario.status()["externalContributors"][0]["reason"].startswith("error rate 40.0%")
+    # The ConfigMap is written before the status of the same evaluation: let the status catch up.
+    reason = wait_for(
+        lambda: scenario.status()["externalContributors"][0].get("reason"), timeout=10, what="circuit reason"
+    )
+    assert reason.startswith("error rate 40.0%")
     scenario.external(0.01)
     closed = wait_for(
         lambda: (e := external_state(True)) and e["circuit"] == "closed" and e,

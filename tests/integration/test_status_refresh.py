@@ -30,9 +30,12 @@ def test_only_measurements_wait_and_a_switch_is_written_at_once(
     scenario.create(policy())
     scenario.wait_profile("balanced")
     wait_for(
-        lambda: (scenario.condition("MetricsAvailable") or {}).get("status") == "True",
+        lambda: (
+            (scenario.condition("MetricsAvailable") or {}).get("status") == "True"
+            and all("value" in r for r in scenario.status()["rules"])
+        ),
         timeout=30,
-        what="every query answered",
+        what="every query answered with a value (an empty answer reads clear, without one)",
     )
     written = scenario.status()
     scenario.metrics(latency_p95_ms=90)  # a new measurement, the same decision

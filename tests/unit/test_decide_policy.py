@@ -192,7 +192,6 @@ def test_min_dwell_holds_a_second_switch() -> None:
     "missing",
     [
         Missing("empty"),
-        Missing("nan"),
         Missing("inf"),
         Missing("many-series", "3 series"),
         Missing("error", "connection refused"),
@@ -231,7 +230,7 @@ def test_unknown_is_never_read_as_zero() -> None:
             }
         ]
     )
-    decision = Run(spec).step(obs(**{"low-accuracy": Missing("empty")}))
+    decision = Run(spec).step(obs(**{"low-accuracy": Missing("error")}))
     assert decision.rules[0].verdict == "unknown"
     assert decision.profile == "balanced"  # first decision, undetermined: fallback, not paranoid
 
@@ -276,7 +275,7 @@ def test_ignore_when_missing_treats_missing_as_clear() -> None:
             "ignoreWhenMissing": True,
         }
     ]
-    decision = Run(make_spec(rules=rules)).step(obs(surge=Missing("empty")))
+    decision = Run(make_spec(rules=rules)).step(obs(surge=Missing("error")))
     assert decision.rules[0].verdict == "clear" and decision.metrics_available
     assert "ignored" in decision.rules[0].cause
 

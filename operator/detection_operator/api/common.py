@@ -123,6 +123,7 @@ AlertTypeName = Literal[
     "profile-switched",
     "model-switched",
     "no-healthy-backup",
+    "escalation-expired",
 ]
 Severity = Literal["info", "warning", "critical"]
 

@@ -65,19 +65,58 @@ class ProfileDocument(_Document):
     reasons: list[str] = Field(description="Every rule that held when this was decided, with its value.")
 
 
+Verdict = Literal["holds", "clear", "unknown", "insufficient"]
+
+
+class ConditionRow(_Document):
+    """A compound rule's condition, or a burn-rate rule's window pair (name 'LONG/SHORT')."""
+
+    name: str
+    value: float | None = Field(
+        default=None, description="The value, or for a pair the lower of its two burn rates."
+    )
+    op: str
+    threshold: float = Field(description="The threshold, or for a pair its burn-rate factor.")
+    clear_threshold: float | None = None
+    verdict: Verdict
+    active: bool
+    streak: int
+    for_: int = Field(default=1, alias="for")
+    cause: str = ""
+    long_burn_rate: float | None = Field(default=None, description="Burn rate over a pair's long window.")
+    short_burn_rate: float | None = Field(default=None, description="Burn rate over a pair's short window.")
+
+
 class RuleRow(_Document):
     """One rule in the scorecard."""
 
     name: str
-    value: float | None
+    kind: Literal["threshold", "allOf", "anyOf", "burnRate"] = "threshold"
+    value: float | None = None
     op: str
-    threshold: float
+    threshold: float | None = None
     clear_threshold: float | None = None
-    verdict: Literal["holds", "clear", "unknown"]
+    verdict: Verdict
     active: bool
     streak: int
     for_: int = Field(alias="for")
     profile: str
+    cause: str = ""
+    samples: float | None = Field(default=None, description="Traffic behind the value (samples query).")
+    min_samples: float | None = Field(default=None, description="The rule's traffic floor.")
+    expired: bool = Field(default=False, description="Holding, but its escalation passed maxDuration.")
+    shadow: bool = Field(default=False, description="Its profile is a shadow profile: never enforced.")
+    conditions: list[ConditionRow] = Field(default_factory=list)
+
+
+class LatencyRow(_Document):
+    """The latency-target check: measured detector latency against the running profile's target."""
+
+    value_ms: float | None = None
+    target_ms: float | None = None
+    profile: str
+    streak: int
+    breached: bool
     cause: str = ""
 
 
@@ -117,6 +156,10 @@ class DecisionRow(_Document):
     held_by: str | None = Field(description="What kept a different profile from being chosen, if anything.")
     metrics_available: bool
     metrics_message: str
+    shadow: str | None = Field(
+        default=None, description="The shadow profile the policy would switch to if it were enforced."
+    )
+    shadow_reason: str = ""
 
 
 class ScorecardDocument(_Document):
@@ -129,6 +172,7 @@ class ScorecardDocument(_Document):
     decided_at: datetime
     decision: DecisionRow
     rules: list[RuleRow]
+    latency: LatencyRow | None = None
     contributors: list[CostRow]
     external: list[ExternalRow]
 

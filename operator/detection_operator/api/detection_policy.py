@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -17,6 +18,7 @@ from .common import (
     StatusModel,
     promql_checker,
 )
+from .contract import LatencyRow, RuleRow
 
 KIND = "DetectionPolicy"
 PLURAL = "detectionpolicies"
@@ -35,41 +37,184 @@ _RAISING_OPS = (">", ">=")
 _FALLING_OPS = ("<", "<=")
 
 
-def _clear_threshold_ok(rule: Rule) -> bool:
-    if rule.clear_threshold is None:
+WhenEmpty = Literal["clear", "hold", "unknown"]
+BurnWindows = Literal["page", "ticket", "all"]
+
+_CLEAR_THRESHOLD_CEL = (
+    "!has(self.clearThreshold) || ((self.op == '>' || self.op == '>=') ? "
+    "self.clearThreshold <= self.threshold : ((self.op == '<' || self.op == '<=') ? "
+    "self.clearThreshold >= self.threshold : false))"
+)
+_CLEAR_THRESHOLD_MESSAGE = (
+    "clearThreshold must be on the clearing side of threshold (<= threshold for > and >=, "
+    ">= threshold for < and <=) and is not allowed with == or !="
+)
+
+
+def _clear_threshold_ok(condition: Condition | Rule) -> bool:
+    if condition.clear_threshold is None:
         return True
-    if rule.op in _RAISING_OPS:
-        return rule.clear_threshold <= rule.threshold
-    if rule.op in _FALLING_OPS:
-        return rule.clear_threshold >= rule.threshold
+    if condition.threshold is None:
+        return False
+    if condition.op in _RAISING_OPS:
+        return condition.clear_threshold <= condition.threshold
+    if condition.op in _FALLING_OPS:
+        return condition.clear_threshold >= condition.threshold
     return False
 
 
-class Rule(SpecModel):
-    """A PromQL threshold rule. Rules are ordered: the first that holds chooses the profile."""
+_WHEN_NO_TRAFFIC_DESCRIPTION = (
+    "How NaN reads (a ratio over counters that stopped growing, 0/0: no traffic). clear (default): "
+    "nothing happened, so nothing to react to; hold: keep the previous verdict and counters without "
+    "starting the holdFor fail-safe; unknown: like a failed query (holdFor, then fallbackProfile)."
+)
+_WHEN_EMPTY_DESCRIPTION = (
+    "How an empty result reads (no data: the series is not there, e.g. the detector is gone, its scrape "
+    "broke, or an error counter that exists only after the first error). unknown (default): the holdFor "
+    "fail-safe; clear: the condition does not hold (for series created lazily); hold: keep the previous "
+    "verdict and counters. Errors and timeouts are always unknown."
+)
 
-    name: Name = Field(description="Rule name, unique in the policy; used in status, scorecard and alerts.")
-    query: RuleQuery = Field(
-        description=(
-            "PromQL returning exactly one sample. Placeholders: $namespace, $policy, $window. An empty "
-            "result, NaN/Inf, several series or an error make the rule's result unknown, never 0."
-        )
-    )
+
+class Condition(SpecModel):
+    """One threshold condition of a compound rule (allOf / anyOf), with its own `for`."""
+
+    name: Name = Field(description="Condition name, unique in the rule; shown in status and the scorecard.")
+    query: RuleQuery = Field(description="PromQL returning exactly one sample (placeholders as for rules).")
     op: Operator = Field(description="Comparison of the query's value against threshold.")
-    threshold: float = Field(description="The rule holds when `value op threshold`.")
+    threshold: float = Field(description="The condition holds when `value op threshold`.")
     clear_threshold: float | None = Field(
-        default=None,
-        description=(
-            "Hysteresis: once holding, the rule clears only when the value passes this threshold "
-            "(for > and >=: value below it; for < and <=: value above it). Not allowed with == or !=."
-        ),
+        default=None, description="Hysteresis, as for a rule's clearThreshold."
     )
     for_: int = Field(
         default=1,
         alias="for",
         ge=1,
         le=100,
-        description="Consecutive evaluations the condition must hold before the rule applies.",
+        description="Consecutive evaluations the condition must hold before it counts as active.",
+    )
+    when_no_traffic: WhenEmpty = Field(default="clear", description=_WHEN_NO_TRAFFIC_DESCRIPTION)
+    when_empty: WhenEmpty = Field(default="unknown", description=_WHEN_EMPTY_DESCRIPTION)
+
+    invariants = (
+        Invariant(
+            field=".clearThreshold",
+            message=_CLEAR_THRESHOLD_MESSAGE,
+            cel=_CLEAR_THRESHOLD_CEL,
+            holds=_clear_threshold_ok,
+        ),
+    )
+
+
+class BurnRate(SpecModel):
+    """A multi-window, multi-burn-rate SLO rule (the SRE workbook's alerting on error budget burn).
+
+    The burn rate over a window is (errors / total) / (1 - objective). A pair (long, short, factor) holds
+    when both windows burn faster than factor. For a 30d period the pairs are 14.4x over 1h and 5m, 6x over
+    6h and 30m (page), 3x over 1d and 2h, 1x over 3d and 6h (ticket); windows scale with the period (a 7d
+    period: 14.4x over 14m and 70s), so each pair still means the same share of the budget spent.
+    """
+
+    objective: float = Field(gt=0, lt=1, description="SLO target, e.g. 0.999 for 99.9 %.")
+    period: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,2}d$", max_length=4)] = Field(
+        default="30d", description="SLO period in days, e.g. 30d or 28d; the windows scale with it."
+    )
+    errors: RuleQuery = Field(
+        description="PromQL of bad events per second over $window, e.g. sum(rate(errors_total[$window]))."
+    )
+    total: RuleQuery = Field(
+        description="PromQL of all events per second over $window, e.g. sum(rate(requests_total[$window]))."
+    )
+    windows: BurnWindows = Field(
+        default="page",
+        description=(
+            "Which pairs make the rule hold: page (14.4x and 6x: fast burns, the default, as a profile "
+            "switch is an immediate response), ticket (3x and 1x: slow burns) or all."
+        ),
+    )
+
+    invariants = (
+        Invariant(
+            field=".errors",
+            message="errors and total must both use $window (each pair runs them over its own windows)",
+            cel="self.errors.contains('$window') && self.total.contains('$window')",
+            holds=lambda b: "$window" in b.errors and "$window" in b.total,
+        ),
+    )
+
+
+def _one_shape(rule: Rule) -> bool:
+    shapes = [rule.query is not None, bool(rule.all_of), bool(rule.any_of), rule.burn_rate is not None]
+    return sum(shapes) == 1
+
+
+def _threshold_fields_ok(rule: Rule) -> bool:
+    if rule.query is not None:
+        return rule.op is not None and rule.threshold is not None
+    return rule.op is None and rule.threshold is None and rule.clear_threshold is None
+
+
+class Rule(SpecModel):
+    """A rule: a threshold on one query, a compound of conditions, or an SLO burn rate. Rules are ordered:
+    the first active rule chooses the profile."""
+
+    name: Name = Field(description="Rule name, unique in the policy; used in status, scorecard and alerts.")
+    query: RuleQuery | None = Field(
+        default=None,
+        description=(
+            "PromQL returning exactly one sample. Placeholders: $namespace, $policy, $window. Several "
+            "series or an error make the rule's result unknown; NaN reads as whenNoTraffic says, an empty "
+            "result as whenEmpty says. Exactly one of query, allOf, anyOf and burnRate."
+        ),
+    )
+    op: Operator | None = Field(
+        default=None, description="Comparison of the query's value against threshold (with query)."
+    )
+    threshold: float | None = Field(
+        default=None, description="The rule holds when `value op threshold` (with query)."
+    )
+    clear_threshold: float | None = Field(
+        default=None,
+        description=(
+            "Hysteresis: once holding, the rule clears only when the value passes this threshold "
+            "(for > and >=: value below it; for < and <=: value above it). Not allowed with == or !="
+        ),
+    )
+    all_of: list[Condition] = list_map(
+        "Compound rule: holds while every condition is active (each after its own `for`).",
+        default_factory=list,
+        max_length=8,
+    )
+    any_of: list[Condition] = list_map(
+        "Compound rule: holds while any condition is active (each after its own `for`).",
+        default_factory=list,
+        max_length=8,
+    )
+    burn_rate: BurnRate | None = Field(default=None, description="SLO burn-rate rule.")
+    for_: int = Field(
+        default=1,
+        alias="for",
+        ge=1,
+        le=100,
+        description=(
+            "Consecutive evaluations the condition must hold before the rule applies (compound rules "
+            "use each condition's own `for`)."
+        ),
+    )
+    when_no_traffic: WhenEmpty = Field(default="clear", description=_WHEN_NO_TRAFFIC_DESCRIPTION)
+    when_empty: WhenEmpty = Field(default="unknown", description=_WHEN_EMPTY_DESCRIPTION)
+    min_samples: float | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Traffic floor: while samplesQuery (the rule's, else spec.samplesQuery) is below this, the rule "
+            "is `insufficient`: it neither holds nor is unknown (e.g. 3 requests a minute, one flagged, "
+            "is not a 33 % bot surge)."
+        ),
+    )
+    samples_query: RuleQuery | None = Field(
+        default=None,
+        description="Traffic behind this rule's value, e.g. sum(increase(requests_total[$window])).",
     )
     profile: Name = Field(description="Profile to switch to while the rule holds; must be in spec.profiles.")
     reason: str = Field(
@@ -80,26 +225,63 @@ class Rule(SpecModel):
     ignore_when_missing: bool = Field(
         default=False,
         description=(
-            "If true, an unknown result of this rule is treated as clear instead of triggering the "
-            "fail-safe (use for rules on optional metrics)."
+            "If true, an unknown result of this rule (errors included) is treated as clear instead of "
+            "triggering the fail-safe (use for rules on optional metrics)."
         ),
     )
 
     invariants = (
         Invariant(
-            field=".clearThreshold",
-            message=(
-                "clearThreshold must be on the clearing side of threshold (<= threshold for > and >=, "
-                ">= threshold for < and <=) and is not allowed with == or !="
-            ),
+            field=".query",
+            message="a rule needs exactly one of query, allOf, anyOf and burnRate",
             cel=(
-                "!has(self.clearThreshold) || ((self.op == '>' || self.op == '>=') ? "
-                "self.clearThreshold <= self.threshold : ((self.op == '<' || self.op == '<=') ? "
-                "self.clearThreshold >= self.threshold : false))"
+                "(has(self.query) ? 1 : 0) + (has(self.allOf) && size(self.allOf) > 0 ? 1 : 0) + "
+                "(has(self.anyOf) && size(self.anyOf) > 0 ? 1 : 0) + (has(self.burnRate) ? 1 : 0) == 1"
             ),
-            holds=_clear_threshold_ok,
+            holds=_one_shape,
+        ),
+        Invariant(
+            field=".threshold",
+            message="op and threshold are required with query and not allowed with allOf, anyOf or burnRate",
+            cel=(
+                "has(self.query) ? (has(self.op) && has(self.threshold)) : "
+                "(!has(self.op) && !has(self.threshold) && !has(self.clearThreshold))"
+            ),
+            holds=_threshold_fields_ok,
+        ),
+        Invariant(
+            field=".clearThreshold",
+            message=_CLEAR_THRESHOLD_MESSAGE,
+            cel="!has(self.query) || " + f"({_CLEAR_THRESHOLD_CEL})",
+            holds=lambda r: r.query is None or _clear_threshold_ok(r),
+        ),
+        Invariant(
+            field=".samplesQuery",
+            message="samplesQuery needs minSamples",
+            cel="!has(self.samplesQuery) || has(self.minSamples)",
+            holds=lambda r: r.samples_query is None or r.min_samples is not None,
         ),
     )
+
+    @functools.cached_property
+    def conditions(self) -> tuple[Condition, ...]:
+        """The conditions this rule combines; a threshold rule is one condition named after the rule."""
+        if self.all_of or self.any_of:
+            return tuple(self.all_of or self.any_of)
+        assert self.query is not None and self.op is not None and self.threshold is not None
+        # From fields already validated with this rule: no second validation.
+        return (
+            Condition.model_construct(
+                name=self.name,
+                query=self.query,
+                op=self.op,
+                threshold=self.threshold,
+                clear_threshold=self.clear_threshold,
+                for_=self.for_,
+                when_no_traffic=self.when_no_traffic,
+                when_empty=self.when_empty,
+            ),
+        )
 
 
 class Profile(SpecModel):
@@ -124,6 +306,21 @@ class Profile(SpecModel):
     )
     allow_external: bool = Field(
         default=False, description="Whether external contributors may be enabled in this profile."
+    )
+    max_duration: Duration | None = Field(
+        default=None,
+        description=(
+            "Upper bound of an escalation into this profile: after it the policy relaxes (Event "
+            "EscalationExpired and an escalation-expired alert) unless a rule for it is re-confirmed by a "
+            "fresh breach (it clears, then holds again)."
+        ),
+    )
+    shadow: bool = Field(
+        default=False,
+        description=(
+            "Decide this profile but do not enforce it: status and the scorecard say 'would be <profile>' "
+            "while the policy keeps publishing what it would choose without this profile's rules."
+        ),
     )
 
 
@@ -155,6 +352,12 @@ class ExpenseBounds(SpecModel):
     runtime_ms: float | None = Field(default=None, ge=0, description="Maximum runtime (ms).")
     memory_mb: float | None = Field(default=None, ge=0, description="Maximum memory (MB).")
     timeout_rate: float | None = Field(default=None, ge=0, le=1, description="Maximum timeout rate (0-1).")
+    min_cache_hit_ratio: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Minimum cache hit ratio (0-1): a contributor that misses its cache more is costlier.",
+    )
 
 
 def _bounds_ordered(expense: ExpenseSpec) -> bool:
@@ -162,7 +365,8 @@ def _bounds_ordered(expense: ExpenseSpec) -> bool:
         light, medium = getattr(expense.light, dim), getattr(expense.medium, dim)
         if light is not None and medium is not None and light > medium:
             return False
-    return True
+    light_hits, medium_hits = expense.light.min_cache_hit_ratio, expense.medium.min_cache_hit_ratio
+    return light_hits is None or medium_hits is None or light_hits >= medium_hits
 
 
 class ExpenseSpec(SpecModel):
@@ -182,10 +386,19 @@ class ExpenseSpec(SpecModel):
     invariants = (
         Invariant(
             field=".light",
-            message="every bound of light must be <= the same bound of medium",
+            message=(
+                "every bound of light must be <= the same bound of medium "
+                "(minCacheHitRatio: >= the medium one)"
+            ),
             cel=" && ".join(
-                f"(!has(self.light.{d}) || !has(self.medium.{d}) || self.light.{d} <= self.medium.{d})"
-                for d in ("runtimeMs", "memoryMb", "timeoutRate")
+                [
+                    f"(!has(self.light.{d}) || !has(self.medium.{d}) || self.light.{d} <= self.medium.{d})"
+                    for d in ("runtimeMs", "memoryMb", "timeoutRate")
+                ]
+                + [
+                    "(!has(self.light.minCacheHitRatio) || !has(self.medium.minCacheHitRatio) || "
+                    "self.light.minCacheHitRatio >= self.medium.minCacheHitRatio)"
+                ]
             ),
             holds=_bounds_ordered,
         ),
@@ -302,6 +515,21 @@ def _contributor_refs_ok(spec: DetectionPolicySpec) -> bool:
     return all(set(p.contributors) <= known for p in spec.profiles)
 
 
+class LatencyCheck(SpecModel):
+    """The measured detector latency against the active profile's latencyTargetMs."""
+
+    query: RuleQuery = Field(
+        description="PromQL of the detector's latency in ms (e.g. p95); empty or NaN (no traffic) is within."
+    )
+    for_: int = Field(
+        default=3,
+        alias="for",
+        ge=1,
+        le=100,
+        description="Consecutive evaluations above the target before the latency alert fires.",
+    )
+
+
 class DetectionPolicySpec(SpecModel):
     """Desired behaviour of a DetectionPolicy."""
 
@@ -324,6 +552,16 @@ class DetectionPolicySpec(SpecModel):
     min_dwell: Duration = Field(default="1m", description="Minimum time between two switches.")
     rules: list[Rule] = list_map(
         "Ordered threshold rules; the first that holds wins.", default_factory=list, max_length=32
+    )
+    samples_query: RuleQuery | None = Field(
+        default=None,
+        description=(
+            "Traffic floor query shared by every rule with minSamples and no samplesQuery of its own, e.g. "
+            'sum(increase(detector_requests_total{namespace="$namespace"}[$window])).'
+        ),
+    )
+    latency: LatencyCheck | None = Field(
+        default=None, description="Check the measured detector latency against the active profile's target."
     )
     contributors: list[Contributor] = list_map(
         "Contributors the detector runs.", default_factory=list, max_length=128
@@ -361,6 +599,26 @@ class DetectionPolicySpec(SpecModel):
             cel="self.profiles.all(p, p.contributors.all(c, self.contributors.exists(k, k.name == c)))",
             holds=_contributor_refs_ok,
         ),
+        Invariant(
+            field=".samplesQuery",
+            message="a rule with minSamples needs samplesQuery (its own or spec.samplesQuery)",
+            cel="has(self.samplesQuery) || self.rules.all(r, !has(r.minSamples) || has(r.samplesQuery))",
+            holds=lambda s: (
+                s.samples_query is not None
+                or all(r.min_samples is None or r.samples_query is not None for r in s.rules)
+            ),
+        ),
+        Invariant(
+            field=".defaultProfile",
+            message="defaultProfile and fallbackProfile must not be shadow profiles (they are enforced)",
+            cel=(
+                "self.profiles.all(p, !(has(p.shadow) && p.shadow) || "
+                "(p.name != self.defaultProfile && p.name != self.fallbackProfile))"
+            ),
+            holds=lambda s: all(
+                not p.shadow or p.name not in (s.default_profile, s.fallback_profile) for p in s.profiles
+            ),
+        ),
         INTERVAL_BOUNDS,
     )
 
@@ -372,18 +630,6 @@ class ProfileSwitch(StatusModel):
     to: str = Field(description="New profile.")
     reason: str = Field(description="Why the switch happened.")
     at: datetime = Field(description="When the switch happened.")
-
-
-class RuleStatus(StatusModel):
-    """A rule's latest result."""
-
-    name: str = Field(description="Rule name.")
-    value: float | None = Field(default=None, description="Latest value; absent when unknown.")
-    threshold: float = Field(description="Threshold the value is compared with.")
-    verdict: Literal["holds", "clear", "unknown"] = Field(description="holds, clear or unknown.")
-    active: bool = Field(description="Whether the rule currently chooses its profile (after `for`).")
-    streak: int = Field(description="Consecutive evaluations the rule has held.")
-    cause: str | None = Field(default=None, description="Why the value is unknown, if it is.")
 
 
 class ExternalContributorStatus(StatusModel):
@@ -404,7 +650,21 @@ class DetectionPolicyStatus(ObjectStatus):
     history: list[ProfileSwitch] = Field(
         default_factory=list, max_length=20, description="Most recent switches, newest last."
     )
-    rules: list[RuleStatus] = Field(default_factory=list, description="Latest result of every rule.")
+    rules: list[RuleRow] = Field(
+        default_factory=list,
+        description="Every rule in its latest evaluation: the fresh copy of the scorecard's rows.",
+    )
+    held_by: str | None = Field(
+        default=None,
+        description=(
+            "What kept the profile the rules ask for from being chosen: minDwell, stabilizationWindow or "
+            "holdFor."
+        ),
+    )
+    shadow: str | None = Field(
+        default=None, description="The shadow profile the policy would switch to now if it were enforced."
+    )
+    latency: LatencyRow | None = Field(default=None, description="Latest latency-target check.")
     contributors: list[str] = Field(default_factory=list, description="Contributors the profile enables.")
     expense: dict[str, Expense] = Field(default_factory=dict, description="Expense class per contributor.")
     external_contributors: list[ExternalContributorStatus] = Field(

@@ -46,13 +46,20 @@ METRIC_ALERT_TYPE: dict[str, AlertType] = {
 
 RECOMMENDATIONS: dict[AlertType, str] = {
     "performance-degradation": "Check recent model or data changes; compare with the backup's accuracy.",
-    "latency": "Check the model's saturation and scale it out, or let the route fail over.",
+    "latency": (
+        "Check the detector's or model's saturation and scale it out; a policy steps down with a latency "
+        "rule, a route fails over."
+    ),
     "model-failure": "Inspect the model server's errors and logs; the route fails over if this persists.",
     "resource-exhaustion": "Check memory and cost budgets; scale the model or move to a cheaper one.",
     "metrics-unavailable": "Check Prometheus and the queries in the spec; decisions fall back meanwhile.",
     "profile-switched": "No action needed unless the switch was unexpected; see the scorecard.",
     "model-switched": "Investigate why the previous model degraded; the route rolls back once healthy.",
     "no-healthy-backup": "Every candidate is critical or the failover cap is reached: intervene manually.",
+    "escalation-expired": (
+        "The signal that escalated has not cleared within maxDuration: check its query and source; "
+        "a fresh breach escalates again."
+    ),
 }
 
 
@@ -205,6 +212,30 @@ def policy_alerts(spec: DetectionPolicySpec, decision: PolicyDecision, obj: Obje
                 "rules",
                 f"DetectionPolicy {where}: metrics unavailable ({decision.metrics_message}); "
                 f"profile {decision.profile}" + (f", fallback after {spec.hold_for}" if fell_back else ""),
+            )
+        )
+    if (latency := decision.latency) is not None and latency.breached and latency.value_ms is not None:
+        alerts.append(
+            Alert(
+                "latency",
+                "warning",
+                "latency-target",
+                f"DetectionPolicy {where}: detector latency {latency.value_ms:g} ms above the "
+                f"{latency.profile} profile's target {latency.target_ms:g} ms "
+                f"for {latency.streak} evaluations",
+                value=latency.value_ms,
+                threshold=latency.target_ms,
+            )
+        )
+    for profile, expired_at in sorted(decision.memory.expired.items()):
+        holding = ", ".join(r.name for r in decision.rules if r.expired and r.profile == profile)
+        alerts.append(
+            Alert(
+                "escalation-expired",
+                "warning",
+                profile,
+                f"DetectionPolicy {where}: escalation to {profile} reached its maxDuration at "
+                f"{expired_at:%Y-%m-%dT%H:%M:%SZ} while {holding or 'its rules'} still hold; relaxed",
             )
         )
     if decision.switched and decision.previous is not None:

@@ -2,23 +2,36 @@
 
 Semantics, in the order they apply:
 
-1. Each rule's reading is *holds*, *clear* or *unknown*. A rule that holds for `for` consecutive
-   evaluations becomes *active*; an active rule with a `clearThreshold` stays active until the value passes
-   that threshold (hysteresis). Unknown freezes the rule's counters: it is never read as 0 or as clear.
-2. The first active rule, in spec order, chooses the profile. If an unknown rule (not `ignoreWhenMissing`)
-   comes before every active rule, the decision is *undetermined*.
-3. Undetermined: keep the current profile for at most `holdFor`, then `fallbackProfile`.
-4. No rule active: relax to `defaultProfile` only once every rule has been clear for
+1. Each condition's reading is *holds*, *clear* or *unknown*; an answer without a number reads as the
+   rule says: NaN (0/0: no traffic) by `whenNoTraffic` (clear by default), an empty result (no data: the
+   series is not there) by `whenEmpty` (unknown by default). A condition
+   that holds for `for` consecutive evaluations becomes *active*; with a `clearThreshold` it stays active
+   until the value passes that threshold (hysteresis). Unknown freezes the counters: never read as 0.
+   A threshold rule is one condition; `allOf` / `anyOf` combine several (three-valued: a clear condition
+   decides an allOf, a holding one an anyOf, whatever the others say); a burn-rate rule holds while any of
+   its window pairs burns faster than the pair's factor over both windows.
+2. A rule below its traffic floor (`minSamples`) is *insufficient*: it neither holds nor is unknown, and
+   starts afresh (its counters reset).
+3. The first active rule, in spec order, chooses the profile. If an unknown rule (not `ignoreWhenMissing`)
+   comes before every active rule, the decision is *undetermined*. Rules for a `shadow` profile are
+   decided and reported ("would be"), never enforced.
+4. An escalation into a profile with `maxDuration` ends after it: the rules that held it are *expired*
+   until they clear and breach again (a fresh breach), and the policy relaxes without waiting for
+   stabilization (the bound is the point).
+5. Undetermined: keep the current profile for at most `holdFor`, then `fallbackProfile`.
+6. No rule active: relax to `defaultProfile` only once every rule has been clear (or insufficient) for
    `stabilizationWindow`.
-5. No switch closer than `minDwell` to the previous one (except the first decision, or when the active
+7. No switch closer than `minDwell` to the previous one (except the first decision, or when the active
    profile was removed from the spec).
+8. The latency check compares the measured detector latency with the latency target of the profile that
+   ran while it was measured; `for` evaluations above it raise a latency alert.
 """
 
 from __future__ import annotations
 
 import operator as op
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -26,6 +39,8 @@ from pydantic import Field
 
 from ..api.base import parse_duration
 from ..api.detection_policy import (
+    BurnRate,
+    Condition,
     DetectionPolicySpec,
     Expense,
     ExpenseBounds,
@@ -38,7 +53,8 @@ from ..metrics import promql
 from ..metrics.source import Missing, Reading
 from .memory import Memory
 
-Verdict = Literal["holds", "clear", "unknown"]
+Verdict = Literal["holds", "clear", "unknown", "insufficient"]
+RuleKind = Literal["threshold", "allOf", "anyOf", "burnRate"]
 CircuitState = Literal["closed", "open", "half-open"]
 CostSource = Literal["measured", "remembered", "declared", "assumed"]
 
@@ -55,15 +71,31 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "!=": op.ne,
 }
 
-# Keys of the query plan: ("rule", rule) | ("expense", contributor, dimension) | ("external", service, dim)
+# Prometheus answered without a number: what each cause means for a rule's traffic.
+_EMPTY_MEANING = {"empty": "no data (empty: no series)", "nan": "no traffic (nan: zero denominator)"}
+
+BURN_PAIRS: tuple[tuple[str, float, float, float], ...] = (
+    ("page", 3600, 300, 14.4),
+    ("page", 6 * 3600, 1800, 6.0),
+    ("ticket", 86400, 2 * 3600, 3.0),
+    ("ticket", 3 * 86400, 6 * 3600, 1.0),
+)
+"""(severity, long window s, short window s, factor) for a 30-day SLO period (the SRE workbook's table)."""
+_BURN_BASE_DAYS = 30
+
+# Keys of the query plan: ("rule", rule) | ("rule", rule, "condition", name) | ("rule", rule, "window", w)
+# | ("samples", rule) | ("latency",) | ("expense", contributor, dimension) | ("external", service, dim)
 QueryKey = tuple[str, ...]
 
 
 class RuleMemory(Memory):
-    """Per-rule state carried between evaluations."""
+    """Per-rule (and per-condition) state carried between evaluations."""
 
     streak: int = 0
     active: bool = False
+    since: datetime | None = None
+    """When the current breach began (first holding evaluation): tells a fresh breach from an expired one."""
+    conditions: dict[str, RuleMemory] = Field(default_factory=dict)
 
 
 class Circuit(Memory):
@@ -84,8 +116,30 @@ class PolicyMemory(Memory):
     unknown_since: datetime | None = None
     circuits: dict[str, Circuit] = Field(default_factory=dict)
     expense: dict[str, Expense] = Field(default_factory=dict)
+    expired: dict[str, datetime] = Field(default_factory=dict)
+    """Profile -> when its escalation reached maxDuration; rules whose breach began before stay expired."""
+    shadow: str | None = None
+    latency_streak: int = 0
     revision: int = 0
     digest: str | None = None
+
+
+@dataclass(frozen=True)
+class ConditionResult:
+    """One condition of a rule, or one burn-rate window pair, in this evaluation."""
+
+    name: str
+    value: float | None
+    op: str
+    threshold: float
+    verdict: Verdict
+    active: bool
+    streak: int
+    for_: int = 1
+    clear_threshold: float | None = None
+    cause: str = ""
+    long_burn_rate: float | None = None
+    short_burn_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +149,7 @@ class RuleResult:
     name: str
     value: float | None
     op: str
-    threshold: float
+    threshold: float | None
     clear_threshold: float | None
     verdict: Verdict
     active: bool
@@ -103,6 +157,24 @@ class RuleResult:
     for_: int
     profile: str
     reason: str
+    cause: str = ""
+    kind: RuleKind = "threshold"
+    conditions: tuple[ConditionResult, ...] = ()
+    samples: float | None = None
+    min_samples: float | None = None
+    expired: bool = False
+    shadow: bool = False
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """The latency-target check of this evaluation."""
+
+    value_ms: float | None
+    target_ms: float | None
+    profile: str
+    streak: int
+    breached: bool
     cause: str = ""
 
 
@@ -152,12 +224,77 @@ class PolicyDecision:
     externals: tuple[ExternalStatus, ...]
     memory: PolicyMemory
     circuit_changes: tuple[str, ...] = field(default=())
+    shadow: str | None = None
+    """The shadow profile the policy would choose now, if it were enforced."""
+    shadow_reason: str = ""
+    expired_now: tuple[str, ...] = ()
+    """Profiles whose escalation reached maxDuration in this evaluation (an Event each)."""
+    latency: LatencyResult | None = None
+
+
+def rule_kind(rule: Rule) -> RuleKind:
+    """threshold, allOf, anyOf or burnRate."""
+    if rule.burn_rate is not None:
+        return "burnRate"
+    if rule.all_of:
+        return "allOf"
+    return "anyOf" if rule.any_of else "threshold"
+
+
+def prometheus_duration(seconds: float) -> str:
+    """Whole seconds as a PromQL duration: 3600 -> '1h', 840 -> '14m', 70 -> '1m10s'."""
+    left = max(1, round(seconds))
+    text = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, left = divmod(left, size)
+        if count:
+            text += f"{count}{unit}"
+    return text
+
+
+def burn_pairs(burn: BurnRate) -> list[tuple[str, str, float]]:
+    """(long window, short window, factor) of the pairs a burn-rate rule checks, scaled to its period."""
+    scale = int(burn.period[:-1]) / _BURN_BASE_DAYS
+    return [
+        (prometheus_duration(long * scale), prometheus_duration(short * scale), factor)
+        for severity, long, short, factor in BURN_PAIRS
+        if burn.windows in ("all", severity)
+    ]
+
+
+def burn_query(burn: BurnRate, window: str, values: Mapping[str, str]) -> str:
+    """The error ratio over one window (bad / total), rendered."""
+    rendered = {**values, "window": window}
+    return f"({promql.render(burn.errors, rendered)}) / ({promql.render(burn.total, rendered)})"
+
+
+def _rule_queries(rule: Rule, base: Mapping[str, str], samples: str | None) -> dict[QueryKey, str]:
+    plan: dict[QueryKey, str] = {}
+    if rule.burn_rate is not None:
+        windows = dict.fromkeys(w for long, short, _ in burn_pairs(rule.burn_rate) for w in (long, short))
+        for window in windows:
+            plan[("rule", rule.name, "window", window)] = burn_query(rule.burn_rate, window, base)
+    elif rule.all_of or rule.any_of:
+        for condition in rule.conditions:
+            plan[("rule", rule.name, "condition", condition.name)] = promql.render(condition.query, base)
+    else:
+        assert rule.query is not None
+        plan[("rule", rule.name)] = promql.render(rule.query, base)
+    if rule.min_samples is not None:
+        template = rule.samples_query or samples
+        assert template is not None  # the spec invariant guarantees one
+        plan[("samples", rule.name)] = promql.render(template, base)
+    return plan
 
 
 def query_plan(spec: DetectionPolicySpec, namespace: str, name: str) -> dict[QueryKey, str]:
     """Every query one evaluation runs, rendered, keyed by what it measures."""
     base = {"namespace": namespace, "policy": name, "window": spec.window}
-    plan: dict[QueryKey, str] = {("rule", r.name): promql.render(r.query, base) for r in spec.rules}
+    plan: dict[QueryKey, str] = {}
+    for rule in spec.rules:
+        plan.update(_rule_queries(rule, base, spec.samples_query))
+    if spec.latency is not None:
+        plan[("latency",)] = promql.render(spec.latency.query, base)
     if spec.expense is not None:
         values = {**base, "window": spec.expense.window}
         for contributor in spec.contributors:
@@ -178,42 +315,183 @@ def _value(reading: Reading | None) -> float | None:
     return None if reading is None or isinstance(reading, Missing) else reading.value
 
 
-def _cleared(rule: Rule, value: float) -> bool:
-    """Whether an active rule's value has passed its clearing threshold."""
-    if rule.clear_threshold is None:
-        return not _COMPARE[rule.op](value, rule.threshold)
-    if rule.op in (">", ">="):
-        return value < rule.clear_threshold
-    return value > rule.clear_threshold
+def _cleared(condition: Condition, value: float) -> bool:
+    """Whether an active condition's value has passed its clearing threshold."""
+    if condition.clear_threshold is None:
+        return not _COMPARE[condition.op](value, condition.threshold)
+    if condition.op in (">", ">="):
+        return value < condition.clear_threshold
+    return value > condition.clear_threshold
 
 
-def evaluate_rule(rule: Rule, reading: Reading | None, memory: RuleMemory) -> tuple[RuleResult, RuleMemory]:
-    """Apply one reading to one rule: verdict, `for` streak and hysteresis latch."""
+def _breach(memory: RuleMemory, holds: bool, for_: int, now: datetime | None) -> RuleMemory:
+    """Advance a streak by one evaluation that holds or not."""
+    if not holds:
+        return RuleMemory()
+    streak = memory.streak + 1
+    since = memory.since if memory.streak else now
+    return RuleMemory(streak=streak, active=memory.active or streak >= for_, since=since)
+
+
+def _empty(reads: Condition | Rule, reading: Missing, memory: RuleMemory) -> tuple[Verdict, RuleMemory, str]:
+    """How an answer without a number reads: NaN by whenNoTraffic, an empty result by whenEmpty."""
+    meaning = _EMPTY_MEANING[reading.cause]
+    field, choice = (
+        ("whenNoTraffic", reads.when_no_traffic)
+        if reading.cause == "nan"
+        else ("whenEmpty", reads.when_empty)
+    )
+    if choice == "clear":
+        return "clear", RuleMemory(), f"{meaning}: reads clear ({field}: clear)"
+    if choice == "hold":
+        verdict: Verdict = "holds" if memory.streak else "clear"
+        return verdict, memory, f"{meaning}: previous verdict kept ({field}: hold)"
+    return "unknown", memory, f"{meaning} ({field}: unknown)"
+
+
+def evaluate_condition(
+    condition: Condition, reading: Reading | None, memory: RuleMemory, now: datetime | None = None
+) -> tuple[ConditionResult, RuleMemory]:
+    """Apply one reading to one condition: verdict, `for` streak and hysteresis latch."""
     if reading is None:
         reading = Missing("error", "not queried")
+    value = None
     if isinstance(reading, Missing):
-        if rule.ignore_when_missing:
-            verdict: Verdict = "clear"
-            new = RuleMemory()
-            cause = f"{reading} (ignored: ignoreWhenMissing)"
+        if reading.cause in _EMPTY_MEANING:
+            verdict, new, cause = _empty(condition, reading, memory)
         else:
             verdict, new, cause = "unknown", memory, str(reading)
-        value = None
     else:
         value = reading.value
-        holds = (memory.active and not _cleared(rule, value)) or _COMPARE[rule.op](value, rule.threshold)
-        if holds:
-            streak = memory.streak + 1
-            new = RuleMemory(streak=streak, active=memory.active or streak >= rule.for_)
-            verdict = "holds"
+        holds = (memory.active and not _cleared(condition, value)) or _COMPARE[condition.op](
+            value, condition.threshold
+        )
+        new = _breach(memory, holds, condition.for_, now)
+        verdict, cause = ("holds" if holds else "clear"), ""
+    result = ConditionResult(
+        name=condition.name,
+        value=value,
+        op=condition.op,
+        threshold=condition.threshold,
+        clear_threshold=condition.clear_threshold,
+        verdict=verdict,
+        active=new.active,
+        streak=new.streak,
+        for_=condition.for_,
+        cause=cause,
+    )
+    return result, new
+
+
+def _combine(verdicts: list[Verdict], all_of: bool) -> Verdict:
+    """Three-valued AND / OR: a clear condition decides an allOf, a holding one an anyOf."""
+    decisive: Verdict = "clear" if all_of else "holds"
+    if decisive in verdicts:
+        return decisive
+    if "unknown" in verdicts:
+        return "unknown"
+    return "holds" if all_of else "clear"
+
+
+def _burn_pairs(
+    rule: Rule, burn: BurnRate, observation: Mapping[QueryKey, Reading], memory: RuleMemory
+) -> tuple[Verdict, tuple[ConditionResult, ...], str]:
+    results = []
+    causes = []
+    for long, short, factor in burn_pairs(burn):
+        burns: list[float | None] = []
+        verdicts: list[Verdict] = []
+        for window in (long, short):
+            key = ("rule", rule.name, "window", window)
+            reading = observation.get(key) or Missing("error", "not queried")
+            if isinstance(reading, Missing):
+                if reading.cause in _EMPTY_MEANING:
+                    verdict, _, cause = _empty(rule, reading, memory)
+                else:
+                    verdict, cause = "unknown", str(reading)
+                causes.append(f"{window}: {cause}")
+                burns.append(None)
+                verdicts.append(verdict)
+            else:
+                burned = reading.value / (1 - burn.objective)
+                burns.append(burned)
+                verdicts.append("holds" if burned > factor else "clear")
+        verdict = _combine(verdicts, all_of=True)
+        known = [b for b in burns if b is not None]
+        results.append(
+            ConditionResult(
+                name=f"{long}/{short}",
+                value=min(known) if len(known) == 2 else None,
+                op=">",
+                threshold=factor,
+                verdict=verdict,
+                active=verdict == "holds",
+                streak=0,
+                long_burn_rate=burns[0],
+                short_burn_rate=burns[1],
+            )
+        )
+    return _combine([r.verdict for r in results], all_of=False), tuple(results), "; ".join(causes)
+
+
+def evaluate_rule(
+    rule: Rule,
+    observation: Mapping[QueryKey, Reading],
+    memory: RuleMemory,
+    now: datetime | None = None,
+) -> tuple[RuleResult, RuleMemory]:
+    """Evaluate one rule of any kind, its traffic floor included."""
+    kind = rule_kind(rule)
+    conditions: tuple[ConditionResult, ...] = ()
+    value: float | None = None
+    threshold = rule.threshold
+    if rule.burn_rate is not None:
+        verdict, conditions, cause = _burn_pairs(rule, rule.burn_rate, observation, memory)
+        worst = max(
+            (c for c in conditions if c.value is not None),
+            key=lambda c: (c.value or 0.0) / c.threshold,
+            default=None,
+        )
+        value, threshold = (worst.value, worst.threshold) if worst else (None, None)
+        holds = verdict == "holds"
+        new = memory if verdict == "unknown" else _breach(memory, holds, rule.for_, now)
+    elif kind == "threshold":
+        (condition,) = rule.conditions
+        single, new = evaluate_condition(condition, observation.get(("rule", rule.name)), memory, now)
+        verdict, value, cause = single.verdict, single.value, single.cause
+    else:
+        memories: dict[str, RuleMemory] = {}
+        evaluated = []
+        for condition in rule.conditions:
+            reading = observation.get(("rule", rule.name, "condition", condition.name))
+            previous = memory.conditions.get(condition.name, RuleMemory())
+            row, memories[condition.name] = evaluate_condition(condition, reading, previous, now)
+            evaluated.append(row)
+        conditions = tuple(evaluated)
+        verdict = _combine([c.verdict for c in conditions], all_of=kind == "allOf")
+        combine = all if kind == "allOf" else any
+        active = combine(c.active for c in conditions)
+        streak = memory.streak + 1 if verdict == "holds" else 0
+        since = (memory.since if memory.streak else now) if verdict == "holds" else None
+        new = RuleMemory(streak=streak, active=active, since=since, conditions=memories)
+        cause = "; ".join(f"{c.name}: {c.cause}" for c in conditions if c.cause)
+    samples = None
+    if rule.min_samples is not None:
+        reading = observation.get(("samples", rule.name)) or Missing("error", "not queried")
+        if isinstance(reading, Missing) and reading.cause not in _EMPTY_MEANING:
+            verdict, new, cause = "unknown", memory, f"traffic floor: {reading}"
         else:
-            new, verdict = RuleMemory(), "clear"
-        cause = ""
+            samples = _value(reading) or 0.0
+            if samples < rule.min_samples:
+                verdict, new = "insufficient", RuleMemory()
+                cause = f"{samples:g} samples, below minSamples {rule.min_samples:g}"
+    if verdict == "unknown" and rule.ignore_when_missing:
+        verdict, new, cause = "clear", RuleMemory(), f"{cause} (ignored: ignoreWhenMissing)"
     result = RuleResult(
         name=rule.name,
         value=value,
-        op=rule.op,
-        threshold=rule.threshold,
+        op=rule.op or ">",
+        threshold=threshold,
         clear_threshold=rule.clear_threshold,
         verdict=verdict,
         active=new.active,
@@ -222,6 +500,10 @@ def evaluate_rule(rule: Rule, reading: Reading | None, memory: RuleMemory) -> tu
         profile=rule.profile,
         reason=rule.reason,
         cause=cause,
+        kind=kind,
+        conditions=conditions,
+        samples=samples,
+        min_samples=rule.min_samples,
     )
     return result, new
 
@@ -229,10 +511,14 @@ def evaluate_rule(rule: Rule, reading: Reading | None, memory: RuleMemory) -> tu
 def classify(values: Mapping[str, float], light: ExpenseBounds, medium: ExpenseBounds) -> Expense:
     """Expense class of measured ``values`` (by dimension): the first class whose bounds all hold."""
     for name, bounds in (("light", light), ("medium", medium)):
-        if all(
+        within = all(
             (bound := getattr(bounds, dim)) is None or dim not in values or values[dim] <= bound
             for dim in ("runtime_ms", "memory_mb", "timeout_rate")
-        ):
+        )
+        hits = values.get("cache_hit_ratio")
+        # A contributor that misses its cache does the expensive work on every request.
+        cached = bounds.min_cache_hit_ratio is None or hits is None or hits >= bounds.min_cache_hit_ratio
+        if within and cached:
             return name  # type: ignore[return-value]
     return "heavy"
 
@@ -249,7 +535,7 @@ def contributor_costs(
             if (v := _value(observation.get(("expense", contributor.name, dim)))) is not None
         }
         source: CostSource
-        if spec.expense is not None and values.keys() - {"cache_hit_ratio"}:
+        if spec.expense is not None and values:
             expense, source = classify(values, spec.expense.light, spec.expense.medium), "measured"
         elif contributor.name in memory.expense:
             expense, source = memory.expense[contributor.name], "remembered"
@@ -348,6 +634,49 @@ def _seconds(text: str) -> timedelta:
     return timedelta(seconds=parse_duration(text))
 
 
+def _escalation_expired(
+    spec: DetectionPolicySpec, result: RuleResult, since: datetime | None, memory: PolicyMemory, now: datetime
+) -> tuple[bool, bool]:
+    """Whether an active rule's escalation is past its profile's maxDuration, and whether that is new."""
+    profile = next(p for p in spec.profiles if p.name == result.profile)
+    if profile.max_duration is None:
+        return False, False
+    expired_at = memory.expired.get(profile.name)
+    if expired_at is not None and (since is None or since <= expired_at):
+        return True, False
+    in_escalation = memory.profile == profile.name and memory.since is not None
+    if in_escalation and now - memory.since >= _seconds(profile.max_duration):  # type: ignore[operator]
+        return True, True
+    return False, False
+
+
+def latency_check(
+    spec: DetectionPolicySpec, observation: Mapping[QueryKey, Reading], memory: PolicyMemory, profile: str
+) -> tuple[LatencyResult | None, int]:
+    """The measured latency against the target of ``profile`` (the one that ran while it was measured)."""
+    if spec.latency is None:
+        return None, 0
+    target = next((p.latency_target_ms for p in spec.profiles if p.name == profile), None)
+    reading = observation.get(("latency",)) or Missing("error", "not queried")
+    value, cause = None, ""
+    if isinstance(reading, Missing):
+        if reading.cause in _EMPTY_MEANING:
+            streak, cause = 0, _EMPTY_MEANING[reading.cause]
+        else:
+            streak, cause = memory.latency_streak, str(reading)  # unknown: counters frozen
+    else:
+        value = reading.value
+        streak = memory.latency_streak + 1 if target is not None and value > target else 0
+    breached = streak >= spec.latency.for_
+    return LatencyResult(value, target, profile, streak, breached, cause), streak
+
+
+def _answered(results: list[RuleResult]) -> str:
+    """'all rule queries answered', naming the rules that got an empty result (a typo reads the same)."""
+    empty = [r.name for r in results if r.cause.startswith(_EMPTY_MEANING["empty"])]
+    return "all rule queries answered" + (f"; no data for {', '.join(empty)}" if empty else "")
+
+
 def decide_policy(
     spec: DetectionPolicySpec,
     observation: Mapping[QueryKey, Reading],
@@ -358,20 +687,36 @@ def decide_policy(
     results: list[RuleResult] = []
     rule_memory: dict[str, RuleMemory] = {}
     winner: RuleResult | None = None
+    shadow: RuleResult | None = None
     undetermined = False
     all_clear = True
     unknown: list[str] = []
+    expired_now: list[str] = []
+    expired: dict[str, datetime] = {}
+    shadows = {p.name for p in spec.profiles if p.shadow}
     for rule in spec.rules:
-        reading = observation.get(("rule", rule.name))
-        result, new = evaluate_rule(rule, reading, memory.rules.get(rule.name, RuleMemory()))
-        results.append(result)
+        result, new = evaluate_rule(rule, observation, memory.rules.get(rule.name, RuleMemory()), now)
         rule_memory[rule.name] = new
+        if result.profile in shadows:
+            # Decided and shown, never enforced: it takes no part in what is published.
+            if result.active and winner is None and shadow is None and not undetermined:
+                shadow = result
+            results.append(replace(result, shadow=True))
+            continue
+        if result.active:
+            is_expired, newly = _escalation_expired(spec, result, new.since, memory, now)
+            if is_expired:
+                expired[result.profile] = memory.expired.get(result.profile, now)
+                if newly and result.profile not in expired_now:
+                    expired_now.append(result.profile)
+                result = replace(result, expired=True)
+        results.append(result)
         if result.verdict == "unknown":
             unknown.append(f"rule {rule.name}: {result.cause}")
             undetermined = undetermined or winner is None
-        if result.active and winner is None and not undetermined:
+        if result.active and not result.expired and winner is None and not undetermined:
             winner = result
-        all_clear = all_clear and result.verdict == "clear"
+        all_clear = all_clear and (result.verdict in ("clear", "insufficient") or result.expired)
 
     clear_since = (memory.clear_since or now) if all_clear else None
     unknown_since = (memory.unknown_since or now) if undetermined and winner is None else None
@@ -393,7 +738,9 @@ def decide_policy(
         target, reason = spec.default_profile, "no rule holds"
         stabilization = _seconds(spec.stabilization_window)
         stabilizing = clear_since is None or now - clear_since < stabilization
-        if current in profile_names and current != target and stabilizing:
+        if current in expired:
+            reason = f"escalation to {current} reached its maxDuration: relaxing"
+        elif current in profile_names and current != target and stabilizing:
             target, held_by = current, "stabilizationWindow"
             reason = f"rules clear, stabilizing before relaxing to {spec.default_profile}"
 
@@ -414,6 +761,8 @@ def decide_policy(
     externals, circuits, changes = external_statuses(
         spec.external_contributors, observation, memory, profile.allow_external, now
     )
+    latency, latency_streak = latency_check(spec, observation, memory, current or target)
+    shadow_profile = shadow.profile if shadow is not None and shadow.profile != target else None
     new_memory = PolicyMemory(
         profile=target,
         since=now if switched else memory.since,
@@ -422,6 +771,9 @@ def decide_policy(
         unknown_since=unknown_since,
         circuits=circuits,
         expense={c.name: c.expense for c in costs if c.source in ("measured", "remembered")},
+        expired=expired,
+        shadow=shadow_profile,
+        latency_streak=0 if switched else latency_streak,
         revision=memory.revision,
         digest=memory.digest,
     )
@@ -432,11 +784,15 @@ def decide_policy(
         reason=reason,
         held_by=held_by,
         metrics_available=not unknown,
-        metrics_message="; ".join(unknown) if unknown else "all rule queries answered",
+        metrics_message="; ".join(unknown) if unknown else _answered(results),
         rules=tuple(results),
         contributors=enabled_contributors(profile, costs),
         costs=costs,
         externals=externals,
         memory=new_memory,
         circuit_changes=changes,
+        shadow=shadow_profile,
+        shadow_reason=shadow.reason if shadow_profile and shadow else "",
+        expired_now=tuple(expired_now),
+        latency=latency,
     )

@@ -8,10 +8,12 @@ from datetime import datetime
 
 from ..api.contract import (
     CandidateEntry,
+    ConditionRow,
     CostRow,
     DecisionRow,
     ExternalContributorEntry,
     ExternalRow,
+    LatencyRow,
     ObjectIdentity,
     ProfileDocument,
     RouteDocument,
@@ -22,7 +24,7 @@ from ..api.contract import (
 from ..api.detection_policy import DetectionPolicySpec
 from ..api.model_route import ModelRouteSpec
 from ..signing import digest
-from .policy import PolicyDecision
+from .policy import PolicyDecision, RuleResult
 from .route import RouteDecision
 
 # Weights move with every accuracy sample; two decimals keep the published document (and the detectors
@@ -91,11 +93,7 @@ def publication(
     content = _content(spec, decision)
     content_digest, changed, revision = next_revision(content, last_digest, last_revision)
     identity = ObjectIdentity(namespace=namespace, name=name)
-    reasons = [
-        f"{r.reason}: {r.name} = {r.value:g} {r.op} {r.threshold:g}"
-        for r in decision.rules
-        if r.active and r.value is not None
-    ]
+    reasons = [_reason_line(r) for r in decision.rules if r.active and not r.shadow and not r.expired]
     profile_doc = ProfileDocument.model_validate(
         {
             **content,
@@ -118,23 +116,11 @@ def publication(
             held_by=decision.held_by,
             metrics_available=decision.metrics_available,
             metrics_message=decision.metrics_message,
+            shadow=decision.shadow,
+            shadow_reason=decision.shadow_reason,
         ),
-        rules=[
-            RuleRow(
-                name=r.name,
-                value=r.value,
-                op=r.op,
-                threshold=r.threshold,
-                clear_threshold=r.clear_threshold,
-                verdict=r.verdict,
-                active=r.active,
-                streak=r.streak,
-                for_=r.for_,
-                profile=r.profile,
-                cause=r.cause,
-            )
-            for r in decision.rules
-        ],
+        rules=rule_rows(decision),
+        latency=latency_row(decision),
         contributors=[CostRow.model_validate(c.__dict__) for c in decision.costs],
         external=[
             ExternalRow.model_validate({k: v for k, v in e.__dict__.items() if k != "timeout_ms"})
@@ -148,6 +134,37 @@ def publication(
         revision=revision,
         changed=changed,
     )
+
+
+def _reason_line(r: RuleResult) -> str:
+    """'high latency: high-latency = 250 > 200', or each active condition of a compound or burn rule."""
+    if r.kind == "threshold" and r.value is not None and r.threshold is not None:
+        return f"{r.reason}: {r.name} = {r.value:g} {r.op} {r.threshold:g}"
+    parts = [
+        f"{c.name} = {c.value:g} {c.op} {c.threshold:g}"
+        for c in r.conditions
+        if c.active and c.value is not None
+    ]
+    return f"{r.reason}: {r.name} ({', '.join(parts)})" if parts else f"{r.reason}: {r.name}"
+
+
+def _rule_row(r: RuleResult) -> RuleRow:
+    fields = {k: v for k, v in r.__dict__.items() if k != "reason"}  # the reason is profile.json's
+    conditions = [ConditionRow.model_validate(c.__dict__) for c in r.conditions]
+    return RuleRow.model_validate({**fields, "conditions": conditions})
+
+
+def rule_rows(decision: PolicyDecision) -> list[RuleRow]:
+    """Every rule's row, as the scorecard and status show it."""
+    return [_rule_row(r) for r in decision.rules]
+
+
+def latency_row(decision: PolicyDecision) -> LatencyRow | None:
+    """The latency-target check's row, if the policy has one."""
+    latency = decision.latency
+    if latency is None:
+        return None
+    return LatencyRow.model_validate(latency.__dict__)
 
 
 def _dump(document: ProfileDocument | ScorecardDocument | RouteDocument) -> str:

@@ -51,6 +51,8 @@ class DetectorLoad:
     flagged_share: float = 0.05
     cpu_cores: float = 0.6
     cpu_limit_cores: float = 2.0
+    memory_bytes: float = 400e6
+    memory_limit_bytes: float = 1e9
 
 
 @dataclass(frozen=True)
@@ -139,13 +141,24 @@ def counter_increments(traffic: Traffic, seconds: float) -> list[Sample]:
 
 
 def gauge_values(traffic: Traffic) -> list[Sample]:
-    """The gauges ``traffic`` implies: CPU limit, contributor memory, service accuracy."""
+    """The gauges ``traffic`` implies: CPU and memory limits, detector and contributor memory, service
+    accuracy."""
     samples = [
         Sample(
             "kube_pod_container_resource_limits",
             {"namespace": traffic.namespace, "container": "detector", "resource": "cpu"},
             traffic.detector.cpu_limit_cores,
-        )
+        ),
+        Sample(
+            "kube_pod_container_resource_limits",
+            {"namespace": traffic.namespace, "container": "detector", "resource": "memory"},
+            traffic.detector.memory_limit_bytes,
+        ),
+        Sample(
+            "container_memory_working_set_bytes",
+            {"namespace": traffic.namespace, "container": "detector"},
+            traffic.detector.memory_bytes,
+        ),
     ]
     samples += [
         Sample("detector_contributor_memory_bytes", {"contributor": name}, c.memory_bytes)

@@ -46,6 +46,12 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     return [line, *("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells)]
 
 
+def _samples(rule: dict[str, Any]) -> str | None:
+    if "minSamples" not in rule:
+        return None
+    return f"{rule.get('samples', '-')}/{rule['minSamples']:g}"
+
+
 def render(explained: dict[str, Any]) -> str:
     """Human-readable tables."""
     status, doc = explained["status"], explained["published"] or {}
@@ -56,13 +62,24 @@ def render(explained: dict[str, Any]) -> str:
         )
     if explained["kind"] == "DetectionPolicy":
         lines.append(f"Profile: {status.get('profile')} since {status.get('since')}: {status.get('reason')}")
-        rules = doc.get("rules") or status.get("rules") or []
+        if status.get("heldBy"):
+            lines.append(f"Held by: {status['heldBy']}")
+        if status.get("shadow"):
+            lines.append(f"Shadow: would be {status['shadow']} (not enforced)")
+        lines.append(
+            f"Latest evaluation: {status.get('lastEvaluated')}; published revision {doc.get('revision')} "
+            f"decided at {doc.get('decidedAt')}"
+        )
+        # status holds the latest evaluation; the ConfigMap's scorecard is the record of the revision.
+        rules = status.get("rules") or doc.get("rules") or []
         lines += ["", "Rules (in precedence order):"]
-        lines += _table(
-            ["rule", "value", "op", "threshold", "clear", "verdict", "active", "streak", "cause"],
-            [
+        rows = []
+        for r in rules:
+            flags = [f for f in ("expired", "shadow") if r.get(f)]
+            rows.append(
                 [
-                    r["name"],
+                    r["name"] + (f" ({', '.join(flags)})" if flags else ""),
+                    r.get("kind", "threshold"),
                     r.get("value"),
                     r.get("op"),
                     r.get("threshold"),
@@ -70,14 +87,57 @@ def render(explained: dict[str, Any]) -> str:
                     r.get("verdict"),
                     r.get("active"),
                     r.get("streak"),
+                    _samples(r),
                     r.get("cause"),
                 ]
-                for r in rules
+            )
+            for c in r.get("conditions", []):
+                burns = (
+                    f"long {c['longBurnRate']:g}, short {c['shortBurnRate']:g}"
+                    if "longBurnRate" in c and "shortBurnRate" in c
+                    else c.get("cause")
+                )
+                rows.append(
+                    [
+                        f"  {c['name']}",
+                        "",
+                        c.get("value"),
+                        c.get("op"),
+                        c.get("threshold"),
+                        c.get("clearThreshold"),
+                        c.get("verdict"),
+                        c.get("active"),
+                        c.get("streak"),
+                        "",
+                        burns,
+                    ]
+                )
+        lines += _table(
+            [
+                "rule",
+                "kind",
+                "value",
+                "op",
+                "threshold",
+                "clear",
+                "verdict",
+                "active",
+                "streak",
+                "samples",
+                "cause",
             ],
+            rows,
         )
+        if latency := status.get("latency"):
+            lines += [
+                "",
+                f"Latency: {latency.get('valueMs', '-')} ms against the {latency.get('profile')} target "
+                f"{latency.get('targetMs', '-')} ms, {latency.get('streak')} evaluation(s) above"
+                + (": BREACHED" if latency.get("breached") else ""),
+            ]
         lines += ["", "Contributors:"]
         lines += _table(
-            ["contributor", "expense", "source", "runtime ms", "memory MB", "timeout rate"],
+            ["contributor", "expense", "source", "runtime ms", "memory MB", "cache hits", "timeout rate"],
             [
                 [
                     c["name"],
@@ -85,6 +145,7 @@ def render(explained: dict[str, Any]) -> str:
                     c["source"],
                     c.get("runtimeMs"),
                     c.get("memoryMb"),
+                    c.get("cacheHitRatio"),
                     c.get("timeoutRate"),
                 ]
                 for c in doc.get("contributors", [])

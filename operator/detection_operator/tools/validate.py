@@ -81,8 +81,20 @@ def rendered_queries(spec: BaseModel, namespace: str, name: str) -> dict[str, st
 
 
 def _policy_field(spec: DetectionPolicySpec, key: tuple[str, ...]) -> str:
-    if key[0] == "rule":
-        return f"spec.rules[{[r.name for r in spec.rules].index(key[1])}].query"
+    if key[0] == "latency":
+        return "spec.latency.query"
+    if key[0] in ("rule", "samples"):
+        index = [r.name for r in spec.rules].index(key[1])
+        rule = spec.rules[index]
+        if key[0] == "samples":
+            return f"spec.rules[{index}].samplesQuery" if rule.samples_query else "spec.samplesQuery"
+        if len(key) == 2:
+            return f"spec.rules[{index}].query"
+        if key[2] == "window":
+            return f"spec.rules[{index}].burnRate (errors / total over {key[3]})"
+        group = "allOf" if rule.all_of else "anyOf"
+        position = [c.name for c in rule.conditions].index(key[3])
+        return f"spec.rules[{index}].{group}[{position}].query"
     camel = {
         "runtime_ms": "runtimeMs",
         "memory_mb": "memoryMb",
