@@ -78,6 +78,7 @@ def missing_metric_policy(interval: str = "5s") -> dict[str, Any]:
         },
     }
 
+
 NEUROWEAVER_LABELS = '{namespace="$namespace",model="$model"}'
 NEUROWEAVER_METRICS: list[dict[str, str]] = [
     {"name": "accuracy", "query": f"avg_over_time(neuroweaver_accuracy_ratio{NEUROWEAVER_LABELS}[$window])"},
