@@ -10,8 +10,8 @@ reports only what it served. So each model has a state, not just a level:
 - ``unknown``: Prometheus did not answer one of its queries (error, timeout, bad response): hold.
 - ``failing``: its Deployment had available replicas and has none now (of the replicas it wants, or it was
   scaled to 0 while route.json gives it a share; a backup scaled back to 0 is idle); or traffic was sent
-  to it and its data is gone (the ``requests`` metric, or every metric when the catalog has no ``requests``, answered
-  empty or NaN).
+  to it and its data is gone (the ``requests`` metric, or every metric when the catalog has no
+  ``requests``, answered empty or NaN).
 - ``idle``: its data is gone but no traffic was sent to it: a backup waiting, not a fault.
 - ``healthy`` / ``warning`` / ``critical``: by the worst metric level.
 
