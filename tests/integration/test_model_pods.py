@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -52,27 +53,6 @@ def router(kube: client.ApiClient, namespace: str) -> Iterator[Router]:
         yield r
 
 
-def served(router: Router, model: str, since: float = 0.0) -> int:
-    """Requests ``model`` served at or after ``since``."""
-    return sum(1 for s in router.log(since) if s.served_by == model)
-
-
-def _route(models: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelRoute",
-        "metadata": {"name": "r"},
-        "spec": {
-            "interval": "1s",
-            "window": "5s",
-            "models": models,
-            "metrics": [{"name": "latencyP95Ms", "query": LATENCY, "warning": 100, "critical": 300}],
-            "minRequests": 0,
-            "failureThreshold": 2,
-        },
-    }
-
-
 @pytest.fixture
 def models(kube: client.ApiClient, namespace: str, node: Node) -> Iterator[client.AppsV1Api]:
     apps = client.AppsV1Api(kube)
@@ -86,145 +66,159 @@ def models(kube: client.ApiClient, namespace: str, node: Node) -> Iterator[clien
     yield apps
 
 
+@dataclass
+class Loop:
+    """The route ``r`` over the model Deployments, the router that follows it, the operator deciding it."""
+
+    kube: client.ApiClient
+    namespace: str
+    apps: client.AppsV1Api
+    router: Router
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.kube)
+
+    def create(self, spec: dict[str, Any]) -> None:
+        route = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelRoute", "metadata": {"name": "r"}}
+        client.CustomObjectsApi(self.kube).create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "modelroutes", {**route, "spec": spec}
+        )
+
+    def status(self) -> dict[str, Any]:
+        obj = client.CustomObjectsApi(self.kube).get_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, "modelroutes", "r"
+        )
+        return dict(obj.get("status") or {})
+
+    def explain(self) -> str:
+        """The route's status, for failure messages."""
+        return json.dumps(self.status(), indent=1)[:3000]
+
+    def model(self, name: str) -> dict[str, Any]:
+        """One model's entry in the route's status (empty before the first evaluation)."""
+        return next((m for m in self.status().get("models", []) if m["name"] == name), {})
+
+    def route_json(self) -> dict[str, Any] | None:
+        selector = "metadata.name=r-model-route"
+        found = self.core.list_namespaced_config_map(self.namespace, field_selector=selector).items
+        return json.loads(found[0].data["route.json"]) if found else None
+
+    def active(self) -> str | None:
+        document = self.route_json()
+        return document["active"] if document else None
+
+    def served(self, model: str, since: float = 0.0) -> int:
+        """Requests ``model`` served at or after ``since`` (monotonic)."""
+        return sum(1 for s in self.router.log(since) if s.served_by == model)
+
+    def control(self, app: str, settings: dict[str, Any]) -> None:
+        """Change how every Pod of ``app`` behaves (``latencyMs``...)."""
+        _set(self.core, self.namespace, app, settings)
+
+
+@pytest.fixture
+def loop(
+    kube: client.ApiClient,
+    namespace: str,
+    models: client.AppsV1Api,
+    router: Router,
+    operator: OperatorProcess,
+) -> Loop:
+    return Loop(kube, namespace, models, router)
+
+
+def _route(models: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "interval": "1s",
+        "window": "5s",
+        "models": models,
+        "metrics": [{"name": "latencyP95Ms", "query": LATENCY, "warning": 100, "critical": 300}],
+        "minRequests": 0,
+        "failureThreshold": 2,
+    }
+
+
 def _set(core: client.CoreV1Api, namespace: str, app: str, settings: dict[str, Any]) -> None:
     with httpx.Client(timeout=5, trust_env=False) as http:
         for pod in core.list_namespaced_pod(namespace, label_selector=f"app={app}").items:
             http.post(f"http://{pod.status.pod_ip}:8080/control", json=settings).raise_for_status()
 
 
-def _route_status(kube: client.ApiClient, namespace: str) -> str:
-    """The route's status, for failure messages."""
-    return json.dumps(_status(kube, namespace), indent=1)[:3000]
-
-
-def _status(kube: client.ApiClient, namespace: str) -> dict[str, Any]:
-    obj = client.CustomObjectsApi(kube).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, "modelroutes", "r"
-    )
-    return dict(obj.get("status") or {})
-
-
-def _model(kube: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
-    """One model's entry in the route's status (empty before the first evaluation)."""
-    return next((m for m in _status(kube, namespace).get("models", []) if m["name"] == name), {})
-
-
-def _route_json(core: client.CoreV1Api, namespace: str) -> dict[str, Any] | None:
-    found = core.list_namespaced_config_map(namespace, field_selector="metadata.name=r-model-route").items
-    return json.loads(found[0].data["route.json"]) if found else None
-
-
-def _active(core: client.CoreV1Api, namespace: str) -> str | None:
-    document = _route_json(core, namespace)
-    return document["active"] if document else None
-
-
-def test_a_slow_primary_fails_over_to_the_backup_whose_pods_are_ready(
-    kube: client.ApiClient,
-    namespace: str,
-    models: client.AppsV1Api,
-    router: Router,
-    operator: OperatorProcess,
-) -> None:
-    core, objects = client.CoreV1Api(kube), client.CustomObjectsApi(kube)
-    candidates = [{"name": n, "deployment": n} for n in ("primary", "backup-a", "backup-b")]
+def test_a_slow_primary_fails_over_to_the_backup_whose_pods_are_ready(loop: Loop) -> None:
     # backup-a comes first but has no Ready Pod (0 replicas); backup-b has one.
-    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelroutes", _route(candidates))
-    wait_for(lambda: _active(core, namespace) == "primary", timeout=60, what="route.json serving primary")
-    wait_for(lambda: served(router, "primary") > 20, timeout=30, what="traffic to the primary")
-    _set(core, namespace, "primary", {"latencyMs": 500})
+    loop.create(_route([{"name": n, "deployment": n} for n in ("primary", "backup-a", "backup-b")]))
+    wait_for(lambda: loop.active() == "primary", timeout=60, what="route.json serving primary")
+    wait_for(lambda: loop.served("primary") > 20, timeout=30, what="traffic to the primary")
+    loop.control("primary", {"latencyMs": 500})
     try:
-        wait_for(lambda: _active(core, namespace) == "backup-b", timeout=90, interval=0.5)
+        wait_for(lambda: loop.active() == "backup-b", timeout=90, interval=0.5)
     except TimeoutError:
-        pytest.fail(f"no failover to backup-b; status:\n{_route_status(kube, namespace)}")
+        pytest.fail(f"no failover to backup-b; status:\n{loop.explain()}")
     switched = time.monotonic()
-    wait_for(lambda: served(router, "backup-b", switched) > 5, timeout=30, what="traffic following the route")
+    wait_for(lambda: loop.served("backup-b", switched) > 5, timeout=30, what="traffic following the route")
     # The Ready backup was chosen; the one without Pods was never needed (nor scaled), nor sent anything.
-    assert models.read_namespaced_deployment("backup-a", namespace).spec.replicas == 0
-    assert served(router, "backup-a") == 0
+    assert loop.apps.read_namespaced_deployment("backup-a", loop.namespace).spec.replicas == 0
+    assert loop.served("backup-a") == 0
 
 
-def test_pre_warm_scales_the_backup_and_its_deployment_becomes_available(
-    kube: client.ApiClient,
-    namespace: str,
-    models: client.AppsV1Api,
-    router: Router,
-    operator: OperatorProcess,
-) -> None:
-    core, objects = client.CoreV1Api(kube), client.CustomObjectsApi(kube)
-    models.patch_namespaced_deployment_scale("backup-b", namespace, {"spec": {"replicas": 0}})
-    candidates = [
-        {"name": "primary", "deployment": "primary"},
-        {"name": "backup-a", "deployment": "backup-a"},
-    ]
-    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelroutes", _route(candidates))
-    wait_for(lambda: served(router, "primary") > 20, timeout=60, what="traffic to the primary")
+def test_pre_warm_scales_the_backup_and_its_deployment_becomes_available(loop: Loop) -> None:
+    loop.apps.patch_namespaced_deployment_scale("backup-b", loop.namespace, {"spec": {"replicas": 0}})
+    loop.create(_route([{"name": n, "deployment": n} for n in ("primary", "backup-a")]))
+    wait_for(lambda: loop.served("primary") > 20, timeout=60, what="traffic to the primary")
     # Warning, not critical: the backup is pre-warmed but the route stays on the primary.
-    _set(core, namespace, "primary", {"latencyMs": 150})
+    loop.control("primary", {"latencyMs": 150})
     started = time.monotonic()
     wait_for(
-        lambda: available(models, namespace, "backup-a"),
+        lambda: available(loop.apps, loop.namespace, "backup-a"),
         timeout=90,
         interval=0.2,
         what="backup-a Available",
     )
     print(f"\npre-warm: primary slow -> backup-a Deployment Available: {time.monotonic() - started:.1f}s")
-    assert _active(core, namespace) == "primary"
-    assert served(router, "backup-a") == 0  # warm, not yet used
+    assert loop.active() == "primary"
+    assert loop.served("backup-a") == 0  # warm, not yet used
 
 
-def test_a_model_whose_pods_are_gone_fails_over_under_traffic(
-    kube: client.ApiClient,
-    namespace: str,
-    models: client.AppsV1Api,
-    router: Router,
-    operator: OperatorProcess,
-) -> None:
-    core, objects = client.CoreV1Api(kube), client.CustomObjectsApi(kube)
+def test_a_model_whose_pods_are_gone_fails_over_under_traffic(loop: Loop) -> None:
     spec = closed_loop_route(["primary", "backup-b"], minRequests=20)
     spec["models"] = [{"name": m, "deployment": m} for m in ("primary", "backup-b")]
-    route = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelRoute",
-        "metadata": {"name": "r"},
-        "spec": spec,
-    }
-    objects.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelroutes", route)
-    wait_for(lambda: _model(kube, namespace, "primary").get("state") == "healthy", timeout=60, what="healthy")
-    assert _model(kube, namespace, "backup-b")["state"] == "idle" and served(router, "backup-b") == 0
+    loop.create(spec)
+    wait_for(lambda: loop.model("primary").get("state") == "healthy", timeout=60, what="primary healthy")
+    assert loop.model("backup-b")["state"] == "idle" and loop.served("backup-b") == 0
     # Scaled to 0, not Pods deleted under a Deployment of 1: the ReplicaSet replaces a deleted Pod in about
     # a second, too fast to observe the outage deterministically.
     died = time.monotonic()
-    models.patch_namespaced_deployment_scale("primary", namespace, {"spec": {"replicas": 0}})
+    loop.apps.patch_namespaced_deployment_scale("primary", loop.namespace, {"spec": {"replicas": 0}})
     try:
-        wait_for(lambda: _active(core, namespace) == "backup-b", timeout=60, interval=0.1)
+        wait_for(lambda: loop.active() == "backup-b", timeout=60, interval=0.1)
     except TimeoutError:
-        pytest.fail(f"no failover from the dead primary; status:\n{_route_status(kube, namespace)}")
+        pytest.fail(f"no failover from the dead primary; status:\n{loop.explain()}")
     switched = time.monotonic()
     print(f"\nPods gone (scaled to 0) -> route.json switched to the backup: {switched - died:.1f}s")
-    document = _route_json(core, namespace)
-    assert document["state"] == "FailedOver" and "primary failing" in document["reason"], document
-    assert "backup-b" not in document["fallbacks"] and document["traffic"]["backup-b"] >= 90
-    dead = _model(kube, namespace, "primary")
+    document = loop.route_json()
+    assert document is not None and document["state"] == "FailedOver", document
+    assert "primary failing" in document["reason"] and document["traffic"]["backup-b"] >= 90, document
+    dead = loop.model("primary")
     assert dead["state"] == "failing", dead
     assert "replicas available" in dead["reason"] or "routed to it" in dead["reason"], dead
     alerts = wait_for(
-        lambda: [a for a in _status(kube, namespace).get("alerts", []) if a["type"] == "model-failure"],
+        lambda: [a for a in loop.status().get("alerts", []) if a["type"] == "model-failure"],
         timeout=20,
         what="model-failure alert",
     )
     assert alerts[0]["severity"] == "critical" and "primary failing" in alerts[0]["summary"], alerts
 
     def firing() -> list[str]:
-        events = core.list_namespaced_event(namespace).items
+        events = loop.core.list_namespaced_event(loop.namespace).items
         return [e.message for e in events if e.reason == "AlertFiring" and "primary failing" in e.message]
 
     wait_for(firing, timeout=20, what="an AlertFiring Event for the failing primary")
     # The router's requests reach the backup: per request (along the fallbacks) and by route.json.
-    wait_for(lambda: served(router, "backup-b", switched) > 20, timeout=30, what="the backup serving")
-    rescued = next(s for s in router.log(died) if s.served_by == "backup-b")
+    wait_for(lambda: loop.served("backup-b", switched) > 20, timeout=30, what="the backup serving")
+    rescued = next(s for s in loop.router.log(died) if s.served_by == "backup-b")
     print(f"Pods gone -> the router's first request served by the backup: {rescued.at - died:.1f}s")
-    assert not [s for s in router.log(switched) if s.served_by == "primary"]
+    assert loop.served("primary", switched) == 0
 
 
 def test_scaling_a_model_to_zero_is_a_real_outage(

@@ -1,10 +1,10 @@
 """The URLs of a model's Ready Pods, kept current from the cluster's Pod list, for the router.
 
-A real router finds its upstreams through the endpoints of a Service: the Pods that are Ready and not
-terminating. Without kube-proxy this node has no Services to route through, so :class:`ReadyPods` reads
-the same facts from the Pods themselves (label ``app=<model>``, as the model Deployments are labelled)
-and the router sends to their Pod IPs. A Pod that is deleted, terminating or not Ready leaves the list at
-the next poll, as it would leave a Service's endpoints.
+A router that balances per request (Envoy with endpoint discovery, a mesh sidecar) sends to Pod IPs, not
+through a ClusterIP: its upstreams are the Pods that are Ready and not terminating, the facts a Service's
+EndpointSlices publish. :class:`ReadyPods` reads them from the Pods themselves (label ``app=<model>``, as
+the model Deployments are labelled), so the test needs no Service per model. A Pod that is deleted,
+terminating or not Ready leaves the list within one poll (0.2 s).
 """
 
 from __future__ import annotations
