@@ -20,7 +20,7 @@ from detection_operator.decide.route import (
 )
 from detection_operator.metrics.source import Missing, Reading, Value
 
-from .test_decide_route import HEALTHY, MODELS, T0, Run, make_spec
+from .test_decide_route import HEALTHY, MODELS, T0, WARNING, Run, make_spec
 
 OBJ = ObjectKey("ModelRoute", "prod", "classifier")
 GONE: dict[str, Reading] = {m: Missing("empty") for m in HEALTHY}
@@ -352,3 +352,40 @@ def test_prometheus_not_answering_keeps_a_model_in_the_fallbacks() -> None:
     assert run.step(observation).fallbacks == ("backup1", "backup2")
     critical = {**HEALTHY, "accuracy": 0.5}
     assert run.step(serving("primary", backup1=critical)).fallbacks == ("backup2",)
+
+
+def test_a_backup_scaled_back_after_pre_warm_is_idle_not_failing() -> None:
+    run = Run(make_spec(rollback={"stableFor": "5m", "scaleDownAfter": "1m"}))
+    cold = {"primary": True, "backup1": False, "backup2": False}
+    warm = {**cold, "backup1": True}
+    start_on_primary(run)
+    warned = run.step(serving("primary", primary=WARNING), ready=cold)
+    assert [(a.model, a.replicas) for a in warned.scale] == [("backup1", 1)]
+    run.step(serving("primary"), ready=warm)  # warm: its Deployment Available
+    scaled = []
+    for _ in range(4):  # the primary healthy again: scaleDownAfter later the backup goes back to 0
+        scaled += run.step(serving("primary"), ready=warm).scale
+    assert [(a.model, a.replicas) for a in scaled] == [("backup1", 0)]
+    for _ in range(3):
+        decision = run.step(serving("primary"), ready=cold)
+        assert decision.models[1].state == "idle", decision.models[1]
+        assert route_alerts(run.spec, decision, OBJ) == []
+    assert decision.fallbacks == ("backup1", "backup2")
+
+
+@pytest.mark.parametrize(
+    ("wanted", "cause"),
+    [(2, "0 of 2 replicas available"), (0, "0 of 0 replicas available: scaled to 0 while route.json gives")],
+)
+def test_the_active_model_losing_its_pods_or_scaled_to_zero_fails_over_at_once(
+    wanted: int, cause: str
+) -> None:
+    run = Run()
+    run.replicas["primary"] = 2
+    start_on_primary(run)
+    run.step(serving("primary"), ready={"primary": True})
+    run.replicas["primary"] = wanted
+    lost = run.step(serving("primary"), ready={"primary": False})
+    assert lost.active == "backup1" and lost.models[0].state == "failing"
+    assert lost.models[0].cause.startswith(cause) and cause in lost.reason
+    assert any(a.type == "model-failure" and cause in a.summary for a in route_alerts(run.spec, lost, OBJ))

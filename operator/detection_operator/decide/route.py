@@ -8,9 +8,10 @@ The route is one half of a closed loop: a model gets traffic only when route.jso
 reports only what it served. So each model has a state, not just a level:
 
 - ``unknown``: Prometheus did not answer one of its queries (error, timeout, bad response): hold.
-- ``failing``: its Deployment had available replicas and has none now; or traffic was sent to it and its
-  data is gone (the ``requests`` metric, or every metric when the catalog has no ``requests``, answered
-  empty or NaN).
+- ``failing``: its Deployment had available replicas and has none now (of the replicas it wants, or it was
+  scaled to 0 while route.json gives it a share; a backup scaled back to 0 is idle); or traffic was sent
+  to it and its data is gone (the ``requests`` metric, or every metric when the catalog has no
+  ``requests``, answered empty or NaN).
 - ``idle``: its data is gone but no traffic was sent to it: a backup waiting, not a fault.
 - ``healthy`` / ``warning`` / ``critical``: by the worst metric level.
 
@@ -162,6 +163,8 @@ class ModelHealth:
     cause: str = ""
     traffic_percent: int = 0
     failure_alert: bool = False
+    lost_replicas: bool = False
+    """Failing for its Deployment's replicas: counts toward failover, and alerts, at once."""
 
 
 @dataclass(frozen=True)
@@ -385,11 +388,11 @@ def model_health(
         share = _share(memory, model.name)
         state: ModelState
         cause = ""
+        lost = _lost_replicas(model.name, ready, memory, (replicas or {}).get(model.name, 0), share)
         if not answered:
             state, cause = "unknown", "Prometheus did not answer"
-        elif model.name in ready and not is_ready and model.name in memory.available_seen:
-            state = "failing"
-            cause = f"0 of {(replicas or {}).get(model.name, 0)} replicas available"
+        elif lost:
+            state, cause = "failing", lost
         elif gone:
             sent = now is not None and traffic_sent(spec, memory, model.name, requests, now)
             if sent:
@@ -415,9 +418,25 @@ def model_health(
                 state=state,
                 cause=cause,
                 traffic_percent=share,
+                lost_replicas=answered and bool(lost),
             )
         )
     return tuple(result)
+
+
+def _lost_replicas(
+    model: str, ready: Mapping[str, bool], memory: RouteMemory, wanted: int, share: int
+) -> str:
+    """Why ``model`` counts as failing at once for its Deployment ("" if it does not): it had replicas
+    available and has none of the ``wanted``; or it was scaled to 0 while route.json gives it a share.
+    A Deployment scaled to 0 without a share (a pre-warmed backup scaled back) is a backup waiting."""
+    if model not in ready or ready[model] or model not in memory.available_seen:
+        return ""
+    if wanted > 0:
+        return f"0 of {wanted} replicas available"
+    if share > 0:
+        return f"0 of 0 replicas available: scaled to 0 while route.json gives it {share} %"
+    return ""
 
 
 def _routed(memory: RouteMemory, share: int) -> str:
@@ -468,8 +487,9 @@ def _with_alerts(
             if breach[key] >= spec.failure_threshold:
                 metric = replace(metric, alert=severity, alert_threshold=threshold)
             metrics.append(metric)
-        lost = model.cause.endswith("replicas available")
-        raised = model.state == "failing" and (lost or failing[model.name] >= spec.failure_threshold)
+        raised = model.state == "failing" and (
+            model.lost_replicas or failing[model.name] >= spec.failure_threshold
+        )
         result.append(ModelHealth(**{**model.__dict__, "metrics": tuple(metrics), "failure_alert": raised}))
     return tuple(result), breach, failing
 
@@ -549,7 +569,7 @@ def decide_route(
             state = "Primary" if active == primary else "FailedOver"
         if current.state != "unknown":  # Prometheus not answering holds the streak
             streak = streak + 1 if _counts_toward_failover(current) else 0
-            if current.failure_alert and current.cause.endswith("replicas available"):
+            if current.failure_alert and current.lost_replicas:
                 streak = max(streak, spec.failure_threshold)
         if streak >= spec.failure_threshold:
             backup = best_backup(models, active)

@@ -9,20 +9,26 @@ scrape fails and Prometheus marks them stale), :meth:`ModelFleet.control` makes 
 :class:`~detection_operator.consumer.RouteReader`, and sends requests at a steady rate: to the model
 ``choose()`` picks by the ``traffic`` weights, retrying along the ``fallbacks`` when a model errors or
 does not answer. Every request is logged (when, which models it tried, who served it), so a test or a
-benchmark can tell when the router stopped sending to a dead model.
+benchmark can tell when the router stopped sending to a dead model. Its endpoints are a fixed map (the
+fleet's loopback ports) or a function that resolves a model to its current URLs (the Ready Pods of its
+Deployment, :class:`~detection_operator.testing.pod_endpoints.ReadyPods`): a model that resolves to no
+URL is a model with no healthy upstream, and the request goes on along the fallbacks.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import json
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from kubernetes import client
@@ -40,6 +46,20 @@ _START_TIMEOUT = 15.0
 # Generous: a dead model refuses at once; only a loaded machine makes a live one this slow, and a
 # timeout would send the request to a fallback that should have stayed idle.
 _REQUEST_TIMEOUT = 10.0
+
+Resolve = Callable[[str], Sequence[str]]
+"""Model -> the base URLs that serve it now (empty: none does)."""
+
+
+def on_this_machine(url: str) -> bool:
+    """Whether ``url`` is plain HTTP to loopback or to a private address (a Pod network of this machine's
+    node): the router's load never leaves the machine."""
+    parts = urlsplit(url)
+    try:
+        address = ipaddress.ip_address(parts.hostname or "")
+    except ValueError:
+        return False
+    return parts.scheme == "http" and (address.is_loopback or address.is_private)
 
 
 class ModelFleet(Started):
@@ -139,18 +159,24 @@ class Router(Looping):
         kube: client.ApiClient,
         namespace: str,
         config_map: str,
-        endpoints: Mapping[str, str],
+        endpoints: Mapping[str, str] | Resolve,
         rate: float = 20.0,
         *,
         workers: int = 8,
         max_requests: int = 200_000,
         max_seconds: float = 1800.0,
     ) -> None:
-        """Prepare a stopped router for the route whose route.json is in ``config_map``."""
-        for url in endpoints.values():
-            if not url.startswith(f"http://{LOOPBACK}:"):
-                raise ValueError(f"the router only sends to loopback, not {url}")
-        self.endpoints = dict(endpoints)
+        """Prepare a stopped router for the route whose route.json is in ``config_map``; ``endpoints``
+        maps each model to its URL, or resolves a model to its current URLs at each request."""
+        if isinstance(endpoints, Mapping):
+            for url in endpoints.values():
+                if not on_this_machine(url):
+                    raise ValueError(f"the router only sends to this machine, not {url}")
+            fixed = dict(endpoints)
+            self.resolve: Resolve = lambda model: [fixed[model]] if model in fixed else []
+        else:
+            self.resolve = endpoints
+        self._turn = itertools.count()  # round robin over a model's URLs
         self.rate = rate
         self.reader = RouteReader()
         self.max_requests, self.max_seconds = max_requests, max_seconds
@@ -215,10 +241,11 @@ class Router(Looping):
         tried: list[str] = []
         served_by = None
         for model in attempts:
-            url = self.endpoints.get(model)
-            if url is None:
-                continue
+            urls = [u for u in self.resolve(model) if on_this_machine(u)]
             tried.append(model)
+            if not urls:
+                continue  # no healthy upstream: on along the fallbacks
+            url = urls[next(self._turn) % len(urls)]
             try:
                 if self._http.post(f"{url}/infer", content=b"{}").status_code == 200:
                     served_by = model
