@@ -20,7 +20,12 @@ REPO = Path(__file__).resolve().parents[2]
 # The switches of the scenario, in the order they must happen, with the operator's own reason text.
 SWITCHES = [
     r"dp/bot-detector\s+balanced → lean\s+Switched to lean profile due to high latency: high-latency = \d+",
-    r"dp/bot-detector\s+lean → paranoid\s+Switched to paranoid profile due to bot surge",
+    # Still in the burst, lean's own latency clears the rule: only the stabilization window keeps lean.
+    r"dp/bot-detector\s+held → lean held by stabilizationWindow rules clear, stabilizing before relaxing "
+    r"to balanced \(high-latency = \d+(\.\d+)?,",
+    r"dp/bot-detector\s+lean → balanced\s+Switched to balanced profile: every rule clear for 8s "
+    r"\(from lean\)",
+    r"dp/bot-detector\s+balanced → paranoid\s+Switched to paranoid profile due to bot surge",
     r"dp/bot-detector\s+paranoid → balanced\s+Switched to balanced profile: every rule clear for 8s",
     r"mr/bot-classifier\s+neuroweaver-v3 → neuroweaver-v2\s+neuroweaver-v3 failing for 3 evaluations: "
     r"no data for 3 evaluations while [\d.]+ req/s \(100 %\) were routed to it",
@@ -65,10 +70,17 @@ def test_demo_plays_the_scenario_and_tears_down(tmp_path: Path) -> None:
         match = re.compile(rf"^\+\d\d:\d\d  {pattern}", re.MULTILINE).search(out, position)
         assert match, f"no line matching {pattern!r} after the previous switch in:\n{out}"
         position = match.end()
-    phases = re.findall(r"▶ phase \d/8 ([a-z ]+):", out)
+    # The rule the hold read is below its clearThreshold (150 ms), and the hold prevented the flip back
+    # into the burst: lean was chosen once.
+    held = re.search(r"lean held by stabilizationWindow .*\(high-latency = ([\d.]+),", out)
+    assert held and float(held[1]) < 150, out
+    assert len(re.findall(r"dp/bot-detector\s+balanced → lean ", out)) == 1, out
+    phases = re.findall(r"▶ phase \d+/10 ([a-z ]+):", out)
     assert phases == [
         "start",
-        "latency spike",
+        "load burst",
+        "lean hides the burst",
+        "burst over",
         "bot surge",
         "calm",
         "primary dies",

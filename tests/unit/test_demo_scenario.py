@@ -1,20 +1,48 @@
-"""The demo's pure parts: simulated series, the scenario against the examples' thresholds, the timeline."""
+"""The demo's pure parts: the detector's series per profile against the examples' thresholds, the timeline."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from kubernetes import client
 
 from detection_operator.demo.runner import demo_objects
-from detection_operator.demo.scenario import POLICY, ROUTE, TRICKLE_OFF, Expectation, calm, scenario
+from detection_operator.demo.scenario import (
+    CALM,
+    CONTRIBUTORS,
+    EXTERNALS,
+    LEAN_HELD,
+    POLICY,
+    ROUTE,
+    TRICKLE_OFF,
+    Expectation,
+    scenario,
+)
 from detection_operator.demo.timeline import elapsed, event_line, transition_line, transitions
-from detection_operator.testing.simulator import BUCKETS, counter_increments, gauge_values
+from detection_operator.testing.detector import profile_traffic
+from detection_operator.testing.simulator import (
+    BUCKETS,
+    DetectorLoad,
+    Traffic,
+    counter_increments,
+    gauge_values,
+)
 from detection_operator.tools.validate import validate
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+EXAMPLE = yaml.safe_load((REPO / "examples/detection-policy.yaml").read_text())["spec"]
+PROFILES = {p["name"]: p for p in EXAMPLE["profiles"]}
+
+
+def running(profile: str, world: DetectorLoad) -> Traffic:
+    """What the demo's detector emits while it runs the example's ``profile`` in ``world``."""
+    contributors = PROFILES[profile]["contributors"]
+    return profile_traffic("ns", world, CONTRIBUTORS, EXTERNALS, contributors, [])
 
 
 def increments(traffic: Any, seconds: float) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -29,14 +57,13 @@ def p95_upper_bound_ms(latency_seconds: float) -> float:
 
 
 def test_counters_grow_at_the_described_rates() -> None:
-    series = increments(calm("ns"), 10)
+    series = increments(running("balanced", CALM), 10)
     ns = (("namespace", "ns"),)
     assert series[("detector_requests_total", ns)] == 1000
     assert series[("detector_flagged_requests_total", ns)] == 50
-    assert (
-        series[("container_cpu_usage_seconds_total", (("container", "detector"), ("namespace", "ns")))] == 6
-    )
-    # 90 ms requests: none in the 50 ms bucket, all from the 100 ms bucket up (buckets are cumulative).
+    cpu = series[("container_cpu_usage_seconds_total", (("container", "detector"), ("namespace", "ns")))]
+    assert cpu == pytest.approx((0.6 + 0.027 * 100) * 10)  # base + balanced's contributors' work
+    # 77 ms requests: none in the 50 ms bucket, all from the 100 ms bucket up (buckets are cumulative).
     assert series[("detector_request_duration_seconds_bucket", (("le", "0.05"), *ns))] == 0
     assert series[("detector_request_duration_seconds_bucket", (("le", "0.1"), *ns))] == 1000
     assert series[("detector_request_duration_seconds_bucket", (("le", "+Inf"), *ns))] == 1000
@@ -44,8 +71,13 @@ def test_counters_grow_at_the_described_rates() -> None:
 
 
 def test_gauges_carry_the_cpu_limit() -> None:
-    gauges = {(s.name, tuple(s.labels.values())): s.value for s in gauge_values(calm("ns"))}
-    assert gauges[("kube_pod_container_resource_limits", ("ns", "detector", "cpu"))] == 2.0
+    gauges = {(s.name, tuple(s.labels.values())): s.value for s in gauge_values(running("lean", CALM))}
+    assert gauges[("kube_pod_container_resource_limits", ("ns", "detector", "cpu"))] == 16.0
+    # Only the contributors lean runs report memory.
+    assert {labels[0] for name, labels in gauges if name == "detector_contributor_memory_bytes"} == {
+        "strict-rules",
+        "ua-heuristics",
+    }
 
 
 def test_demo_objects_are_the_examples_with_demo_timing_and_pass_validate(tmp_path: Path) -> None:
@@ -65,23 +97,38 @@ def test_demo_objects_are_the_examples_with_demo_timing_and_pass_validate(tmp_pa
     assert report.ok and report.checked == 2, report.findings
 
 
-def test_each_phase_crosses_the_examples_thresholds() -> None:
-    rules = {
-        r["name"]: r
-        for r in yaml.safe_load((REPO / "examples/detection-policy.yaml").read_text())["spec"]["rules"]
-    }
-    phases = {p.name: p for p in scenario("ns")}
-    latency, surge = rules["high-latency"], rules["bot-surge"]
-    assert p95_upper_bound_ms(phases["calm"].traffic.detector.latency_seconds) < latency["clearThreshold"]
-    assert (
-        p95_upper_bound_ms(phases["latency spike"].traffic.detector.latency_seconds)
-        > latency["threshold"] * 1.2
-    )
-    assert phases["bot surge"].traffic.detector.flagged_share > surge["threshold"]
-    assert phases["calm"].traffic.detector.flagged_share < surge["clearThreshold"]
-    assert [p.models is not None for p in scenario("ns")] == [False] * 4 + [True] * 4
-    assert [e for p in scenario("ns")[1:] for e in p.expect] == [
+def p95_ms(traffic: Traffic) -> float:
+    return p95_upper_bound_ms(traffic.detector.latency_seconds)
+
+
+def cpu_share(traffic: Traffic) -> float:
+    return traffic.detector.cpu_cores / traffic.detector.cpu_limit_cores
+
+
+def test_each_phase_crosses_the_examples_thresholds_with_the_profile_it_runs() -> None:
+    rules = {r["name"]: r for r in EXAMPLE["rules"]}
+    phases = {p.name: p for p in scenario()}
+    latency, cpu, surge = rules["high-latency"], rules["high-cpu"], rules["bot-surge"]
+    calm, burst = phases["calm"].world, phases["load burst"].world
+    # Calm: no profile's own cost trips a rule, so the policy rests on its default.
+    for profile in PROFILES:
+        assert p95_ms(running(profile, calm)) < latency["clearThreshold"], profile
+        assert cpu_share(running(profile, calm)) < cpu["clearThreshold"], profile
+        assert p95_ms(running(profile, calm)) <= PROFILES[profile]["latencyTargetMs"] or profile == "lean"
+    # The burst: balanced crosses the threshold, and lean, which the rule chooses, clears it (the loop).
+    assert p95_ms(running("balanced", burst)) > latency["threshold"]
+    assert p95_ms(running("lean", burst)) < latency["clearThreshold"]
+    assert cpu_share(running("balanced", burst)) < cpu["clearThreshold"]
+    assert phases["lean hides the burst"].world == burst and phases["burst over"].world == calm
+    # The surge: enough requests per window for the traffic floor (window 6 s in demo/timing.yaml).
+    surge_world = phases["bot surge"].world
+    assert surge_world.flagged_share > surge["threshold"] and calm.flagged_share < surge["clearThreshold"]
+    assert surge_world.requests_per_second * 6 > surge["minSamples"]
+    assert [p.models is not None for p in scenario()] == [False] * 6 + [True] * 4
+    assert [e for p in scenario()[1:] for e in p.expect] == [
         Expectation("dp", POLICY, "lean"),
+        Expectation("dp", POLICY, LEAN_HELD),
+        Expectation("dp", POLICY, "balanced"),
         Expectation("dp", POLICY, "paranoid"),
         Expectation("dp", POLICY, "balanced"),
         Expectation("mr", ROUTE, "neuroweaver-v2"),
@@ -89,6 +136,25 @@ def test_each_phase_crosses_the_examples_thresholds() -> None:
         Expectation("mr", ROUTE, "neuroweaver-v2"),
         Expectation("mr", ROUTE, TRICKLE_OFF),
     ]
+
+
+def test_a_held_policy_gets_a_line_once_per_switch_with_what_its_rules_read() -> None:
+    obj: dict[str, Any] = {
+        "metadata": {"name": POLICY},
+        "spec": {"rules": [{"name": "high-latency", "op": ">"}]},
+        "status": {
+            "profile": "lean",
+            "heldBy": "stabilizationWindow",
+            "reason": "rules clear, stabilizing before relaxing to balanced",
+            "history": [{"from": "balanced", "to": "lean", "reason": "r", "at": "T2"}],
+            "rules": [{"name": "high-latency", "value": 97.5, "threshold": 200, "active": False}],
+        },
+    }
+    switch, held = transitions("dp", obj)
+    assert held.matches(Expectation("dp", POLICY, LEAN_HELD)) and held.key != switch.key
+    assert held.reason == "rules clear, stabilizing before relaxing to balanced (high-latency = 97.5)"
+    obj["status"]["heldBy"] = None
+    assert len(transitions("dp", obj)) == 1
 
 
 def test_policy_history_becomes_transitions_with_the_active_rule_values() -> None:

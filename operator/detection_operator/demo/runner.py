@@ -1,11 +1,12 @@
 """`python -m detection_operator.demo`: start the parts, apply the examples, play the scenario, print it.
 
 Parts (all local, all reused from ``detection_operator.testing``): etcd + kube-apiserver +
-kube-controller-manager, a metric simulator (the bot detector) behind a MetricExporter, one model server
-process per NeuroWeaver model and a router that sends requests where route.json says (the closed loop),
-Prometheus scraping them every second, a webhook receiver standing in for ``platform-webhook``, and the
-operator as a process. State (kubeconfig,
-logs, TSDB) lives in the state directory, ``.demo/`` by default, and is reset on each run.
+kube-controller-manager, a bot detector that runs the profile.json the operator publishes (read through
+an API watch) and exports what that profile costs through a MetricExporter, one model server process per
+NeuroWeaver model and a router that sends requests where route.json says (both closed loops), Prometheus
+scraping them every second, a webhook receiver standing in for ``platform-webhook``, and the operator as
+a process. State (kubeconfig, logs, TSDB) lives in the state directory, ``.demo/`` by default, and is
+reset on each run.
 """
 
 from __future__ import annotations
@@ -28,9 +29,19 @@ from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
 from detection_operator.api.kinds import by_kind
-from detection_operator.demo.scenario import MODELS, POLICY, ROUTE, Phase, scenario
+from detection_operator.demo.scenario import (
+    CONTRIBUTORS,
+    EXTERNALS,
+    MODELS,
+    POLICY,
+    ROUTE,
+    STARTUP,
+    Phase,
+    scenario,
+)
 from detection_operator.demo.timeline import Timeline, elapsed
 from detection_operator.testing.controlplane import LocalControlPlane, default_bin_dir
+from detection_operator.testing.detector import ProfiledDetector
 from detection_operator.testing.documents import edited
 from detection_operator.testing.exporter import MetricExporter
 from detection_operator.testing.kube import api_client, install_crds, wait_for
@@ -38,7 +49,6 @@ from detection_operator.testing.operator_process import OperatorProcess
 from detection_operator.testing.prometheus import PrometheusNotFoundError, PrometheusServer
 from detection_operator.testing.receiver import WebhookReceiver
 from detection_operator.testing.router import ModelFleet, Router
-from detection_operator.testing.simulator import MetricSimulator
 
 NAMESPACE: Final = "detection-demo"
 # What the demo creates under the state directory; only these are removed when a new run starts.
@@ -126,7 +136,7 @@ def _state_of(timeline: Timeline, phase: Phase) -> str:
 
 def _play(
     phases: list[Phase],
-    simulator: MetricSimulator,
+    detector: ProfiledDetector,
     fleet: ModelFleet,
     timeline: Timeline,
     start: float,
@@ -142,7 +152,7 @@ def _play(
         print(f"\n{stamp}  ▶ phase {number}/{len(phases)} {phase.name}: {phase.description}", file=out)
         print(f"        expecting {', '.join(map(str, phase.expect))}", file=out, flush=True)
         since = len(timeline.seen)
-        simulator.play(phase.traffic)
+        detector.world(phase.world)
         if phase.models is not None:
             phase.models(fleet)
 
@@ -211,7 +221,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             raise DemoError(f"no {needed}/ under {repo}: run from the repository root or pass --repo")
     state: Path = args.state_dir.resolve()
     _reset(state)
-    phases = scenario(NAMESPACE)
+    phases = scenario()
     with ExitStack() as stack:
         started = time.monotonic()
         print(
@@ -220,22 +230,33 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             flush=True,
         )
         plane = stack.enter_context(LocalControlPlane(state / "controlplane", controller_manager=True))
+        api = api_client(plane.kubeconfig)
+        stack.callback(api.close)
         exporter = stack.enter_context(MetricExporter())
-        simulator = stack.enter_context(MetricSimulator(exporter, phases[0].traffic))
+        # Until the operator publishes a profile the detector runs its built-in default.
+        detector = ProfiledDetector(
+            api,
+            NAMESPACE,
+            f"{POLICY}-detection-profile",
+            exporter,
+            base=phases[0].world,
+            costs=CONTRIBUTORS,
+            externals=EXTERNALS,
+            startup=STARTUP,
+        )
+        stack.enter_context(detector)
         fleet = stack.enter_context(ModelFleet(MODELS, state / "models"))
         prometheus = stack.enter_context(
             PrometheusServer(state / "prometheus", targets=[exporter.target, *fleet.targets])
         )
         receiver = stack.enter_context(WebhookReceiver())
         print(
-            f"Prometheus {prometheus.url} scrapes the metric simulator at {exporter.url}/metrics and "
-            f"{len(MODELS)} model servers every 1s",
+            f"Prometheus {prometheus.url} scrapes the bot detector (running what profile.json says) at "
+            f"{exporter.url}/metrics and {len(MODELS)} model servers every 1s",
             file=out,
         )
         # The operator's first evaluation should see metrics, not a missing series.
         prometheus.wait_for_series("sum(detector_requests_total)", timeout=60)
-        api = api_client(plane.kubeconfig)
-        stack.callback(api.close)
         install_crds(api, repo / "crds")
         _apply(api, repo)
         print(
@@ -266,7 +287,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         timeline = Timeline(api, NAMESPACE, [("dp", POLICY), ("mr", ROUTE)], out)
         start = time.monotonic()
         try:
-            _play(phases, simulator, fleet, timeline, start, args.phase_timeout, out)
+            _play(phases, detector, fleet, timeline, start, args.phase_timeout, out)
         except DemoError as exc:
             raise DemoError(f"{exc}\noperator log: {operator_log}") from None
         print(f"\nScenario complete: {len(phases)} phases, every expected switch happened.", file=out)
@@ -279,7 +300,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             _wait_for_interrupt(timeline, start, out)
         print("Tearing down …", file=out, flush=True)
     print(
-        "Stopped: control plane, Prometheus, simulator, model servers, router and operator are gone.",
+        "Stopped: control plane, Prometheus, detector, model servers, router and operator are gone.",
         file=out,
         flush=True,
     )

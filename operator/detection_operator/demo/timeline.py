@@ -79,7 +79,24 @@ def transitions(kind: Kind, obj: Mapping[str, Any]) -> list[Transition]:
     if kind == "dp" and found and found[-1].to == status.get("profile") and (values := _rule_values(obj)):
         last = found[-1]
         found[-1] = Transition(kind, name, last.from_, last.to, f"{last.reason}: {values}", last.key)
+    if kind == "dp" and status.get("heldBy") and status.get("profile"):
+        found.append(_held(name, status, len(history)))
     return found
+
+
+def _held(name: str, status: Mapping[str, Any], switches: int) -> Transition:
+    """The policy kept its profile although its rules asked for another (once per switch and holder),
+    with the values the rules read while it held."""
+    held_by = status["heldBy"]
+    values = ", ".join(
+        # Four digits: a value just under a clearThreshold of 150 must not read as 150.
+        f"{r['name']} = {r['value']:.4g}"
+        for r in status.get("rules", [])
+        if r.get("value") is not None
+    )
+    reason = f"{status.get('reason', '')}" + (f" ({values})" if values else "")
+    to = f"{status['profile']} held by {held_by}"
+    return Transition("dp", name, "held", to, reason, f"held {switches} {held_by}")
 
 
 def _route_traffic(name: str, status: Mapping[str, Any], switches: int) -> list[Transition]:

@@ -41,8 +41,9 @@ def profile_traffic(
 ) -> Traffic:
     """What a detector serving ``base`` traffic emits while running ``contributors`` (pure).
 
-    Latency: base + the runtime of every contributor run (contributors run one after another). CPU:
-    base + the contributors' runtime times the request rate. A contributor with no cost entry costs
+    Latency: base + the runtime of every contributor run (contributors run one after another), times
+    ``base.contention`` (a saturated detector queues each piece of work). CPU: base + the contributors'
+    runtime times the request rate (queueing costs time, not CPU). A contributor with no cost entry costs
     nothing but still reports its calls.
     """
     running = {
@@ -51,7 +52,7 @@ def profile_traffic(
     runtime = sum(c.runtime_seconds for c in running.values())
     detector = replace(
         base,
-        latency_seconds=base.latency_seconds + runtime,
+        latency_seconds=base.latency_seconds + runtime * base.contention,
         cpu_cores=base.cpu_cores + CPU_PER_RUNTIME * runtime * base.requests_per_second,
     )
     return Traffic(

@@ -53,6 +53,10 @@ class DetectorLoad:
     cpu_limit_cores: float = 2.0
     memory_bytes: float = 400e6
     memory_limit_bytes: float = 1e9
+    #: How much longer than alone each unit of contributor work takes (queueing for a saturated CPU in a
+    #: load burst): it lengthens requests, not the contributors' measured runtime or their CPU time.
+    #: Read by the closed-loop detector (:func:`~detection_operator.testing.detector.profile_traffic`).
+    contention: float = 1.0
 
 
 @dataclass(frozen=True)
