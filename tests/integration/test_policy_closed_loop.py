@@ -82,6 +82,13 @@ def test_stabilization_keeps_lean_through_a_burst_that_lean_itself_hides(
                 timeout=90,
                 what="the stabilized policy relaxed after the burst",
             )
+            # Status says relaxed once the ConfigMap is written; the detector runs it when its watch
+            # delivers the change, which can come a little later.
+            wait_for(
+                lambda: seen[second].profiles[-1:] == ["balanced"],
+                timeout=30,
+                what="the stabilized detector running balanced again",
+            )
             for watcher in seen.values():
                 watcher.stop()
     finally:

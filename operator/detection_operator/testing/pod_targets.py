@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from kubernetes import client
+from urllib3.exceptions import HTTPError
 
 from .kube import api_client
 from .lifecycle import Started
@@ -62,7 +63,7 @@ class PodTargets(Started):
         while not self._stop.wait(_INTERVAL):
             try:
                 self._sync()
-            except (client.ApiException, OSError):
+            except (client.ApiException, HTTPError, OSError):
                 continue  # the apiserver restarting; the next round catches up
 
     def _sync(self) -> None:
