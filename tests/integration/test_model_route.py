@@ -246,6 +246,10 @@ def test_operator_restart_mid_failover_keeps_state_without_duplicates(
     loop.wait_state(PRIMARY, "healthy")
     loop.fleet.kill(PRIMARY)
     before = loop.wait_route(active=BACKUP1)
+    # Killed after the switch is recorded: a SIGKILL between the ConfigMap write and the status write
+    # posts the ModelSwitched Event again after the restart (Events are at-least-once until
+    # notifications go through a durable outbox written with the status).
+    wait_for(lambda: len(loop.status().get("switchHistory") or []) == 1, timeout=30, what="switch recorded")
     operator.kill()
     operator.start()
     loop.evaluations(3)
