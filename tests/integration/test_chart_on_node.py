@@ -169,7 +169,9 @@ def test_the_operator_in_its_pod_evaluates_a_policy_and_a_route(
         status = objects.get_namespaced_custom_object(GROUP, VERSION, ns, plural, name).get("status") or {}
         return status if status.get("conditions") else None
 
-    assert status_of("detectionpolicies", "p")["observedGeneration"] == 1
+    # The ConfigMap is written before the same evaluation's status: wait for the status to catch up.
+    policy_status = wait_for(lambda: status_of("detectionpolicies", "p"), timeout=30, what="policy status")
+    assert policy_status["observedGeneration"] == 1
     assert wait_for(lambda: status_of("modelroutes", "r"), timeout=30, what="route status")
     events = wait_for(
         lambda: [e for e in core.list_namespaced_event(ns).items if e.involved_object.name == "p"],
