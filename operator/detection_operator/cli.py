@@ -13,8 +13,7 @@ def _run(args: argparse.Namespace) -> int:
 
     import kopf
 
-    from . import handlers  # noqa: F401  (registers the handlers with kopf)
-    from .settings import Settings
+    from .runtime.settings import Settings
 
     try:
         settings = Settings.from_env()
