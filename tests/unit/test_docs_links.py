@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from detection_operator.api import reference
+from detection_operator.api import crd, reference
 from detection_operator.api.kinds import KINDS, Kind
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,3 +161,22 @@ def test_rendering_keeps_the_prose_around_the_block() -> None:
     assert rendered.startswith("# Title\n\nbefore\n\n" + reference.BEGIN)
     assert rendered.endswith(reference.END + "\n\nafter\n")
     assert "OLD-CONTENT" not in rendered
+
+
+def _undescribed(path: str, node: dict[str, object]) -> list[str]:
+    found = []
+    properties = node.get("properties")
+    for name, prop in (properties if isinstance(properties, dict) else {}).items():
+        if not prop.get("description"):
+            found.append(f"{path}.{name}")
+        for child in (prop, prop.get("items"), prop.get("additionalProperties")):
+            if isinstance(child, dict) and child.get("properties"):
+                found += _undescribed(f"{path}.{name}", child)
+    return found
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_every_spec_field_is_described(kind: Kind) -> None:
+    """The field reference (and `kubectl explain`) shows the models' descriptions: none may be blank."""
+    spec = crd.crd_for(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert not _undescribed("spec", spec)
