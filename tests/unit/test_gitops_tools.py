@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from detection_operator.api.detection_policy import DetectionPolicySpec
-from detection_operator.observe.source import Missing, Value
+from detection_operator.core.readings import Missing, Value
 from detection_operator.tools import backtest, validate
 from detection_testing.documents import edited
 

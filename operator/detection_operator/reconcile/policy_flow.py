@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING, Any
 from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel
 
+from .. import telemetry
 from ..act import kube
 from ..api.detection_policy import DetectionPolicySpec
+from ..core.identity import Key, ObjectRef
 from ..core.signing import sign
-from ..decide.alerts import ObjectKey, policy_alerts
+from ..core.times import rfc3339
+from ..decide.alerts import policy_alerts
 from ..decide.policy import EXPENSE_RANK, PolicyDecision, PolicyMemory, decide_policy, query_plan
 from ..decide.publish import Publication, latency_row, publication, rule_rows, switch_message
 from ..record import conditions
-from ..record.conditions import rfc3339
-from ..runtime import telemetry
-from ..runtime.scheduler import Key
 
 if TYPE_CHECKING:
     from .reconciler import Reconciler
@@ -30,7 +30,7 @@ METRICS_AVAILABLE = "MetricsAvailable"
 async def evaluate_policy(
     r: Reconciler,
     key: Key,
-    ref: kube.ObjectRef,
+    ref: ObjectRef,
     annotations: Mapping[str, str] | None,
     spec: DetectionPolicySpec,
     status: dict[str, Any],
@@ -71,7 +71,7 @@ async def evaluate_policy(
         now,
     )
     invalid = conditions.condition(conditions.INVALID_SPEC, False, "SpecAccepted", "", generation, now)
-    alerts = policy_alerts(spec, decision, ObjectKey(ref.kind, ref.namespace, ref.name))
+    alerts = policy_alerts(spec, decision, ref)
     fields["alerts"], delivered = await r.alerts(
         ref, annotations, spec.alerts, alerts, status, generation, now
     )
@@ -88,7 +88,7 @@ async def evaluate_policy(
 async def _publish(
     r: Reconciler,
     key: Key,
-    ref: kube.ObjectRef,
+    ref: ObjectRef,
     spec: DetectionPolicySpec,
     config_map: str,
     pub: Publication,
@@ -112,7 +112,7 @@ async def _publish(
 
 async def _notify(
     r: Reconciler,
-    ref: kube.ObjectRef,
+    ref: ObjectRef,
     spec: DetectionPolicySpec,
     decision: PolicyDecision,
     status: Mapping[str, Any],

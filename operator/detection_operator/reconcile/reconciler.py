@@ -14,30 +14,31 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
+from .. import telemetry
 from ..act import kube
 from ..act.outputs import AppliedOutputs
-from ..api.base import parse_duration
 from ..api.common import AlertRecord, AlertSpec, PrometheusRef
 from ..api.detection_policy import DetectionPolicySpec
 from ..api.kinds import by_plural
 from ..api.model_route import ModelRouteSpec
 from ..api.validation import ValidatedSpecs, summary
-from ..decide.alerts import Alert, ObjectKey, acknowledged_prefixes, plan_alerts
+from ..core.errors import NotLeader
+from ..core.identity import Key, ObjectRef
+from ..core.logref import about
+from ..core.readings import Missing, Reading
+from ..core.times import duration
+from ..decide.alerts import Alert, acknowledged_prefixes, plan_alerts
 from ..notify.delivery import Notifier
 from ..observe.connections import Connections, InvalidConnection
-from ..observe.source import Missing, Reading, query_all
+from ..observe.source import query_all
 from ..record import conditions, status_writes
-from ..runtime import telemetry
-from ..runtime.election import NotLeader
-from ..runtime.logref import about
-from ..runtime.scheduler import Key
 from .policy_flow import evaluate_policy
 from .route_flow import evaluate_route
 
@@ -88,7 +89,7 @@ class Reconciler:
         if self.on_decided is not None:
             self.on_decided(key, self._decided_at[key])
 
-    def published(self, key: Key, ref: kube.ObjectRef, config_map: str, revision: int) -> None:
+    def published(self, key: Key, ref: ObjectRef, config_map: str, revision: int) -> None:
         """Account for the owned ConfigMap just applied: decision-to-patch time and one log line."""
         decided_at = self._decided_at.pop(key, None)
         if decided_at is not None:
@@ -108,7 +109,7 @@ class Reconciler:
         self._specs.forget(key)
         self._persisted.pop(key, None)
         self._written.pop(key, None)
-        self.notifier.outcomes.pop(ObjectKey(by_plural(key[0]).kind, key[1], key[2]), None)
+        self.notifier.outcomes.pop(ObjectRef(by_plural(key[0]).kind, key[1], key[2]), None)
 
     def reset(self) -> None:
         """Forget cached statuses and per-object series when leadership changes hands.
@@ -167,7 +168,7 @@ class Reconciler:
     async def _evaluate(self, key: Key, body: Mapping[str, Any]) -> str:
         kind = by_plural(key[0])
         meta = body["metadata"]
-        ref = kube.ObjectRef(kind.kind, kind.plural, meta["namespace"], meta["name"], meta["uid"])
+        ref = ObjectRef(kind.kind, meta["namespace"], meta["name"], meta["uid"])
         status = self._status(key, body)
         generation = meta.get("generation")
         model, errors = self._specs.validate(key, kind.spec, meta["uid"], generation, body.get("spec"))
@@ -192,7 +193,7 @@ class Reconciler:
 
     async def observe(
         self,
-        ref: kube.ObjectRef,
+        ref: ObjectRef,
         prometheus: PrometheusRef | None,
         plan: Mapping[K, str],
         at: float | None = None,
@@ -210,7 +211,7 @@ class Reconciler:
         readings = await query_all(source, list(plan.values()), self._executor, at)
         return {key: readings[query] for key, query in plan.items()}
 
-    async def output_intact(self, key: Key, ref: kube.ObjectRef, name: str, revision: int) -> bool:
+    async def output_intact(self, key: Key, ref: ObjectRef, name: str, revision: int) -> bool:
         """Whether the object's ConfigMap still holds what was published: known from the watch, or, on the
         first evaluation after a start, from one read (the ConfigMap exists with the current revision)."""
         if self.outputs.current(key):
@@ -228,7 +229,7 @@ class Reconciler:
         return True
 
     async def apply_config_map(
-        self, key: Key, ref: kube.ObjectRef, name: str, data: dict[str, str], annotations: dict[str, str]
+        self, key: Key, ref: ObjectRef, name: str, data: dict[str, str], annotations: dict[str, str]
     ) -> None:
         """Server-side apply the object's ConfigMap, remembering what was applied for drift detection."""
         self.outputs.record(key, name, data)
@@ -238,7 +239,7 @@ class Reconciler:
             self.outputs.invalidate(key)
             raise
 
-    async def write(self, ref: kube.ObjectRef, what: str, action: Awaitable[None]) -> str | None:
+    async def write(self, ref: ObjectRef, what: str, action: Awaitable[None]) -> str | None:
         """Run an output write; return what failed (for the Ready condition) instead of raising."""
         try:
             await action
@@ -252,7 +253,7 @@ class Reconciler:
 
     async def alerts(
         self,
-        ref: kube.ObjectRef,
+        ref: ObjectRef,
         annotations: Mapping[str, str] | None,
         settings: AlertSpec,
         current: list[Alert],
@@ -261,21 +262,20 @@ class Reconciler:
         now: datetime,
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Plan and dispatch this evaluation's alerts; return the records for status and AlertsDelivered."""
-        obj = ObjectKey(ref.kind, ref.namespace, ref.name)
         records = []
         for raw in status.get("alerts") or []:
             with contextlib.suppress(ValidationError):  # a damaged record is dropped, not fatal
                 records.append(AlertRecord.model_validate(raw))
-        cooldown = timedelta(seconds=parse_duration(settings.cooldown))
-        plan = plan_alerts(obj, current, records, acknowledged_prefixes(annotations), cooldown, now)
+        cooldown = duration(settings.cooldown)
+        plan = plan_alerts(ref, current, records, acknowledged_prefixes(annotations), cooldown, now)
         self.check_leader()  # a notification is an action too: never sent by a replica that lost the Lease
-        self.notifier.dispatch(obj, list(settings.receivers), plan.outgoing, cooldown, now)
+        self.notifier.dispatch(ref, list(settings.receivers), plan.outgoing, cooldown, now)
         for item in plan.transitions:
             firing = item.status == "firing"
             reason = "AlertFiring" if firing else "AlertResolved"
             message = f"[{item.alert.severity}] {item.alert.summary} (fingerprint {item.fingerprint})"
             await self.event(ref, "Warning" if firing else "Normal", reason, message)
-        failures = self.notifier.outcomes.get(obj)
+        failures = self.notifier.outcomes.get(ref)
         failed = failures.failures if failures else {}
         delivered = conditions.condition(
             ALERTS_DELIVERED,
@@ -291,7 +291,7 @@ class Reconciler:
         dumped = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in plan.records]
         return dumped, delivered
 
-    async def event(self, ref: kube.ObjectRef, type_: str, reason: str, message: str) -> None:
+    async def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
         """Post an Event on the object; a failure is logged, never raised."""
         try:
             await self.mutate(kube.post_event, self.api, ref, type_, reason, message, self.identity)
@@ -308,7 +308,7 @@ class Reconciler:
     async def record(
         self,
         key: Key,
-        ref: kube.ObjectRef,
+        ref: ObjectRef,
         status: dict[str, Any],
         fields: dict[str, Any],
         updates: list[dict[str, Any]],

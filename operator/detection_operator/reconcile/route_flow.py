@@ -7,16 +7,15 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from .. import telemetry
 from ..act import kube
-from ..api.base import parse_duration
 from ..api.model_route import ModelRouteSpec
-from ..decide.alerts import ObjectKey, route_alerts
+from ..core.identity import Key, ObjectRef
+from ..core.times import parse_duration, rfc3339
+from ..decide.alerts import route_alerts
 from ..decide.publish import RoutePublication, route_publication
 from ..decide.route import RouteDecision, RouteKey, RouteMemory, decide_route, query_plan
 from ..record import conditions
-from ..record.conditions import rfc3339
-from ..runtime import telemetry
-from ..runtime.scheduler import Key
 
 if TYPE_CHECKING:
     from .reconciler import Reconciler
@@ -30,7 +29,7 @@ DEGRADED = "Degraded"
 async def evaluate_route(
     r: Reconciler,
     key: Key,
-    ref: kube.ObjectRef,
+    ref: ObjectRef,
     annotations: Mapping[str, str] | None,
     spec: ModelRouteSpec,
     status: dict[str, Any],
@@ -81,7 +80,7 @@ async def evaluate_route(
     await _notify(r, ref, decision, status)
     fields = _fields(decision, status, new_memory, now)
     fields.update(observedGeneration=generation, configMap=written)
-    alerts = route_alerts(spec, decision, ObjectKey(ref.kind, ref.namespace, ref.name))
+    alerts = route_alerts(spec, decision, ref)
     fields["alerts"], delivered = await r.alerts(
         ref, annotations, spec.alerts, alerts, status, generation, now
     )
@@ -100,7 +99,7 @@ async def evaluate_route(
 async def _act(
     r: Reconciler,
     key: Key,
-    ref: kube.ObjectRef,
+    ref: ObjectRef,
     spec: ModelRouteSpec,
     decision: RouteDecision,
     pub: RoutePublication,
@@ -123,9 +122,7 @@ async def _act(
         await r.event(ref, "Warning", "DeploymentNotFound", f"router Deployment {router} not found")
 
 
-async def _notify(
-    r: Reconciler, ref: kube.ObjectRef, decision: RouteDecision, status: Mapping[str, Any]
-) -> None:
+async def _notify(r: Reconciler, ref: ObjectRef, decision: RouteDecision, status: Mapping[str, Any]) -> None:
     if decision.switched and decision.previous is not None:
         rolled_back = decision.state == "Primary"
         reason = "ModelRolledBack" if rolled_back else "ModelSwitched"

@@ -15,19 +15,20 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_api_client import PrometheusConnect
 
-from ..api.base import parse_duration
 from ..api.detection_policy import DetectionPolicySpec
 from ..api.model_route import ModelRouteSpec
 from ..api.validation import validate_spec
+from ..core.identity import ObjectRef
+from ..core.readings import Missing, Reading, normalise
+from ..core.times import duration, parse_duration
 from ..decide import policy as policy_decide
 from ..decide import route as route_decide
-from ..decide.alerts import Alert, ObjectKey, plan_alerts, policy_alerts, route_alerts
-from ..observe.source import Missing, Reading, normalise
+from ..decide.alerts import Alert, plan_alerts, policy_alerts, route_alerts
 from .documents import Document, read_documents
 
 MAX_POINTS = 10_000  # Prometheus refuses ranges over 11,000 points per series
@@ -140,8 +141,8 @@ def replay(
 ) -> Timeline:
     """Run the decision over every step and collect switches, alerts and time per profile/model."""
     timeline = Timeline(kind, namespace, name, _iso(start), _iso(end), f"{step:g}s")
-    obj = ObjectKey(kind, namespace, name)
-    cooldown = timedelta(seconds=parse_duration(doc_spec.alerts.cooldown))
+    obj = ObjectRef(kind, namespace, name)
+    cooldown = duration(doc_spec.alerts.cooldown)
     records: tuple[Any, ...] = ()
     started = time.perf_counter()
     stamps = _timestamps(start, end, step)
