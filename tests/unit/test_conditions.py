@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from detection_operator.core.errors import OutputError
 from detection_operator.record import conditions
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -53,7 +54,7 @@ def test_unrelated_conditions_survive_and_ready_sorts_first() -> None:
     [
         (conditions.spec_validity(None, 3, T0), "False", "False"),
         (conditions.spec_validity("spec.x: bad", 3, T0), "False", "True"),
-        ([conditions.readiness(False, "forbidden", "r", 3, T0)], "True", "False"),
+        ([conditions.readiness(False, OutputError("forbidden", 403), "r", 3, T0)], "True", "False"),
         ([conditions.readiness(False, None, "r", 3, T0)], "False", "False"),
     ],
     ids=["accepted", "invalid-spec", "output-failed", "published"],

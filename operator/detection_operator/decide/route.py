@@ -215,6 +215,11 @@ def query_plan(spec: ModelRouteSpec, namespace: str, name: str) -> dict[RouteKey
     return plan
 
 
+def previous_plan(plan: Mapping[RouteKey, str]) -> dict[RouteKey, str]:
+    """The same queries keyed for the previous window: evaluated one window back, they give the trend."""
+    return {("previous", model, metric): query for (_, model, metric), query in plan.items()}
+
+
 def _value(reading: Reading | None) -> float | None:
     return None if reading is None or isinstance(reading, Missing) else reading.value
 

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ..core.errors import OutputError
+
 READY = "Ready"
 INVALID_SPEC = "InvalidSpec"
 RECONCILING = "Reconciling"
@@ -101,9 +103,9 @@ def spec_validity(problems: str | None, generation: int | None, now: datetime) -
 
 
 def readiness(
-    dry_run: bool, output_error: str | None, reason: str, generation: int | None, now: datetime
+    dry_run: bool, output_error: OutputError | None, reason: str, generation: int | None, now: datetime
 ) -> dict[str, Any]:
     """Ready after an evaluation: published (or dry run), or why the output could not be written."""
-    if output_error:
-        return condition(READY, False, "OutputFailed", output_error, generation, now)
+    if output_error is not None:
+        return condition(READY, False, "OutputFailed", str(output_error), generation, now)
     return condition(READY, True, "DryRun" if dry_run else "Published", reason, generation, now)
