@@ -156,7 +156,7 @@ def replay(
             progress(f"replaying {100 * number // len(stamps)}%")
         now = datetime.fromtimestamp(ts, UTC)
         decision = logic.decide(spec, _observation(series, ts), memory, now)
-        memory = logic.next_memory(decision)
+        memory = decision.memory
         choice = logic.choice(decision)
         plan = plan_alerts(obj, logic.alerts(spec, decision, obj), records, set(), cooldown, now)
         records = plan.records
