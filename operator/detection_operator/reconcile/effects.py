@@ -11,7 +11,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from ..act import kube
 from ..act.outputs import AppliedOutputs
 from ..api.common import PrometheusRef
+from ..api.conditions import EventReason
 from ..core.errors import NotLeader, OutputError
 from ..core.identity import Key, ObjectRef
 from ..core.logref import about
@@ -161,10 +162,12 @@ class Effects:
         )
         return error
 
-    async def event(self, ref: ObjectRef, type_: str, reason: str, message: str) -> None:
+    async def event(
+        self, ref: ObjectRef, type_: Literal["Normal", "Warning"], reason: EventReason, message: str
+    ) -> None:
         """Post an Event on the object; a failure is logged, never raised."""
         try:
-            await self.mutate(kube.post_event, self.api, ref, type_, reason, message, self.identity)
+            await self.mutate(kube.post_event, self.api, ref, type_, str(reason), message, self.identity)
         except ApiException as exc:  # an Event is best effort; the status carries the same facts
             log.warning(
                 "could not post %s event on %s/%s: %s",

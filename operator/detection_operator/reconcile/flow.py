@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from prometheus_client import Gauge
 
+from ..api.conditions import EventReason
 from ..core.errors import OutputError
 from ..decide.alerts import Alert
 from ..decide.memory import Memory
@@ -42,8 +43,8 @@ class Decision(Protocol):
 class Event:
     """A Kubernetes Event to post on the object."""
 
-    type: str
-    reason: str
+    type: Literal["Normal", "Warning"]
+    reason: EventReason
     message: str
 
 

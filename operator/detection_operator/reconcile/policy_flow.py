@@ -9,6 +9,7 @@ from prometheus_client import Gauge
 from pydantic import BaseModel
 
 from .. import telemetry
+from ..api.conditions import ConditionType, EventReason
 from ..api.detection_policy import DetectionPolicySpec
 from ..core.errors import OutputError
 from ..core.readings import Reading
@@ -23,7 +24,6 @@ from .effects import Effects
 from .flow import Event, Flow
 
 HISTORY_LIMIT = 20
-METRICS_AVAILABLE = "MetricsAvailable"
 
 
 class PolicyFlow(
@@ -79,7 +79,7 @@ class PolicyFlow(
             found = await fx.annotate_deployment(ref.namespace, spec.output.deployment, pub.digest)
             if not found:
                 message = f"Deployment {spec.output.deployment} not found; profile.json is published anyway"
-                await fx.event(ref, "Warning", "DeploymentNotFound", message)
+                await fx.event(ref, "Warning", EventReason.DEPLOYMENT_NOT_FOUND, message)
 
     def memory(
         self,
@@ -97,30 +97,34 @@ class PolicyFlow(
         """Switches, circuits, expired escalations, shadow decisions, metrics lost and recovered."""
         events = []
         if decision.switched:
-            reason = "ProfileSelected" if decision.previous is None else "ProfileSwitched"
+            reason = (
+                EventReason.PROFILE_SELECTED if decision.previous is None else EventReason.PROFILE_SWITCHED
+            )
             events.append(Event("Normal", reason, switch_message(ev.spec, decision)))
         for change in decision.circuit_changes:
             opened = change.endswith("-> open")
-            reason = "ExternalServiceUnavailable" if opened else "ExternalServiceRecovered"
+            reason = (
+                EventReason.EXTERNAL_SERVICE_UNAVAILABLE if opened else EventReason.EXTERNAL_SERVICE_RECOVERED
+            )
             events.append(Event("Warning" if opened else "Normal", reason, change))
         for profile in decision.expired_now:
             message = (
                 f"Escalation to {profile} reached its maxDuration: relaxed to {decision.profile}; "
                 "a fresh breach escalates again"
             )
-            events.append(Event("Warning", "EscalationExpired", message))
+            events.append(Event("Warning", EventReason.ESCALATION_EXPIRED, message))
         if decision.shadow is not None and decision.shadow != (ev.memory or {}).get("shadow"):
             message = (
                 f"Would switch to shadow profile {decision.shadow} due to {decision.shadow_reason}; "
                 f"keeping {decision.profile} (shadow: not enforced)"
             )
-            events.append(Event("Normal", "ShadowProfile", message))
-        previous = ev.condition(METRICS_AVAILABLE)
+            events.append(Event("Normal", EventReason.SHADOW_PROFILE, message))
+        previous = ev.condition(ConditionType.METRICS_AVAILABLE)
         was_available = previous is None or previous.get("status") == "True"
         if was_available and not decision.metrics_available:
-            events.append(Event("Warning", "MetricsUnavailable", decision.metrics_message))
+            events.append(Event("Warning", EventReason.METRICS_UNAVAILABLE, decision.metrics_message))
         elif not was_available and decision.metrics_available:
-            events.append(Event("Normal", "MetricsRecovered", "every rule query answered again"))
+            events.append(Event("Normal", EventReason.METRICS_RECOVERED, "every rule query answered again"))
         return events
 
     def alerts(self, ev: Evaluation[DetectionPolicySpec], decision: PolicyDecision) -> list[Alert]:
@@ -140,14 +144,9 @@ class PolicyFlow(
         generation, now = ev.generation, ev.now
         return [
             conditions.readiness(ev.spec.dry_run, error, decision.reason, generation, now),
-            conditions.condition(conditions.INVALID_SPEC, False, "SpecAccepted", "", generation, now),
-            conditions.condition(
-                METRICS_AVAILABLE,
-                decision.metrics_available,
-                "QueriesAnswered" if decision.metrics_available else "MetricsUnavailable",
-                decision.metrics_message,
-                generation,
-                now,
+            conditions.spec_accepted(generation, now),
+            conditions.metrics_available(
+                decision.metrics_available, decision.metrics_message, generation, now
             ),
         ]
 

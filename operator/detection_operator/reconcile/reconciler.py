@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from .. import telemetry
 from ..act.outputs import AppliedOutputs
 from ..api.common import AlertRecord, AlertSpec
+from ..api.conditions import ConditionReason, ConditionType, EventReason
 from ..api.kinds import by_plural
 from ..api.validation import ValidatedSpecs, summary
 from ..core.errors import NotLeader, OutputError
@@ -40,8 +41,6 @@ from .policy_flow import PolicyFlow
 from .route_flow import RouteFlow
 
 log = logging.getLogger(__name__)
-
-ALERTS_DELIVERED = "AlertsDelivered"
 
 T = TypeVar("T")
 
@@ -137,9 +136,9 @@ class Reconciler:
         now = self._clock()
         if model is None:
             problems = summary(errors)
-            previous = conditions.find(status.get("conditions"), conditions.INVALID_SPEC)
+            previous = conditions.find(status.get("conditions"), ConditionType.INVALID_SPEC)
             if previous is None or previous.get("message") != problems:
-                await self.effects.event(ref, "Warning", conditions.INVALID_SPEC, problems)
+                await self.effects.event(ref, "Warning", EventReason.INVALID_SPEC, problems)
             # The last good decision (status fields, ConfigMap) stays as it is: only conditions change.
             updates = conditions.spec_validity(problems, generation, now)
             await self._record(key, ref, status, {"observedGeneration": generation}, updates)
@@ -219,15 +218,15 @@ class Reconciler:
         self.notifier.dispatch(ref, list(settings.receivers), plan.outgoing, cooldown, now)
         for item in plan.transitions:
             firing = item.status == "firing"
-            reason = "AlertFiring" if firing else "AlertResolved"
+            reason = EventReason.ALERT_FIRING if firing else EventReason.ALERT_RESOLVED
             message = f"[{item.alert.severity}] {item.alert.summary} (fingerprint {item.fingerprint})"
             await self.effects.event(ref, "Warning" if firing else "Normal", reason, message)
         failures = self.notifier.outcomes.get(ref)
         failed = failures.failures if failures else {}
         delivered = conditions.condition(
-            ALERTS_DELIVERED,
+            ConditionType.ALERTS_DELIVERED,
             not failed,
-            "DeliveryFailed" if failed else "Delivered",
+            ConditionReason.DELIVERY_FAILED if failed else ConditionReason.DELIVERED,
             "; ".join(
                 f"receiver {name}: {error} ({self.notifier.failed_count(name)} failed deliveries so far)"
                 for name, error in sorted(failed.items())

@@ -11,6 +11,7 @@ from typing import Any
 from prometheus_client import Gauge
 
 from .. import telemetry
+from ..api.conditions import ConditionReason, ConditionType, EventReason
 from ..api.model_route import ModelRouteSpec
 from ..core.errors import OutputError
 from ..core.readings import Reading
@@ -24,9 +25,6 @@ from .effects import Effects
 from .flow import Event, Flow
 
 HISTORY_LIMIT = 20
-METRICS_AVAILABLE = "MetricsAvailable"
-INSUFFICIENT_DATA = "InsufficientData"
-DEGRADED = "Degraded"
 
 
 @dataclass(frozen=True)
@@ -95,16 +93,18 @@ class RouteFlow(Flow[ModelRouteSpec, RouteObservation, RouteDecision, RoutePubli
         for action in decision.scale:
             if await fx.scale_deployment(ref.namespace, action.deployment, action.replicas):
                 message = f"scaled Deployment {action.deployment} to {action.replicas} ({action.reason})"
-                await fx.event(ref, "Normal", "BackupScaled", message)
+                await fx.event(ref, "Normal", EventReason.BACKUP_SCALED, message)
             else:
                 message = f"Deployment {action.deployment} not found"
-                await fx.event(ref, "Warning", "DeploymentNotFound", message)
+                await fx.event(ref, "Warning", EventReason.DEPLOYMENT_NOT_FOUND, message)
         if not publish:
             return
         await fx.apply_config_map(ev.key, ref, config_map, {"route.json": pub.route_json}, pub.revision)
         router = ev.spec.output.router_deployment
         if router and not await fx.annotate_deployment(ref.namespace, router, pub.digest):
-            await fx.event(ref, "Warning", "DeploymentNotFound", f"router Deployment {router} not found")
+            await fx.event(
+                ref, "Warning", EventReason.DEPLOYMENT_NOT_FOUND, f"router Deployment {router} not found"
+            )
 
     def memory(
         self,
@@ -126,13 +126,17 @@ class RouteFlow(Flow[ModelRouteSpec, RouteObservation, RouteDecision, RoutePubli
         events = []
         if decision.switched and decision.previous is not None:
             rolled_back = decision.state == "Primary"
-            reason = "ModelRolledBack" if rolled_back else "ModelSwitched"
+            reason = EventReason.MODEL_ROLLED_BACK if rolled_back else EventReason.MODEL_SWITCHED
             message = f"Switched from {decision.previous} to {decision.active}: {decision.reason}"
             events.append(Event("Normal" if rolled_back else "Warning", reason, message))
-        previous = ev.condition(DEGRADED)
+        previous = ev.condition(ConditionType.DEGRADED)
         was_degraded = previous is not None and previous.get("status") == "True"
         if (decision.no_healthy_backup or decision.failover_capped) and not was_degraded:
-            reason = "NoHealthyBackup" if decision.no_healthy_backup else "FailoverCapReached"
+            reason = (
+                EventReason.NO_HEALTHY_BACKUP
+                if decision.no_healthy_backup
+                else EventReason.FAILOVER_CAP_REACHED
+            )
             events.append(Event("Warning", reason, decision.reason))
         return events
 
@@ -174,39 +178,32 @@ def _conditions(
     generation: int | None,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    def cond(type_: str, ok: bool, reason: str, message: str) -> dict[str, Any]:
+    def cond(type_: ConditionType, ok: bool, reason: ConditionReason, message: str) -> dict[str, Any]:
         return conditions.condition(type_, ok, reason, message, generation, now)
 
-    ready = conditions.readiness(spec.dry_run, output_error, decision.reason, generation, now)
-    degraded_reason = (
-        "NoHealthyBackup"
-        if decision.no_healthy_backup
-        else "FailoverCapReached"
-        if decision.failover_capped
-        else ""
-    )
+    degraded: ConditionReason | None = None
+    if decision.no_healthy_backup:
+        degraded = ConditionReason.NO_HEALTHY_BACKUP
+    elif decision.failover_capped:
+        degraded = ConditionReason.FAILOVER_CAP_REACHED
     active = next(m for m in decision.models if m.name == decision.active)
     served = "an unknown number of" if active.requests is None else f"{active.requests:g}"
+    insufficient = decision.insufficient_data
     return [
-        ready,
-        cond(conditions.INVALID_SPEC, False, "SpecAccepted", ""),
+        conditions.readiness(spec.dry_run, output_error, decision.reason, generation, now),
+        conditions.spec_accepted(generation, now),
+        conditions.metrics_available(decision.metrics_available, decision.metrics_message, generation, now),
         cond(
-            METRICS_AVAILABLE,
-            decision.metrics_available,
-            "QueriesAnswered" if decision.metrics_available else "MetricsUnavailable",
-            decision.metrics_message,
-        ),
-        cond(
-            INSUFFICIENT_DATA,
-            decision.insufficient_data,
-            "TooFewRequests" if decision.insufficient_data else "EnoughRequests",
+            ConditionType.INSUFFICIENT_DATA,
+            insufficient,
+            ConditionReason.TOO_FEW_REQUESTS if insufficient else ConditionReason.ENOUGH_REQUESTS,
             f"{decision.active} served {served} requests in {spec.window} (minRequests {spec.min_requests})",
         ),
         cond(
-            DEGRADED,
-            bool(degraded_reason),
-            degraded_reason or "Healthy",
-            decision.reason if degraded_reason else "",
+            ConditionType.DEGRADED,
+            degraded is not None,
+            degraded or ConditionReason.HEALTHY,
+            decision.reason if degraded else "",
         ),
     ]
 
