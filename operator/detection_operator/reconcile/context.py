@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from ..core.identity import Key, ObjectRef
-from ..core.times import rfc3339
 
 S = TypeVar("S")
 
@@ -34,8 +33,3 @@ class Evaluation(Generic[S]):
     def condition(self, type_: str) -> Mapping[str, Any] | None:
         """The condition of ``type_`` in the status this evaluation started from."""
         return next((c for c in self.status.get("conditions") or () if c.get("type") == type_), None)
-
-    @property
-    def stamp(self) -> str:
-        """``now`` as status timestamps are written."""
-        return rfc3339(self.now)

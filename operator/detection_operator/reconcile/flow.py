@@ -11,6 +11,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from prometheus_client import Gauge
 
+from ..api.common import StatusModel
 from ..api.conditions import EventReason
 from ..core.errors import OutputError
 from ..decide.alerts import Alert
@@ -102,8 +103,8 @@ class Flow(ABC, Generic[S, O, D, P, M]):
         """Pure: what is wrong now."""
 
     @abstractmethod
-    def status(self, ev: Evaluation[S], decision: D, memory: M) -> dict[str, Any]:
-        """Pure: the kind's own status fields."""
+    def status(self, ev: Evaluation[S], decision: D, memory: M) -> StatusModel:
+        """Pure: the kind's own status fields (and the common ones it decides: reason, revision, times)."""
 
     @abstractmethod
     def conditions(self, ev: Evaluation[S], decision: D, error: OutputError | None) -> list[dict[str, Any]]:

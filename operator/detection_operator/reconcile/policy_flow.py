@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import Gauge
-from pydantic import BaseModel
 
 from .. import telemetry
+from ..api.common import HISTORY_LIMIT
 from ..api.conditions import ConditionType, EventReason
-from ..api.detection_policy import DetectionPolicySpec
+from ..api.detection_policy import (
+    DetectionPolicySpec,
+    DetectionPolicyStatus,
+    ExternalContributorStatus,
+    ProfileSwitch,
+)
 from ..core.errors import OutputError
 from ..core.readings import Reading
 from ..core.signing import sign
-from ..core.times import rfc3339
 from ..decide.alerts import Alert, policy_alerts
 from ..decide.policy import EXPENSE_RANK, PolicyDecision, PolicyMemory, QueryKey, decide_policy, query_plan
 from ..decide.publish import Publication, latency_row, publication, rule_rows, switch_message
 from ..record import conditions
+from ..record.status import entries, short
 from .context import Evaluation
 from .effects import Effects
 from .flow import Event, Flow
-
-HISTORY_LIMIT = 20
 
 
 class PolicyFlow(
@@ -133,9 +135,9 @@ class PolicyFlow(
 
     def status(
         self, ev: Evaluation[DetectionPolicySpec], decision: PolicyDecision, memory: PolicyMemory
-    ) -> dict[str, Any]:
+    ) -> DetectionPolicyStatus:
         """Profile, history, the scorecard's rows, contributors and their expense, external circuits."""
-        return _fields(ev.spec, decision, ev.status, memory, ev.stamp)
+        return _status(decision, ev, memory)
 
     def conditions(
         self, ev: Evaluation[DetectionPolicySpec], decision: PolicyDecision, error: OutputError | None
@@ -165,47 +167,39 @@ class PolicyFlow(
         return decision.switched and decision.previous is not None
 
 
-def _dump(row: BaseModel) -> dict[str, Any]:
-    # Status leaves out what a row says by default (no cause, no conditions): kubectl output stays short.
-    return row.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
-
-
-def _fields(
-    spec: DetectionPolicySpec,
-    decision: PolicyDecision,
-    status: Mapping[str, Any],
-    memory: PolicyMemory,
-    now: str,
-) -> dict[str, Any]:
+def _status(
+    decision: PolicyDecision, ev: Evaluation[DetectionPolicySpec], memory: PolicyMemory
+) -> DetectionPolicyStatus:
     """The DetectionPolicy-specific part of status."""
-    history = list(status.get("history") or [])
+    spec = ev.spec
+    history = entries(ev.status.get("history"), ProfileSwitch)
     if decision.switched:
-        entry = {"to": decision.profile, "reason": switch_message(spec, decision), "at": now}
+        entry = ProfileSwitch(to=decision.profile, reason=switch_message(spec, decision), at=ev.now)
         if decision.previous is not None:
-            entry["from"] = decision.previous
-        history = ([*history, entry])[-HISTORY_LIMIT:]
-    return {
-        "profile": decision.profile,
-        "since": rfc3339(memory.since) if memory.since else None,
-        "reason": decision.reason,
-        "revision": memory.revision,
-        "history": history,
-        "lastEvaluated": now,
-        "rules": [_dump(row) for row in rule_rows(decision)],
-        "heldBy": decision.held_by,
-        "shadow": decision.shadow,
-        "latency": _dump(row) if (row := latency_row(decision)) is not None else None,
-        "contributors": list(decision.contributors),
-        "expense": {c.name: c.expense for c in decision.costs},
-        "externalContributors": [
-            {
-                "name": e.name,
-                "enabled": e.enabled,
-                "circuit": e.circuit,
-                "weight": e.weight,
-                **({"reason": e.circuit_reason} if e.circuit_reason else {}),
-            }
+            entry = entry.model_copy(update={"from_": decision.previous})
+        history = [*history, entry][-HISTORY_LIMIT:]
+    latency = latency_row(decision)
+    return DetectionPolicyStatus(
+        profile=decision.profile,
+        since=memory.since,
+        reason=decision.reason,
+        revision=memory.revision,
+        history=history,
+        last_evaluated=ev.now,
+        rules=[short(row) for row in rule_rows(decision)],
+        held_by=decision.held_by,
+        shadow=decision.shadow,
+        latency=None if latency is None else short(latency),
+        contributors=list(decision.contributors),
+        expense={c.name: c.expense for c in decision.costs},
+        external_contributors=[
+            ExternalContributorStatus(
+                name=e.name,
+                enabled=e.enabled,
+                circuit=e.circuit,
+                weight=e.weight,
+                reason=e.circuit_reason or None,
+            )
             for e in decision.externals
         ],
-        "memory": memory.model_dump(mode="json", by_alias=True, exclude_none=True),
-    }
+    )

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from .. import telemetry
 from ..act.outputs import AppliedOutputs
-from ..api.common import AlertRecord, AlertSpec
+from ..api.common import AlertRecord, AlertSpec, ObjectStatus
 from ..api.conditions import ConditionReason, ConditionType, EventReason
 from ..api.kinds import by_plural
 from ..api.validation import ValidatedSpecs, summary
@@ -34,6 +34,7 @@ from ..decide.alerts import Alert, acknowledged_prefixes, plan_alerts
 from ..notify.delivery import Notifier
 from ..observe.connections import Connections
 from ..record import conditions, status_writes
+from ..record.status import fields as status_fields
 from .context import Evaluation
 from .effects import Effects
 from .flow import Flow
@@ -141,7 +142,8 @@ class Reconciler:
                 await self.effects.event(ref, "Warning", EventReason.INVALID_SPEC, problems)
             # The last good decision (status fields, ConfigMap) stays as it is: only conditions change.
             updates = conditions.spec_validity(problems, generation, now)
-            await self._record(key, ref, status, {"observedGeneration": generation}, updates)
+            fields = status_fields(ObjectStatus(observed_generation=generation))
+            await self._record(key, ref, status, fields, updates)
             return "invalid"
         ev = Evaluation(key, ref, model, status, generation, meta.get("annotations") or {}, now)
         available = await self._run(FLOWS[kind.kind], ev)
@@ -171,8 +173,8 @@ class Reconciler:
         memory = flow.memory(ev, decision, pub, error)
         for event in flow.events(ev, decision):
             await fx.event(ev.ref, event.type, event.reason, event.message)
-        fields = flow.status(ev, decision, memory)
-        fields.update(observedGeneration=ev.generation, configMap=written)
+        common = ObjectStatus(observed_generation=ev.generation, config_map=written)
+        fields = {**status_fields(flow.status(ev, decision, memory)), **status_fields(common)}
         fields["memory"] = memory.model_dump(mode="json", by_alias=True, exclude_none=True)
         fields["alerts"], delivered = await self._alerts(ev, ev.spec.alerts, flow.alerts(ev, decision))
         await self._record(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,20 +10,20 @@ from typing import Any
 from prometheus_client import Gauge
 
 from .. import telemetry
+from ..api.common import HISTORY_LIMIT
 from ..api.conditions import ConditionReason, ConditionType, EventReason
-from ..api.model_route import ModelRouteSpec
+from ..api.model_route import ModelRouteSpec, ModelRouteStatus, ModelStatus, ModelSwitch, ProbationStatus
 from ..core.errors import OutputError
 from ..core.readings import Reading
-from ..core.times import parse_duration, rfc3339
+from ..core.times import parse_duration
 from ..decide.alerts import Alert, route_alerts
 from ..decide.publish import RoutePublication, route_publication
 from ..decide.route import RouteDecision, RouteKey, RouteMemory, decide_route, previous_plan, query_plan
 from ..record import conditions
+from ..record.status import entries
 from .context import Evaluation
 from .effects import Effects
 from .flow import Event, Flow
-
-HISTORY_LIMIT = 20
 
 
 @dataclass(frozen=True)
@@ -146,9 +145,9 @@ class RouteFlow(Flow[ModelRouteSpec, RouteObservation, RouteDecision, RoutePubli
 
     def status(
         self, ev: Evaluation[ModelRouteSpec], decision: RouteDecision, memory: RouteMemory
-    ) -> dict[str, Any]:
+    ) -> ModelRouteStatus:
         """Active model, state, history, every model's health, the primary's probation."""
-        return _fields(decision, ev.status, memory, ev.stamp)
+        return _status(decision, ev, memory)
 
     def conditions(
         self, ev: Evaluation[ModelRouteSpec], decision: RouteDecision, error: OutputError | None
@@ -208,61 +207,53 @@ def _conditions(
     ]
 
 
-def _fields(
-    decision: RouteDecision, status: Mapping[str, Any], memory: RouteMemory, now: str
-) -> dict[str, Any]:
+def _status(decision: RouteDecision, ev: Evaluation[ModelRouteSpec], memory: RouteMemory) -> ModelRouteStatus:
     """The ModelRoute-specific part of status."""
-    history = [dict(h) for h in status.get("switchHistory") or []]
+    history = entries(ev.status.get("switchHistory"), ModelSwitch)
     if decision.switched and decision.previous is not None:
         active = next(m for m in decision.models if m.name == decision.active)
-        if decision.state == "Primary" and history and "rolledBackAt" not in history[-1]:
-            history[-1]["rolledBackAt"] = now
-        entry: dict[str, Any] = {
-            "from": decision.previous,
-            "to": decision.active,
-            "reason": decision.reason,
-            "at": now,
-        }
-        if active.score is not None:
-            entry["score"] = active.score
+        if decision.state == "Primary" and history and history[-1].rolled_back_at is None:
+            history[-1] = history[-1].model_copy(update={"rolled_back_at": ev.now})
+        entry = ModelSwitch(
+            from_=decision.previous, to=decision.active, reason=decision.reason, score=active.score, at=ev.now
+        )
         history = [*history, entry][-HISTORY_LIMIT:]
-    return {
-        "activeModel": decision.active,
-        "state": decision.state,
-        "reason": decision.reason,
-        "revision": memory.revision,
-        "switchHistory": history,
-        "lastEvaluated": now,
-        "models": [
-            {
-                "name": m.name,
-                "level": m.level,
-                "state": m.state,
-                "trafficPercent": decision.traffic.get(m.name, 0),
-                **({"reason": m.cause} if m.cause else {}),
-                "trend": m.trend,
-                **({"score": m.score} if m.score is not None else {}),
-                **({"requests": m.requests} if m.requests is not None else {}),
-                "metrics": {r.name: r.value for r in m.metrics if r.value is not None},
-                "levels": {r.name: r.level for r in m.metrics},
-            }
+    return ModelRouteStatus(
+        active_model=decision.active,
+        state=decision.state,
+        reason=decision.reason,
+        revision=memory.revision,
+        switch_history=history,
+        last_evaluated=ev.now,
+        models=[
+            ModelStatus(
+                name=m.name,
+                level=m.level,
+                state=m.state,
+                traffic_percent=decision.traffic.get(m.name, 0),
+                reason=m.cause or None,
+                trend=m.trend,
+                score=m.score,
+                requests=m.requests,
+                metrics={r.name: r.value for r in m.metrics if r.value is not None},
+                levels={r.name: r.level for r in m.metrics},
+            )
             for m in decision.models
         ],
-        "probation": _probation(decision),
-        "memory": memory.model_dump(mode="json", by_alias=True, exclude_none=True),
-    }
+        probation=_probation(decision),
+    )
 
 
-def _probation(decision: RouteDecision) -> dict[str, Any] | None:
+def _probation(decision: RouteDecision) -> ProbationStatus | None:
     """The primary's evidence while the route serves a backup (None on the primary)."""
     p = decision.probation
     if p is None:
         return None
-    return {
-        "requests": p.requests,
-        "minRequests": p.needed,
-        "healthyForSeconds": None if p.healthy_for is None else p.healthy_for.total_seconds(),
-        "stableForSeconds": p.stable_for.total_seconds(),
-        "failures": p.failures,
-        "trafficPausedUntil": None if p.paused_until is None else rfc3339(p.paused_until),
-    }
+    return ProbationStatus(
+        requests=p.requests,
+        min_requests=p.needed,
+        healthy_for_seconds=None if p.healthy_for is None else p.healthy_for.total_seconds(),
+        stable_for_seconds=p.stable_for.total_seconds(),
+        failures=p.failures,
+        traffic_paused_until=p.paused_until,
+    )
