@@ -121,8 +121,9 @@ def main() -> None:
     for length, _, where in sorted(rows, reverse=True)[: args.top]:
         print(f"  {length:4d}  {where}")
     print(f"the {args.top} largest parameter counts (self/cls not counted):")
-    for _, count, where in sorted(((c, -n, w) for n, c, w in rows), reverse=True)[: args.top]:
-        print(f"  {_:4d}  {where}")
+    widest = sorted(((count, -length, where) for length, count, where in rows), reverse=True)
+    for count, _, where in widest[: args.top]:
+        print(f"  {count:4d}  {where}")
 
 
 if __name__ == "__main__":
