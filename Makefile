@@ -74,10 +74,11 @@ crds: venv ## regenerate crds/, the chart's copy, docs/schemas/, the Argo CD hea
 check-crds: venv
 	$(PY) -m detection_operator.api.generate --check
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and the import contracts (.importlinter)
 	$(VENV)/bin/ruff check operator testing tests bench
 	$(VENV)/bin/ruff format --check operator testing tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 unit: venv ## only the unit tests (no control plane needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -7,7 +7,8 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
-from detection_operator.decide.alerts import Alert, ObjectKey, plan_alerts
+from detection_operator.core.identity import ObjectRef
+from detection_operator.decide.alerts import Alert, plan_alerts
 from detection_operator.notify.delivery import Notifier
 from detection_operator.notify.receivers import ReceiverConfig
 from detection_testing.receiver import WebhookReceiver
@@ -23,7 +24,7 @@ def decision_to_webhook(samples: int = 100) -> Stats:
             {"receivers": [{"name": "hook", "type": "webhook", "url": receiver.url, "hmacKey": "bench"}]}
         )
         notifier = Notifier(config)
-        obj = ObjectKey("ModelRoute", "bench", "route")
+        obj = ObjectRef("ModelRoute", "bench", "route")
         latencies = []
         for i in range(samples):
             alert = Alert("latency", "warning", f"m{i}/latencyP95Ms", "p95 high", value=3000, threshold=2000)

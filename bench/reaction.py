@@ -25,7 +25,8 @@ from typing import Any
 
 from kubernetes import client
 
-from detection_operator.api.base import GROUP, VERSION, parse_duration
+from detection_operator.api.base import GROUP, VERSION
+from detection_operator.core.times import parse_duration
 from detection_testing.alertmanager import AlertmanagerServer
 from detection_testing.controlplane import LocalControlPlane
 from detection_testing.exporter import MetricExporter

@@ -9,25 +9,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from detection_operator.api.common import AlertRecord
+from detection_operator.core.identity import ObjectRef
+from detection_operator.core.readings import Value
 from detection_operator.core.signing import ReplayGuard, SignatureError, sign_webhook, verify_webhook
-from detection_operator.decide.alerts import (
-    Alert,
-    ObjectKey,
-    acknowledged_prefixes,
-    plan_alerts,
-    route_alerts,
-)
+from detection_operator.decide.alerts import Alert, acknowledged_prefixes, plan_alerts, route_alerts
 from detection_operator.decide.route import RouteMemory, decide_route
 from detection_operator.notify.delivery import Notifier
 from detection_operator.notify.payloads import alertmanager_alerts, webhook_body
 from detection_operator.notify.receivers import ReceiverConfig
-from detection_operator.observe.source import Value
 from detection_testing.receiver import WebhookReceiver
 
 from .test_decide_route import CRITICAL, SPEC, obs
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-OBJ = ObjectKey("ModelRoute", "prod", "classifier")
+OBJ = ObjectRef("ModelRoute", "prod", "classifier")
 COOLDOWN = timedelta(minutes=15)
 LATENCY = Alert("latency", "warning", "m1/latencyP95Ms", "p95 high", value=3000, threshold=2000, window="10m")
 
@@ -49,7 +44,7 @@ def run(
 def test_fingerprint_is_stable_and_distinct() -> None:
     fp = LATENCY.fingerprint(OBJ)
     assert fp == Alert("latency", "critical", "m1/latencyP95Ms", "other text").fingerprint(OBJ)
-    assert fp != LATENCY.fingerprint(ObjectKey("ModelRoute", "prod", "other"))
+    assert fp != LATENCY.fingerprint(ObjectRef("ModelRoute", "prod", "other"))
     assert len(fp) == 16
 
 
@@ -203,13 +198,13 @@ def test_delivery_signs_retries_and_reports_to_a_real_receiver() -> None:
 
 
 def test_policy_alerts_metrics_unavailable_escalates_on_fallback_and_switch_notice() -> None:
+    from detection_operator.core.readings import Missing
     from detection_operator.decide.alerts import policy_alerts
     from detection_operator.decide.policy import PolicyMemory, decide_policy
-    from detection_operator.observe.source import Missing
 
     from .test_decide_policy import SPEC as POLICY
 
-    obj = ObjectKey("DetectionPolicy", "prod", "bot")
+    obj = ObjectRef("DetectionPolicy", "prod", "bot")
     missing = {("rule", "latency"): Missing("timeout"), ("rule", "surge"): Missing("timeout")}
     first = decide_policy(
         POLICY, {("rule", "latency"): Value(100), ("rule", "surge"): Value(0)}, PolicyMemory(), T0

@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 from detection_operator.api import crd
-from detection_operator.api.base import parse_duration
 from detection_operator.api.generate import generated_files
 from detection_operator.api.kinds import KINDS, by_kind, by_plural
 from detection_operator.api.model_route import ModelRouteSpec
 from detection_operator.api.validation import ValidatedSpecs, validate_spec
+from detection_operator.core.times import parse_duration
 from detection_testing.documents import edited
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,16 +8,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
+from detection_operator.core.readings import Missing, Reading, Value
 from detection_operator.observe.coalesce import CoalescingSource
 from detection_operator.observe.connections import Connections
-from detection_operator.observe.source import (
-    Missing,
-    PrometheusConfig,
-    PrometheusSource,
-    Reading,
-    Value,
-    query_all,
-)
+from detection_operator.observe.source import PrometheusConfig, PrometheusSource, query_all
 
 
 class Counting:

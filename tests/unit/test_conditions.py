@@ -7,19 +7,22 @@ from typing import Any
 
 import pytest
 
+from detection_operator.api.conditions import ConditionType
+from detection_operator.core.errors import OutputError
+from detection_operator.core.times import rfc3339
 from detection_operator.record import conditions
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def test_rfc3339_is_utc_whole_seconds() -> None:
-    assert conditions.rfc3339(T0 + timedelta(microseconds=5)) == "2026-01-01T12:00:00Z"
+    assert rfc3339(T0 + timedelta(microseconds=5)) == "2026-01-01T12:00:00Z"
 
 
 def test_transition_time_kept_while_status_unchanged() -> None:
     first = conditions.merge([], conditions.spec_validity(None, 1, T0))
     later = conditions.merge(first, conditions.spec_validity(None, 2, T0 + timedelta(minutes=5)))
-    ready = conditions.find(later, conditions.READY)
+    ready = conditions.find(later, ConditionType.READY)
     assert ready is not None
     assert ready["lastTransitionTime"] == "2026-01-01T12:00:00Z"
     assert ready["observedGeneration"] == 2
@@ -28,8 +31,8 @@ def test_transition_time_kept_while_status_unchanged() -> None:
 def test_transition_time_moves_on_status_change() -> None:
     first = conditions.merge([], conditions.spec_validity(None, 1, T0))
     broken = conditions.merge(first, conditions.spec_validity("spec.x: bad", 2, T0 + timedelta(minutes=5)))
-    ready = conditions.find(broken, conditions.READY)
-    invalid = conditions.find(broken, conditions.INVALID_SPEC)
+    ready = conditions.find(broken, ConditionType.READY)
+    invalid = conditions.find(broken, ConditionType.INVALID_SPEC)
     assert ready is not None and invalid is not None
     assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
     assert ready["lastTransitionTime"] == "2026-01-01T12:05:00Z"
@@ -53,7 +56,7 @@ def test_unrelated_conditions_survive_and_ready_sorts_first() -> None:
     [
         (conditions.spec_validity(None, 3, T0), "False", "False"),
         (conditions.spec_validity("spec.x: bad", 3, T0), "False", "True"),
-        ([conditions.readiness(False, "forbidden", "r", 3, T0)], "True", "False"),
+        ([conditions.readiness(False, OutputError("forbidden", 403), "r", 3, T0)], "True", "False"),
         ([conditions.readiness(False, None, "r", 3, T0)], "False", "False"),
     ],
     ids=["accepted", "invalid-spec", "output-failed", "published"],

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detection_operator.api.detection_policy import DetectionPolicySpec
+from detection_operator.core.readings import Missing, Reading, Value
 from detection_operator.decide.policy import (
     PolicyDecision,
     PolicyMemory,
@@ -18,7 +19,6 @@ from detection_operator.decide.policy import (
     decide_policy,
     query_plan,
 )
-from detection_operator.observe.source import Missing, Reading, Value
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from detection_operator.api.detection_policy import DetectionPolicySpec
+from detection_operator.core.readings import Missing, Reading, Value
 from detection_operator.decide.policy import (
     QueryKey,
     burn_pairs,
@@ -18,7 +19,6 @@ from detection_operator.decide.policy import (
     prometheus_duration,
     query_plan,
 )
-from detection_operator.observe.source import Missing, Reading, Value
 
 from .test_decide_policy import Run, make_spec
 

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detection_operator.api.model_route import ModelRouteSpec
+from detection_operator.core.readings import Missing, Reading, Value
 from detection_operator.decide.route import (
     RouteDecision,
     RouteKey,
@@ -19,7 +20,6 @@ from detection_operator.decide.route import (
     metric_score,
     query_plan,
 )
-from detection_operator.observe.source import Missing, Reading, Value
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 MODELS = ["primary", "backup1", "backup2"]

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from detection_operator.api.model_route import DEFAULT_ALERT_THRESHOLDS, ModelRouteSpec
-from detection_operator.decide.alerts import ObjectKey, route_alerts
+from detection_operator.core.identity import ObjectRef
+from detection_operator.core.readings import Missing, Reading, Value
+from detection_operator.decide.alerts import route_alerts
 from detection_operator.decide.route import (
     SETTLE_INTERVALS,
     RouteDecision,
@@ -18,11 +20,10 @@ from detection_operator.decide.route import (
     TrafficSpan,
     traffic_sent,
 )
-from detection_operator.observe.source import Missing, Reading, Value
 
 from .test_decide_route import HEALTHY, MODELS, T0, WARNING, Run, make_spec
 
-OBJ = ObjectKey("ModelRoute", "prod", "classifier")
+OBJ = ObjectRef("ModelRoute", "prod", "classifier")
 GONE: dict[str, Reading] = {m: Missing("empty") for m in HEALTHY}
 FAILED: dict[str, Reading] = {**{m: Value(v) for m, v in HEALTHY.items()}, "successRate": Value(0.2)}
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from detection_operator.observe.source import Missing, normalise
+from detection_operator.core.readings import Missing, normalise
 from detection_testing.faultproxy import fault_answer
 
 

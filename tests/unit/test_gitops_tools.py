@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from detection_operator.api.detection_policy import DetectionPolicySpec
-from detection_operator.observe.source import Missing, Value
+from detection_operator.core.identity import ObjectRef
+from detection_operator.core.readings import Missing, Value
 from detection_operator.tools import backtest, validate
 from detection_testing.documents import edited
 
@@ -86,7 +87,9 @@ def test_replay_switches_time_shares_and_missing_samples() -> None:
     values = {float(t): Value(300.0 if 600 <= t < 1200 else 100.0) for t in range(0, 3600, 30)}
     del values[1800.0]  # a gap in the data is unknown, never 0
     series = {("rule", "latency"): values}
-    timeline = backtest.replay(SPEC, "DetectionPolicy", "ns", "p", series, 0, 3570, 30)
+    timeline = backtest.replay(
+        SPEC, ObjectRef("DetectionPolicy", "ns", "p"), series, backtest.Span(0, 3570, 30)
+    )
     assert [(s.previous, s.current) for s in timeline.switches] == [
         (None, "balanced"),
         ("balanced", "lean"),

@@ -7,7 +7,7 @@ import logging
 
 import kopf
 
-from detection_operator.runtime.logref import about
+from detection_operator.core.logref import about
 
 
 def test_a_line_about_an_object_names_it_and_keeps_structured_fields() -> None:

@@ -14,33 +14,25 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ..api.base import GROUP, VERSION
-from ..record.conditions import rfc3339
+from ..api.kinds import by_kind
+from ..core.identity import ObjectRef
+from ..core.times import rfc3339
 
 FIELD_MANAGER = "detection-operator"
 CHECKSUM_ANNOTATION = f"{GROUP}/config-checksum"
 REVISION_ANNOTATION = f"{GROUP}/revision"
 
 
-@dataclass(frozen=True)
-class ObjectRef:
-    """The custom resource being reconciled."""
-
-    kind: str
-    plural: str
-    namespace: str
-    name: str
-    uid: str
-
-    def owner_reference(self) -> dict[str, Any]:
-        """Owner reference that lets garbage collection delete our ConfigMap with the object."""
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": self.kind,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": False,
-        }
+def owner_reference(owner: ObjectRef) -> dict[str, Any]:
+    """Owner reference that lets garbage collection delete our ConfigMap with the object."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": owner.kind,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": False,
+    }
 
 
 def apply_config_map(
@@ -58,7 +50,7 @@ def apply_config_map(
                 f"{GROUP}/{owner.kind.lower()}": owner.name,
             },
             "annotations": annotations,
-            "ownerReferences": [owner.owner_reference()],
+            "ownerReferences": [owner_reference(owner)],
         },
         "data": data,
     }
@@ -174,7 +166,7 @@ def write_status(api: client.ApiClient, ref: ObjectRef, status: dict[str, Any]) 
         GROUP,
         VERSION,
         ref.namespace,
-        ref.plural,
+        by_kind(ref.kind).plural,
         ref.name,
         [{"op": "add", "path": "/status", "value": status}],
         _content_type="application/json-patch+json",

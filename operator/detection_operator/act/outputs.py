@@ -23,7 +23,7 @@ from typing import Any
 
 from ..api.base import API_VERSION
 from ..api.kinds import KINDS
-from ..runtime.scheduler import Key
+from ..core.identity import Key
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "detection-operator"

@@ -6,10 +6,11 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationInfo
 from pydantic.alias_generators import to_camel
 
-from ..observe import promql
+from ..core import promql
+from ..core.times import rfc3339
 from .base import Duration, Name, ObjectName, SpecModel
 
 LINT_QUERIES = "lint_queries"
@@ -108,6 +109,13 @@ ConditionList = Annotated[
 ]
 
 
+HISTORY_LIMIT = 20
+"""Switches kept in a status' history (DetectionPolicy ``history``, ModelRoute ``switchHistory``)."""
+
+Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
+"""A time in status, written as the apiserver writes metav1.Time (whole seconds, UTC, 'Z')."""
+
+
 class StatusModel(BaseModel):
     """Base of status models: camelCase on the wire; written by the operator, so nothing is forbidden."""
 
@@ -153,7 +161,7 @@ class ObjectStatus(StatusModel):
     reason: str | None = Field(default=None, description="Why the current decision was made.")
     revision: int | None = Field(default=None, description="Revision of the published decision.")
     config_map: ObjectName | None = Field(default=None, description="Name of the owned ConfigMap.")
-    last_evaluated: datetime | None = Field(default=None, description="When the object was last evaluated.")
+    last_evaluated: Timestamp | None = Field(default=None, description="When the object was last evaluated.")
     alerts: list[AlertRecord] = Field(
         default_factory=list, max_length=50, description="Alerts firing now and recently resolved."
     )

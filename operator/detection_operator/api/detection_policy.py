@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import functools
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
 from .base import INTERVAL_BOUNDS, Duration, Invariant, Name, ObjectName, SpecModel, list_map, list_set
 from .common import (
+    HISTORY_LIMIT,
     QUERY_LIMITS,
     AlertSpec,
     ObjectStatus,
     PrometheusRef,
     SecretKeySelector,
     StatusModel,
+    Timestamp,
     promql_checker,
 )
 from .contract import LatencyRow, RuleRow
@@ -629,7 +630,7 @@ class ProfileSwitch(StatusModel):
     from_: str | None = Field(default=None, alias="from", description="Previous profile.")
     to: str = Field(description="New profile.")
     reason: str = Field(description="Why the switch happened.")
-    at: datetime = Field(description="When the switch happened.")
+    at: Timestamp = Field(description="When the switch happened.")
 
 
 class ExternalContributorStatus(StatusModel):
@@ -646,9 +647,9 @@ class DetectionPolicyStatus(ObjectStatus):
     """Observed state of a DetectionPolicy, written by the operator."""
 
     profile: str | None = Field(default=None, description="Active profile.")
-    since: datetime | None = Field(default=None, description="When the active profile was chosen.")
+    since: Timestamp | None = Field(default=None, description="When the active profile was chosen.")
     history: list[ProfileSwitch] = Field(
-        default_factory=list, max_length=20, description="Most recent switches, newest last."
+        default_factory=list, max_length=HISTORY_LIMIT, description="Most recent switches, newest last."
     )
     rules: list[RuleRow] = Field(
         default_factory=list,

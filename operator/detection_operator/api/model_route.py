@@ -8,7 +8,16 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from .base import INTERVAL_BOUNDS, Duration, Invariant, ObjectName, SpecModel, list_map
-from .common import QUERY_LIMITS, AlertSpec, ObjectStatus, PrometheusRef, StatusModel, promql_checker
+from .common import (
+    HISTORY_LIMIT,
+    QUERY_LIMITS,
+    AlertSpec,
+    ObjectStatus,
+    PrometheusRef,
+    StatusModel,
+    Timestamp,
+    promql_checker,
+)
 
 KIND = "ModelRoute"
 PLURAL = "modelroutes"
@@ -266,8 +275,8 @@ class ModelSwitch(StatusModel):
     to: str = Field(description="New active model.")
     reason: str = Field(description="Why the switch happened.")
     score: float | None = Field(default=None, description="Health score of the new model at the switch.")
-    at: datetime = Field(description="When the switch happened.")
-    rolled_back_at: datetime | None = Field(default=None, description="When the route returned to primary.")
+    at: Timestamp = Field(description="When the switch happened.")
+    rolled_back_at: Timestamp | None = Field(default=None, description="When the route returned to primary.")
 
 
 class ModelStatus(StatusModel):
@@ -300,7 +309,7 @@ class ProbationStatus(StatusModel):
     healthy_for_seconds: float | None = Field(default=None, description="How long it has been healthy.")
     stable_for_seconds: float = Field(description="How long it must stay healthy (doubles per failure).")
     failures: int = Field(description="Probations it failed under its trickle since the last rollback.")
-    traffic_paused_until: datetime | None = Field(
+    traffic_paused_until: Timestamp | None = Field(
         default=None, description="Its trickle is off until then, after a failed probation."
     )
 
@@ -311,7 +320,7 @@ class ModelRouteStatus(ObjectStatus):
     active_model: str | None = Field(default=None, description="Model serving the route.")
     state: str | None = Field(default=None, description="Primary, FailedOver, Overridden or Degraded.")
     switch_history: list[ModelSwitch] = Field(
-        default_factory=list, max_length=20, description="Most recent switches, newest last."
+        default_factory=list, max_length=HISTORY_LIMIT, description="Most recent switches, newest last."
     )
     models: list[ModelStatus] = Field(default_factory=list, description="Health of every candidate.")
     probation: ProbationStatus | None = Field(

@@ -14,8 +14,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from ..core.times import DURATION_PATTERN
 from . import crd
-from .base import DURATION_PATTERN, Name, ObjectName
+from .base import Name, ObjectName
 from .kinds import Kind
 
 BEGIN = "<!-- BEGIN GENERATED FIELD REFERENCE (make crds) -->"

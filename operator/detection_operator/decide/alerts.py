@@ -24,6 +24,7 @@ from ..api.base import GROUP
 from ..api.common import AlertRecord, AlertTypeName, Severity
 from ..api.detection_policy import DetectionPolicySpec
 from ..api.model_route import ModelRouteSpec
+from ..core.identity import ObjectRef
 from .policy import PolicyDecision
 from .route import RouteDecision
 
@@ -64,15 +65,6 @@ RECOMMENDATIONS: dict[AlertType, str] = {
 
 
 @dataclass(frozen=True)
-class ObjectKey:
-    """The object alerts are about."""
-
-    kind: str
-    namespace: str
-    name: str
-
-
-@dataclass(frozen=True)
 class Alert:
     """Something wrong now (or, for a notice, something that just happened)."""
 
@@ -90,7 +82,7 @@ class Alert:
         """What a person should do about it."""
         return RECOMMENDATIONS[self.type]
 
-    def fingerprint(self, obj: ObjectKey) -> str:
+    def fingerprint(self, obj: ObjectRef) -> str:
         """Stable identity: the same problem on the same object always has the same fingerprint."""
         text = "/".join((obj.kind, obj.namespace, obj.name, self.type, self.subject))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -126,7 +118,7 @@ def acknowledged_prefixes(annotations: Mapping[str, str] | None) -> set[str]:
 
 
 def plan_alerts(
-    obj: ObjectKey,
+    obj: ObjectRef,
     current: Iterable[Alert],
     records: Iterable[AlertRecord],
     acks: set[str],
@@ -199,7 +191,7 @@ def _record(
     )
 
 
-def policy_alerts(spec: DetectionPolicySpec, decision: PolicyDecision, obj: ObjectKey) -> list[Alert]:
+def policy_alerts(spec: DetectionPolicySpec, decision: PolicyDecision, obj: ObjectRef) -> list[Alert]:
     """Alerts a DetectionPolicy decision raises."""
     alerts: list[Alert] = []
     where = f"{obj.namespace}/{obj.name}"
@@ -252,7 +244,7 @@ def policy_alerts(spec: DetectionPolicySpec, decision: PolicyDecision, obj: Obje
     return alerts
 
 
-def route_alerts(spec: ModelRouteSpec, decision: RouteDecision, obj: ObjectKey) -> list[Alert]:
+def route_alerts(spec: ModelRouteSpec, decision: RouteDecision, obj: ObjectRef) -> list[Alert]:
     """Alerts a ModelRoute decision raises: the per-model ones :func:`~.route.decide_route` decided (a
     metric past its alert threshold, a failing model, each held ``failureThreshold`` evaluations), and
     route-level ones. Idle models raise nothing; ``metrics-unavailable`` means Prometheus did not answer."""

@@ -37,7 +37,6 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..api.base import parse_duration
 from ..api.detection_policy import (
     BurnRate,
     Condition,
@@ -49,8 +48,9 @@ from ..api.detection_policy import (
     Profile,
     Rule,
 )
-from ..observe import promql
-from ..observe.source import Missing, Reading
+from ..core import promql
+from ..core.readings import Missing, Reading
+from ..core.times import duration
 from .memory import Memory
 
 Verdict = Literal["holds", "clear", "unknown", "insufficient"]
@@ -586,7 +586,7 @@ def external_statuses(
     statuses: list[ExternalStatus] = []
     circuits: dict[str, Circuit] = {}
     changes: list[str] = []
-    cool_down = timedelta(seconds=parse_duration(external.circuit.cool_down))
+    cool_down = duration(external.circuit.cool_down)
     for service in external.services:
         error_rate, p95, accuracy = (
             _value(observation.get(("external", service.name, dim))) for dim in EXTERNAL_DIMENSIONS
@@ -630,10 +630,6 @@ def effective_weight(
     return round(min(max(weight, external.min_weight), external.max_weight), 4)
 
 
-def _seconds(text: str) -> timedelta:
-    return timedelta(seconds=parse_duration(text))
-
-
 def _escalation_expired(
     spec: DetectionPolicySpec, result: RuleResult, since: datetime | None, memory: PolicyMemory, now: datetime
 ) -> tuple[bool, bool]:
@@ -645,7 +641,7 @@ def _escalation_expired(
     if expired_at is not None and (since is None or since <= expired_at):
         return True, False
     in_escalation = memory.profile == profile.name and memory.since is not None
-    if in_escalation and now - memory.since >= _seconds(profile.max_duration):  # type: ignore[operator]
+    if in_escalation and now - memory.since >= duration(profile.max_duration):  # type: ignore[operator]
         return True, True
     return False, False
 
@@ -725,7 +721,7 @@ def decide_policy(
     held_by: str | None = None
 
     if undetermined and winner is None:
-        hold_for = _seconds(spec.hold_for)
+        hold_for = duration(spec.hold_for)
         assert unknown_since is not None
         if current in profile_names and now - unknown_since < hold_for:
             target, reason, held_by = current, f"metrics unavailable, holding {current}", "holdFor"
@@ -736,7 +732,7 @@ def decide_policy(
         target, reason = winner.profile, winner.reason
     else:
         target, reason = spec.default_profile, "no rule holds"
-        stabilization = _seconds(spec.stabilization_window)
+        stabilization = duration(spec.stabilization_window)
         stabilizing = clear_since is None or now - clear_since < stabilization
         if current in expired:
             reason = f"escalation to {current} reached its maxDuration: relaxing"
@@ -749,7 +745,7 @@ def decide_policy(
         current in profile_names
         and target != current
         and memory.since is not None
-        and now - memory.since < _seconds(spec.min_dwell)
+        and now - memory.since < duration(spec.min_dwell)
     ):
         held_by = "minDwell"
         reason = f"{reason}; switch to {target} held by minDwell"

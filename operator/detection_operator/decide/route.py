@@ -56,11 +56,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from ..api.base import parse_duration
 from ..api.common import Severity
 from ..api.model_route import DEFAULT_ALERT_THRESHOLDS, PROBATION_CAP, ModelMetric, ModelRouteSpec, ModelState
-from ..observe import promql
-from ..observe.source import Missing, Reading
+from ..core import promql
+from ..core.readings import Missing, Reading
+from ..core.times import duration, parse_duration
 from .memory import Memory
 
 Level = Literal["ok", "warning", "critical", "unknown"]
@@ -213,6 +213,11 @@ def query_plan(spec: ModelRouteSpec, namespace: str, name: str) -> dict[RouteKey
         for metric in spec.metrics:
             plan[("model", model.name, metric.name)] = promql.render(metric.query, values)
     return plan
+
+
+def previous_plan(plan: Mapping[RouteKey, str]) -> dict[RouteKey, str]:
+    """The same queries keyed for the previous window: evaluated one window back, they give the trend."""
+    return {("previous", model, metric): query for (_, model, metric), query in plan.items()}
 
 
 def _value(reading: Reading | None) -> float | None:
@@ -550,7 +555,7 @@ def decide_route(
     # since it was last failing or critical: before that, increase() still counts what it served before
     # it died (a restarted counter reads as a reset, not as nothing).
     bad_at = now if primary_health.state in ("failing", "critical") else memory.primary_bad_at
-    window = timedelta(seconds=parse_duration(spec.window))
+    window = duration(spec.window)
     clean = bad_at is None or now - bad_at >= window
 
     override = spec.override
@@ -618,7 +623,7 @@ def decide_route(
     history = list(memory.traffic)
     if not history or history[-1].traffic != traffic:
         history.append(TrafficSpan(since=now, traffic=traffic))
-    window_start = now - timedelta(seconds=parse_duration(spec.window))
+    window_start = now - duration(spec.window)
     # Keep what the window (and the settle time) may still ask about: spans that end inside it.
     while len(history) > 1 and history[1].since <= window_start:
         history.pop(0)
@@ -756,7 +761,7 @@ def _prewarm(
                 actions.append(ScaleAction(name, candidate.deployment, candidate.prewarm_replicas, why))
         elif prewarmed[name].idle_since is not None:
             prewarmed[name] = prewarmed[name].model_copy(update={"idle_since": None})
-    scale_down_after = timedelta(seconds=parse_duration(spec.rollback.scale_down_after))
+    scale_down_after = duration(spec.rollback.scale_down_after)
     for name, warm in list(prewarmed.items()):
         if name in needed:
             continue

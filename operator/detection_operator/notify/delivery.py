@@ -18,10 +18,11 @@ from datetime import datetime, timedelta
 
 import httpx
 
+from .. import telemetry
+from ..core.identity import ObjectRef
+from ..core.logref import about
 from ..core.signing import WEBHOOK_HEADER, sign_webhook
-from ..decide.alerts import ObjectKey, Outgoing
-from ..runtime import telemetry
-from ..runtime.logref import about
+from ..decide.alerts import Outgoing
 from .payloads import alertmanager_alerts, webhook_body
 from .receivers import Receiver, ReceiverConfig
 
@@ -53,11 +54,11 @@ class Notifier:
         self._sleep = sleep
         self._tasks: set[asyncio.Task[None]] = set()
         self._failed: Counter[str] = Counter()
-        self.outcomes: dict[ObjectKey, Delivery] = {}
+        self.outcomes: dict[ObjectRef, Delivery] = {}
 
     def dispatch(
         self,
-        obj: ObjectKey,
+        obj: ObjectRef,
         receivers: list[str],
         items: tuple[Outgoing, ...],
         cooldown: timedelta,
@@ -78,7 +79,7 @@ class Notifier:
 
     async def _deliver(
         self,
-        obj: ObjectKey,
+        obj: ObjectRef,
         receiver: Receiver,
         items: tuple[Outgoing, ...],
         cooldown: timedelta,

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..decide.alerts import ObjectKey, Outgoing
-from ..record.conditions import rfc3339
+from ..core.identity import ObjectRef
+from ..core.times import rfc3339
+from ..decide.alerts import Outgoing
 
 WEBHOOK_VERSION = "1"
 
 
-def webhook_body(obj: ObjectKey, items: tuple[Outgoing, ...], now: datetime) -> dict[str, Any]:
+def webhook_body(obj: ObjectRef, items: tuple[Outgoing, ...], now: datetime) -> dict[str, Any]:
     """One grouped notification for one object and one evaluation (documented in docs/alerts.md)."""
     return {
         "version": WEBHOOK_VERSION,
@@ -40,7 +41,7 @@ def webhook_body(obj: ObjectKey, items: tuple[Outgoing, ...], now: datetime) -> 
 
 
 def alertmanager_alerts(
-    obj: ObjectKey, items: tuple[Outgoing, ...], now: datetime, cooldown: timedelta
+    obj: ObjectRef, items: tuple[Outgoing, ...], now: datetime, cooldown: timedelta
 ) -> list[dict[str, Any]]:
     """Alerts for ``POST /api/v2/alerts``: Alertmanager then groups, routes, silences and resolves them.
 

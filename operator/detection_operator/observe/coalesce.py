@@ -16,8 +16,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from ..runtime.telemetry import QUERIES_COALESCED
-from .source import MetricsSource, Reading
+from ..core.readings import Reading
+from ..telemetry import QUERIES_COALESCED
+from .source import MetricsSource
 
 
 @dataclass

@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from urllib.parse import urlsplit
 
-from ..api.base import parse_duration
 from ..api.common import PrometheusRef
+from ..core.times import parse_duration
 from .coalesce import CoalescingSource
 from .source import MetricsSource, PrometheusConfig, PrometheusSource
 

@@ -1,52 +1,52 @@
-"""One evaluation of one object: observe -> decide -> act -> notify -> record.
+"""One evaluation of one object: observe -> decide -> act -> notify -> record, written once.
 
-This module sequences the steps and owns nothing but that: queries come from `metrics`, the decision from
-`decide` (pure), writes from `act`. The operator is the only writer of its objects' status, so each
-evaluation writes the whole status, and the last written status is remembered to start the next one.
+This module sequences the steps and owns nothing but that; what differs by kind is a :class:`~.flow.Flow`,
+found by kind in :data:`FLOWS`: its observe and act steps (through :class:`~.effects.Effects`) and the pure
+parts between them (the decision from `decide`). The operator is the only writer of its objects' status,
+so each evaluation writes the whole status, and the last written status is remembered to start the next one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from ..act import kube
+from .. import telemetry
 from ..act.outputs import AppliedOutputs
-from ..api.base import parse_duration
-from ..api.common import AlertRecord, AlertSpec, PrometheusRef
-from ..api.detection_policy import DetectionPolicySpec
+from ..api.common import AlertRecord, AlertSpec, ObjectStatus
+from ..api.conditions import ConditionReason, ConditionType, EventReason
 from ..api.kinds import by_plural
-from ..api.model_route import ModelRouteSpec
 from ..api.validation import ValidatedSpecs, summary
-from ..decide.alerts import Alert, ObjectKey, acknowledged_prefixes, plan_alerts
+from ..core.errors import NotLeader, OutputError
+from ..core.identity import Key, ObjectRef
+from ..core.logref import about
+from ..core.times import duration
+from ..decide.alerts import Alert, acknowledged_prefixes, plan_alerts
 from ..notify.delivery import Notifier
-from ..observe.connections import Connections, InvalidConnection
-from ..observe.source import Missing, Reading, query_all
+from ..observe.connections import Connections
 from ..record import conditions, status_writes
-from ..runtime import telemetry
-from ..runtime.election import NotLeader
-from ..runtime.logref import about
-from ..runtime.scheduler import Key
-from .policy_flow import evaluate_policy
-from .route_flow import evaluate_route
+from ..record.status import fields as status_fields
+from .context import Evaluation
+from .effects import Effects
+from .flow import Flow
+from .policy_flow import PolicyFlow
+from .route_flow import RouteFlow
 
 log = logging.getLogger(__name__)
 
-ALERTS_DELIVERED = "AlertsDelivered"
-
 T = TypeVar("T")
-K = TypeVar("K")
+
+FLOWS: Mapping[str, Flow[Any, Any, Any, Any, Any]] = {flow.kind: flow for flow in (PolicyFlow(), RouteFlow())}
+"""Kind name -> its flow."""
 
 
 class Reconciler:
@@ -63,14 +63,9 @@ class Reconciler:
         may_write: Callable[[], bool] = lambda: True,
         status_refresh_seconds: float = 0.0,
     ) -> None:
-        self.api = api
+        self.effects = Effects(api, connections, executor, identity, may_write)
         self.notifier = notifier
-        self.identity = identity
-        """This replica's name, in Events (reportingInstance) and in logs of writes."""
         self.series = telemetry.ObjectSeries()
-        self._may_write = may_write
-        self._connections = connections
-        self._executor = executor
         self._clock = clock
         self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
         self._status_refresh = status_refresh_seconds
@@ -78,27 +73,17 @@ class Reconciler:
         """Per object: uid, settled status last written, and when (monotonic)."""
         self._decided_at: dict[Key, float] = {}
         self._specs = ValidatedSpecs()
-        self.outputs = AppliedOutputs()
         self.on_decided: Callable[[Key, float], None] | None = None
         """Called with ``time.perf_counter()`` when a decision is made; benchmarks time from it."""
 
-    def decided(self, key: Key) -> None:
-        """Mark the moment the decision of ``key``'s evaluation is known."""
-        self._decided_at[key] = time.perf_counter()
-        if self.on_decided is not None:
-            self.on_decided(key, self._decided_at[key])
+    @property
+    def outputs(self) -> AppliedOutputs:
+        """What was applied to each owned ConfigMap (the ConfigMap watch reports drift to it)."""
+        return self.effects.outputs
 
-    def published(self, key: Key, ref: kube.ObjectRef, config_map: str, revision: int) -> None:
-        """Account for the owned ConfigMap just applied: decision-to-patch time and one log line."""
-        decided_at = self._decided_at.pop(key, None)
-        if decided_at is not None:
-            telemetry.DECISION_TO_PATCH.labels(ref.kind).observe(time.perf_counter() - decided_at)
-        log.info(
-            "applied ConfigMap %s revision %d",
-            config_map,
-            revision,
-            extra=about(ref.kind, ref.namespace, ref.name, identity=self.identity, write="configmap"),
-        )
+    async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking call in the evaluations' worker pool (the leader election uses it too)."""
+        return await self.effects.blocking(fn, *args, **kwargs)
 
     def forget(self, key: Key) -> None:
         """Drop what is remembered about a deleted object, its metric series too."""
@@ -108,7 +93,7 @@ class Reconciler:
         self._specs.forget(key)
         self._persisted.pop(key, None)
         self._written.pop(key, None)
-        self.notifier.outcomes.pop(ObjectKey(by_plural(key[0]).kind, key[1], key[2]), None)
+        self.notifier.outcomes.pop(ObjectRef(by_plural(key[0]).kind, key[1], key[2]), None)
 
     def reset(self) -> None:
         """Forget cached statuses and per-object series when leadership changes hands.
@@ -119,28 +104,6 @@ class Reconciler:
         self._written.clear()
         self._persisted.clear()
         self.series.clear()
-
-    def check_leader(self) -> None:
-        """Raise :class:`NotLeader` unless this replica may write now (checked right before each write)."""
-        if not self._may_write():
-            raise NotLeader()
-
-    async def mutate(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking write in the worker pool, only while this replica leads."""
-
-        def guarded() -> T:
-            # Checked again in the worker, right before the request: a replica paused (or starved) while
-            # the call waited for a thread must not write once it wakes up without the Lease.
-            self.check_leader()
-            return fn(*args)
-
-        self.check_leader()
-        return await self.blocking(guarded)
-
-    async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking call (Kubernetes client, Secret reads) in the worker pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     def _status(self, key: Key, body: Mapping[str, Any]) -> dict[str, Any]:
         uid = body["metadata"]["uid"]
@@ -167,149 +130,120 @@ class Reconciler:
     async def _evaluate(self, key: Key, body: Mapping[str, Any]) -> str:
         kind = by_plural(key[0])
         meta = body["metadata"]
-        ref = kube.ObjectRef(kind.kind, kind.plural, meta["namespace"], meta["name"], meta["uid"])
+        ref = ObjectRef(kind.kind, meta["namespace"], meta["name"], meta["uid"])
         status = self._status(key, body)
         generation = meta.get("generation")
         model, errors = self._specs.validate(key, kind.spec, meta["uid"], generation, body.get("spec"))
         now = self._clock()
         if model is None:
             problems = summary(errors)
-            previous = conditions.find(status.get("conditions"), conditions.INVALID_SPEC)
+            previous = conditions.find(status.get("conditions"), ConditionType.INVALID_SPEC)
             if previous is None or previous.get("message") != problems:
-                await self.event(ref, "Warning", conditions.INVALID_SPEC, problems)
+                await self.effects.event(ref, "Warning", EventReason.INVALID_SPEC, problems)
             # The last good decision (status fields, ConfigMap) stays as it is: only conditions change.
             updates = conditions.spec_validity(problems, generation, now)
-            await self.record(key, ref, status, {"observedGeneration": generation}, updates)
+            fields = status_fields(ObjectStatus(observed_generation=generation))
+            await self._record(key, ref, status, fields, updates)
             return "invalid"
-        annotations = meta.get("annotations")
-        if isinstance(model, DetectionPolicySpec):
-            available = await evaluate_policy(self, key, ref, annotations, model, status, generation, now)
-        elif isinstance(model, ModelRouteSpec):
-            available = await evaluate_route(self, key, ref, annotations, model, status, generation, now)
-        else:
-            raise TypeError(f"no evaluation for {type(model).__name__}")
+        ev = Evaluation(key, ref, model, status, generation, meta.get("annotations") or {}, now)
+        available = await self._run(FLOWS[kind.kind], ev)
         return "ok" if available else "metrics_unavailable"
 
-    async def observe(
-        self,
-        ref: kube.ObjectRef,
-        prometheus: PrometheusRef | None,
-        plan: Mapping[K, str],
-        at: float | None = None,
-    ) -> dict[K, Reading]:
-        """Run a query plan (now, or at Unix time ``at``); a broken connection makes every reading missing."""
-        try:
-            # Known connections skip the thread hop, as answers at hand do in query_all.
-            source = self._connections.at_hand(ref.namespace, prometheus)
-            if source is None:
-                source = await self.blocking(self._connections.for_object, ref.namespace, prometheus)
-        except (InvalidConnection, ApiException) as exc:
-            # A broken connection is missing metrics like any other: the fail-safe applies.
-            detail = str(exc) if isinstance(exc, InvalidConnection) else f"Prometheus Secret: {exc.reason}"
-            return {key: Missing("error", detail) for key in plan}
-        readings = await query_all(source, list(plan.values()), self._executor, at)
-        return {key: readings[query] for key, query in plan.items()}
-
-    async def output_intact(self, key: Key, ref: kube.ObjectRef, name: str, revision: int) -> bool:
-        """Whether the object's ConfigMap still holds what was published: known from the watch, or, on the
-        first evaluation after a start, from one read (the ConfigMap exists with the current revision)."""
-        if self.outputs.current(key):
-            return True
-        if self.outputs.stale(key):
-            return False
-        try:
-            existing = await self.blocking(kube.read_config_map, self.api, ref.namespace, name)
-        except ApiException as exc:
-            log.warning("%s/%s: reading ConfigMap %s: %s", ref.namespace, ref.name, name, exc.reason)
-            return False
-        if existing is None or existing.annotations.get(kube.REVISION_ANNOTATION) != str(revision):
-            return False
-        self.outputs.record(key, name, existing.data)
-        return True
-
-    async def apply_config_map(
-        self, key: Key, ref: kube.ObjectRef, name: str, data: dict[str, str], annotations: dict[str, str]
-    ) -> None:
-        """Server-side apply the object's ConfigMap, remembering what was applied for drift detection."""
-        self.outputs.record(key, name, data)
-        try:
-            await self.mutate(kube.apply_config_map, self.api, ref, name, data, annotations)
-        except BaseException:
-            self.outputs.invalidate(key)
-            raise
-
-    async def write(self, ref: kube.ObjectRef, what: str, action: Awaitable[None]) -> str | None:
-        """Run an output write; return what failed (for the Ready condition) instead of raising."""
-        try:
-            await action
-        except ApiException as exc:
-            error = f"writing {what}: {exc.status} {exc.reason}"
-            log.warning(
-                "%s/%s: %s", ref.namespace, ref.name, error, extra=about(ref.kind, ref.namespace, ref.name)
+    async def _run(self, flow: Flow[Any, Any, Any, Any, Any], ev: Evaluation[Any]) -> bool:
+        """The skeleton; whether every needed metric answered."""
+        fx = self.effects
+        observation = await flow.observe(ev, fx)
+        decision, pub = flow.decide(ev, observation)
+        self._decided(ev.key)
+        config_map = flow.config_map(ev)
+        error: OutputError | None = None
+        written = ev.status.get("configMap")
+        if not ev.spec.dry_run:
+            # Also re-applied when the ConfigMap was deleted or hand-edited (act/outputs.py).
+            publish = (
+                pub.changed
+                or written != config_map
+                or not await fx.output_intact(ev.key, ev.ref, config_map, pub.revision)
             )
-            return error
-        return None
+            act = flow.act(ev, decision, pub, config_map, publish, fx)
+            error = await fx.write(ev.ref, flow.output(config_map), act)
+            written = config_map if error is None else written
+            if error is None and publish:
+                self._published(ev.key, ev.ref, config_map, pub.revision)
+        memory = flow.memory(ev, decision, pub, error)
+        for event in flow.events(ev, decision):
+            await fx.event(ev.ref, event.type, event.reason, event.message)
+        common = ObjectStatus(observed_generation=ev.generation, config_map=written)
+        fields = {**status_fields(flow.status(ev, decision, memory)), **status_fields(common)}
+        fields["memory"] = memory.model_dump(mode="json", by_alias=True, exclude_none=True)
+        fields["alerts"], delivered = await self._alerts(ev, ev.spec.alerts, flow.alerts(ev, decision))
+        await self._record(
+            ev.key, ev.ref, ev.status, fields, [*flow.conditions(ev, decision, error), delivered]
+        )
+        for gauge, values in flow.series(ev, decision):
+            self.series.publish(gauge, ev.key, values)
+        if flow.switched(decision):
+            self.series.switched(ev.ref.kind, ev.key)
+        return bool(decision.metrics_available)
 
-    async def alerts(
-        self,
-        ref: kube.ObjectRef,
-        annotations: Mapping[str, str] | None,
-        settings: AlertSpec,
-        current: list[Alert],
-        status: Mapping[str, Any],
-        generation: int | None,
-        now: datetime,
+    def _decided(self, key: Key) -> None:
+        """Mark the moment the decision of ``key``'s evaluation is known."""
+        self._decided_at[key] = time.perf_counter()
+        if self.on_decided is not None:
+            self.on_decided(key, self._decided_at[key])
+
+    def _published(self, key: Key, ref: ObjectRef, config_map: str, revision: int) -> None:
+        """Account for the owned ConfigMap just applied: decision-to-patch time and one log line."""
+        decided_at = self._decided_at.pop(key, None)
+        if decided_at is not None:
+            telemetry.DECISION_TO_PATCH.labels(ref.kind).observe(time.perf_counter() - decided_at)
+        log.info(
+            "applied ConfigMap %s revision %d",
+            config_map,
+            revision,
+            extra=about(ref.kind, ref.namespace, ref.name, identity=self.effects.identity, write="configmap"),
+        )
+
+    async def _alerts(
+        self, ev: Evaluation[Any], settings: AlertSpec, current: list[Alert]
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         """Plan and dispatch this evaluation's alerts; return the records for status and AlertsDelivered."""
-        obj = ObjectKey(ref.kind, ref.namespace, ref.name)
+        ref, now = ev.ref, ev.now
         records = []
-        for raw in status.get("alerts") or []:
+        for raw in ev.status.get("alerts") or []:
             with contextlib.suppress(ValidationError):  # a damaged record is dropped, not fatal
                 records.append(AlertRecord.model_validate(raw))
-        cooldown = timedelta(seconds=parse_duration(settings.cooldown))
-        plan = plan_alerts(obj, current, records, acknowledged_prefixes(annotations), cooldown, now)
-        self.check_leader()  # a notification is an action too: never sent by a replica that lost the Lease
-        self.notifier.dispatch(obj, list(settings.receivers), plan.outgoing, cooldown, now)
+        cooldown = duration(settings.cooldown)
+        plan = plan_alerts(ref, current, records, acknowledged_prefixes(ev.annotations), cooldown, now)
+        # A notification is an action too: never sent by a replica without the Lease.
+        self.effects.check_leader()
+        self.notifier.dispatch(ref, list(settings.receivers), plan.outgoing, cooldown, now)
         for item in plan.transitions:
             firing = item.status == "firing"
-            reason = "AlertFiring" if firing else "AlertResolved"
+            reason = EventReason.ALERT_FIRING if firing else EventReason.ALERT_RESOLVED
             message = f"[{item.alert.severity}] {item.alert.summary} (fingerprint {item.fingerprint})"
-            await self.event(ref, "Warning" if firing else "Normal", reason, message)
-        failures = self.notifier.outcomes.get(obj)
+            await self.effects.event(ref, "Warning" if firing else "Normal", reason, message)
+        failures = self.notifier.outcomes.get(ref)
         failed = failures.failures if failures else {}
         delivered = conditions.condition(
-            ALERTS_DELIVERED,
+            ConditionType.ALERTS_DELIVERED,
             not failed,
-            "DeliveryFailed" if failed else "Delivered",
+            ConditionReason.DELIVERY_FAILED if failed else ConditionReason.DELIVERED,
             "; ".join(
                 f"receiver {name}: {error} ({self.notifier.failed_count(name)} failed deliveries so far)"
                 for name, error in sorted(failed.items())
             ),
-            generation,
+            ev.generation,
             now,
         )
         dumped = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in plan.records]
         return dumped, delivered
 
-    async def event(self, ref: kube.ObjectRef, type_: str, reason: str, message: str) -> None:
-        """Post an Event on the object; a failure is logged, never raised."""
-        try:
-            await self.mutate(kube.post_event, self.api, ref, type_, reason, message, self.identity)
-        except ApiException as exc:  # an Event is best effort; the status carries the same facts
-            log.warning(
-                "could not post %s event on %s/%s: %s",
-                reason,
-                ref.namespace,
-                ref.name,
-                exc.reason,
-                extra=about(ref.kind, ref.namespace, ref.name),
-            )
-
-    async def record(
+    async def _record(
         self,
         key: Key,
-        ref: kube.ObjectRef,
-        status: dict[str, Any],
+        ref: ObjectRef,
+        status: Mapping[str, Any],
         fields: dict[str, Any],
         updates: list[dict[str, Any]],
     ) -> None:
@@ -325,7 +259,7 @@ class Reconciler:
             self._written[key] = (ref.uid, new_status)  # the next evaluation starts from the newest
             return
         try:
-            result = await self.mutate(kube.write_status, self.api, ref, new_status)
+            result = await self.effects.write_status(ref, new_status)
         except ApiException as exc:
             if exc.status != 404:
                 raise

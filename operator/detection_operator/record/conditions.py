@@ -3,33 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-READY = "Ready"
-INVALID_SPEC = "InvalidSpec"
-RECONCILING = "Reconciling"
-STALLED = "Stalled"
-"""kstatus' two abnormal-true conditions (sigs.k8s.io/cli-utils kstatus, which Flux's health checks and
-`kubectl wait`-style tools read): Stalled=True is Failed, Reconciling=True is InProgress. Both are derived
-from Ready in :func:`merge`, so every status write states them consistently."""
-_STALLED_REASONS = frozenset({INVALID_SPEC})
+from ..api.conditions import ConditionReason as Reason
+from ..api.conditions import ConditionType
+from ..core.errors import OutputError
+from ..core.times import rfc3339
+
+# kstatus' two abnormal-true conditions (sigs.k8s.io/cli-utils kstatus, which Flux's health checks and
+# `kubectl wait`-style tools read): Stalled=True is Failed, Reconciling=True is InProgress. Both are derived
+# from Ready in merge(), so every status write states them consistently.
+_STALLED_REASONS = frozenset({Reason.INVALID_SPEC})
 """Ready=False reasons no retry can fix: only a spec change can."""
 
 
-def rfc3339(moment: datetime) -> str:
-    """Format an aware datetime the way the apiserver stores metav1.Time (whole seconds, UTC, 'Z')."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def condition(
-    type_: str, status: bool | None, reason: str, message: str, generation: int | None, now: datetime
+    type_: ConditionType,
+    status: bool | None,
+    reason: Reason,
+    message: str,
+    generation: int | None,
+    now: datetime,
 ) -> dict[str, Any]:
     """Build one condition; ``status`` None means Unknown."""
     return {
-        "type": type_,
+        "type": str(type_),
         "status": "Unknown" if status is None else ("True" if status else "False"),
-        "reason": reason,
+        "reason": str(reason),
         "message": message,
         "observedGeneration": generation,
         "lastTransitionTime": rfc3339(now),
@@ -46,7 +47,7 @@ def merge(
     """
     merged: dict[str, dict[str, Any]] = {c["type"]: dict(c) for c in existing or () if "type" in c}
     updates = list(updates)
-    ready = next((u for u in updates if u["type"] == READY), None)
+    ready = next((u for u in updates if u["type"] == ConditionType.READY), None)
     if ready is not None:
         updates += _kstatus(ready)
     for update in updates:
@@ -54,7 +55,7 @@ def merge(
         if previous is not None and previous.get("status") == update["status"]:
             update = {**update, "lastTransitionTime": previous.get("lastTransitionTime")}
         merged[update["type"]] = update
-    return sorted(merged.values(), key=lambda c: (c["type"] != READY, c["type"]))
+    return sorted(merged.values(), key=lambda c: (c["type"] != ConditionType.READY, c["type"]))
 
 
 def _kstatus(ready: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -69,17 +70,20 @@ def _kstatus(ready: Mapping[str, Any]) -> list[dict[str, Any]]:
     generation, message = ready.get("observedGeneration"), ready.get("message", "")
     now = ready["lastTransitionTime"]
 
-    def derived(type_: str, on: bool, off_reason: str) -> dict[str, Any]:
+    def derived(type_: ConditionType, on: bool, off_reason: Reason) -> dict[str, Any]:
         return {
-            "type": type_,
+            "type": str(type_),
             "status": "True" if on else "False",
-            "reason": ready["reason"] if on else off_reason if failed else "Reconciled",
+            "reason": ready["reason"] if on else str(off_reason if failed else Reason.RECONCILED),
             "message": message if on else "",
             "observedGeneration": generation,
             "lastTransitionTime": now,
         }
 
-    return [derived(RECONCILING, reconciling, STALLED), derived(STALLED, stalled, "Retrying")]
+    return [
+        derived(ConditionType.RECONCILING, reconciling, Reason.STALLED),
+        derived(ConditionType.STALLED, stalled, Reason.RETRYING),
+    ]
 
 
 def find(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
@@ -91,19 +95,32 @@ def spec_validity(problems: str | None, generation: int | None, now: datetime) -
     """Conditions stating whether the spec was accepted; ``problems`` names the offending fields."""
     if problems:
         return [
-            condition(READY, False, INVALID_SPEC, problems, generation, now),
-            condition(INVALID_SPEC, True, "ValidationFailed", problems, generation, now),
+            condition(ConditionType.READY, False, Reason.INVALID_SPEC, problems, generation, now),
+            condition(ConditionType.INVALID_SPEC, True, Reason.VALIDATION_FAILED, problems, generation, now),
         ]
     return [
-        condition(READY, True, "SpecAccepted", "spec is valid", generation, now),
-        condition(INVALID_SPEC, False, "SpecAccepted", "", generation, now),
+        condition(ConditionType.READY, True, Reason.SPEC_ACCEPTED, "spec is valid", generation, now),
+        spec_accepted(generation, now),
     ]
 
 
 def readiness(
-    dry_run: bool, output_error: str | None, reason: str, generation: int | None, now: datetime
+    dry_run: bool, output_error: OutputError | None, reason: str, generation: int | None, now: datetime
 ) -> dict[str, Any]:
     """Ready after an evaluation: published (or dry run), or why the output could not be written."""
-    if output_error:
-        return condition(READY, False, "OutputFailed", output_error, generation, now)
-    return condition(READY, True, "DryRun" if dry_run else "Published", reason, generation, now)
+    if output_error is not None:
+        return condition(ConditionType.READY, False, Reason.OUTPUT_FAILED, str(output_error), generation, now)
+    return condition(
+        ConditionType.READY, True, Reason.DRY_RUN if dry_run else Reason.PUBLISHED, reason, generation, now
+    )
+
+
+def spec_accepted(generation: int | None, now: datetime) -> dict[str, Any]:
+    """InvalidSpec=False: the spec passed every check."""
+    return condition(ConditionType.INVALID_SPEC, False, Reason.SPEC_ACCEPTED, "", generation, now)
+
+
+def metrics_available(available: bool, message: str, generation: int | None, now: datetime) -> dict[str, Any]:
+    """MetricsAvailable: whether every query answered with a number; ``message`` names those that did not."""
+    reason = Reason.QUERIES_ANSWERED if available else Reason.METRICS_UNAVAILABLE
+    return condition(ConditionType.METRICS_AVAILABLE, available, reason, message, generation, now)

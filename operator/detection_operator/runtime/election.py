@@ -23,10 +23,6 @@ from dataclasses import dataclass
 from enum import Enum
 
 
-class NotLeader(Exception):
-    """An evaluation stopped before a write because this replica no longer holds the Lease."""
-
-
 @dataclass(frozen=True)
 class LeaseRecord:
     """The parts of a coordination.k8s.io/v1 Lease the election reads."""

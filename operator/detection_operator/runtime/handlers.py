@@ -10,18 +10,20 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
+from .. import telemetry
 from ..act.kube import read_secret
 from ..act.outputs import MANAGED_BY, MANAGED_BY_LABEL, owner_key
-from ..api.base import GROUP, VERSION, parse_duration
+from ..api.base import GROUP, VERSION
 from ..api.kinds import KINDS, by_plural
+from ..core.identity import Key
+from ..core.times import parse_duration
 from ..notify.delivery import Notifier
 from ..notify.receivers import ReceiverConfig
 from ..observe.connections import Connections
 from ..reconcile.reconciler import Reconciler
-from . import telemetry
 from .http_server import HttpServer
 from .lease import LeaderElector
-from .scheduler import Key, Scheduler, namespace_phase
+from .scheduler import Scheduler, namespace_phase
 from .settings import Settings
 
 DEFAULT_INTERVAL = 30.0

@@ -19,11 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.kinds import by_plural
-from .election import NotLeader
-from .logref import about
-
-Key = tuple[str, str, str]
-"""(plural, namespace, name)."""
+from ..core.errors import NotLeader
+from ..core.identity import Key
+from ..core.logref import about
 
 Evaluate = Callable[[Key, Mapping[str, Any]], Awaitable[None]]
 

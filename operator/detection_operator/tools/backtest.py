@@ -15,19 +15,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_api_client import PrometheusConnect
 
-from ..api.base import parse_duration
-from ..api.detection_policy import DetectionPolicySpec
-from ..api.model_route import ModelRouteSpec
 from ..api.validation import validate_spec
-from ..decide import policy as policy_decide
-from ..decide import route as route_decide
-from ..decide.alerts import Alert, ObjectKey, plan_alerts, policy_alerts, route_alerts
-from ..observe.source import Missing, Reading, normalise
+from ..core.identity import ObjectRef
+from ..core.readings import Missing, Reading, normalise
+from ..core.times import duration, parse_duration
+from ..decide.alerts import plan_alerts
+from ..decide.kinds import LOGIC
 from .documents import Document, read_documents
 
 MAX_POINTS = 10_000  # Prometheus refuses ranges over 11,000 points per series
@@ -127,54 +125,45 @@ def _observation(series: Mapping[Any, Series], ts: float) -> dict[Any, Reading]:
     return {key: values.get(ts, Missing("empty", "no sample at this time")) for key, values in series.items()}
 
 
+@dataclass(frozen=True)
+class Span:
+    """The replayed time range, in Unix seconds, and the step between evaluations."""
+
+    start: float
+    end: float
+    step: float
+
+
 def replay(
-    doc_spec: DetectionPolicySpec | ModelRouteSpec,
-    kind: str,
-    namespace: str,
-    name: str,
+    spec: Any,
+    obj: ObjectRef,
     series: Mapping[Any, Series],
-    start: float,
-    end: float,
-    step: float,
+    span: Span,
     progress: Callable[[str], None] | None = None,
 ) -> Timeline:
     """Run the decision over every step and collect switches, alerts and time per profile/model."""
-    timeline = Timeline(kind, namespace, name, _iso(start), _iso(end), f"{step:g}s")
-    obj = ObjectKey(kind, namespace, name)
-    cooldown = timedelta(seconds=parse_duration(doc_spec.alerts.cooldown))
+    logic = LOGIC[obj.kind]
+    timeline = Timeline(
+        obj.kind, obj.namespace, obj.name, _iso(span.start), _iso(span.end), f"{span.step:g}s"
+    )
+    cooldown = duration(spec.alerts.cooldown)
     records: tuple[Any, ...] = ()
     started = time.perf_counter()
-    stamps = _timestamps(start, end, step)
-    policy_memory = policy_decide.PolicyMemory()
-    route_memory = route_decide.RouteMemory()
+    stamps = _timestamps(span.start, span.end, span.step)
+    memory = logic.memory()
     for number, ts in enumerate(stamps):
         if progress and number % max(1, len(stamps) // 20) == 0:
             progress(f"replaying {100 * number // len(stamps)}%")
         now = datetime.fromtimestamp(ts, UTC)
-        observation = _observation(series, ts)
-        current: str
-        alerts: list[Alert]
-        if isinstance(doc_spec, DetectionPolicySpec):
-            decision = policy_decide.decide_policy(doc_spec, observation, policy_memory, now)
-            policy_memory = decision.memory
-            current, previous, switched, reason = (
-                decision.profile,
-                decision.previous,
-                decision.switched,
-                decision.reason,
-            )
-            alerts = policy_alerts(doc_spec, decision, obj)
-        else:
-            route = route_decide.decide_route(doc_spec, observation, route_memory, now)
-            route_memory = route.memory
-            current, previous, switched, reason = route.active, route.previous, route.switched, route.reason
-            alerts = route_alerts(doc_spec, route, obj)
-        plan = plan_alerts(obj, alerts, records, set(), cooldown, now)
+        decision = logic.decide(spec, _observation(series, ts), memory, now)
+        memory = decision.memory
+        choice = logic.choice(decision)
+        plan = plan_alerts(obj, logic.alerts(spec, decision, obj), records, set(), cooldown, now)
         records = plan.records
         timeline.alerts.update(f"{o.status}:{o.alert.type}" for o in plan.outgoing)
-        if switched:
-            timeline.switches.append(Switch(_iso(ts), previous, current, reason))
-        timeline.time_in[current] = timeline.time_in.get(current, 0.0) + step
+        if choice.switched:
+            timeline.switches.append(Switch(_iso(ts), choice.previous, choice.current, choice.reason))
+        timeline.time_in[choice.current] = timeline.time_in.get(choice.current, 0.0) + span.step
         timeline.evaluations += 1
     timeline.replay_seconds = time.perf_counter() - started
     return timeline
@@ -197,25 +186,22 @@ def backtest_document(
     if spec is None:
         raise ValueError(f"{doc.where}: invalid: " + "; ".join(str(e) for e in errors))
     metadata = doc.body.get("metadata") or {}
-    name = str(metadata.get("name", "unnamed"))
-    ns = namespace or str(metadata.get("namespace") or "default")
+    obj = ObjectRef(
+        kind.kind,
+        namespace or str(metadata.get("namespace") or "default"),
+        str(metadata.get("name", "unnamed")),
+    )
     end = until if until is not None else time.time()
     end = math.floor(end / step) * step
-    start = end - since
+    span = Span(end - since, end, step)
     client = PrometheusConnect(url=prometheus.rstrip("/"), disable_ssl=False)
     fetched = time.perf_counter()
-    series: dict[Any, Series]
-    if isinstance(spec, DetectionPolicySpec):
-        series = fetch(client, policy_decide.query_plan(spec, ns, name), start, end, step, progress=progress)
-    else:
-        assert isinstance(spec, ModelRouteSpec)
-        plan = route_decide.query_plan(spec, ns, name)
-        series = fetch(client, plan, start, end, step, progress=progress)
-        window = parse_duration(spec.window)
-        previous = {("previous", m, metric): q for (_, m, metric), q in plan.items()}
-        series.update(fetch(client, previous, start, end, step, shift=window, progress=progress))
+    series: dict[Any, Series] = {}
+    for window in LOGIC[kind.kind].windows(spec, obj.namespace, obj.name):
+        shift = window.seconds_back
+        series.update(fetch(client, window.plan, span.start, span.end, step, shift=shift, progress=progress))
     query_seconds = time.perf_counter() - fetched
-    timeline = replay(spec, kind.kind, ns, name, series, start, end, step, progress)
+    timeline = replay(spec, obj, series, span, progress)
     timeline.query_seconds = query_seconds
     return timeline
 

@@ -6,6 +6,7 @@ Reads the object's status and its owned ConfigMap (scorecard.json or route.json)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
@@ -60,141 +61,159 @@ def render(explained: dict[str, Any]) -> str:
         lines.append(
             f"  {condition['type']}={condition['status']} ({condition['reason']}) {condition['message']}"
         )
-    if explained["kind"] == "DetectionPolicy":
-        lines.append(f"Profile: {status.get('profile')} since {status.get('since')}: {status.get('reason')}")
-        if status.get("heldBy"):
-            lines.append(f"Held by: {status['heldBy']}")
-        if status.get("shadow"):
-            lines.append(f"Shadow: would be {status['shadow']} (not enforced)")
-        lines.append(
-            f"Latest evaluation: {status.get('lastEvaluated')}; published revision {doc.get('revision')} "
-            f"decided at {doc.get('decidedAt')}"
-        )
-        # status holds the latest evaluation; the ConfigMap's scorecard is the record of the revision.
-        rules = status.get("rules") or doc.get("rules") or []
-        lines += ["", "Rules (in precedence order):"]
-        rows = []
-        for r in rules:
-            flags = [f for f in ("expired", "shadow") if r.get(f)]
-            rows.append(
-                [
-                    r["name"] + (f" ({', '.join(flags)})" if flags else ""),
-                    r.get("kind", "threshold"),
-                    r.get("value"),
-                    r.get("op"),
-                    r.get("threshold"),
-                    r.get("clearThreshold"),
-                    r.get("verdict"),
-                    r.get("active"),
-                    r.get("streak"),
-                    _samples(r),
-                    r.get("cause"),
-                ]
-            )
-            for c in r.get("conditions", []):
-                burns = (
-                    f"long {c['longBurnRate']:g}, short {c['shortBurnRate']:g}"
-                    if "longBurnRate" in c and "shortBurnRate" in c
-                    else c.get("cause")
-                )
-                rows.append(
-                    [
-                        f"  {c['name']}",
-                        "",
-                        c.get("value"),
-                        c.get("op"),
-                        c.get("threshold"),
-                        c.get("clearThreshold"),
-                        c.get("verdict"),
-                        c.get("active"),
-                        c.get("streak"),
-                        "",
-                        burns,
-                    ]
-                )
-        lines += _table(
-            [
-                "rule",
-                "kind",
-                "value",
-                "op",
-                "threshold",
-                "clear",
-                "verdict",
-                "active",
-                "streak",
-                "samples",
-                "cause",
-            ],
-            rows,
-        )
-        if latency := status.get("latency"):
-            lines += [
-                "",
-                f"Latency: {latency.get('valueMs', '-')} ms against the {latency.get('profile')} target "
-                f"{latency.get('targetMs', '-')} ms, {latency.get('streak')} evaluation(s) above"
-                + (": BREACHED" if latency.get("breached") else ""),
-            ]
-        lines += ["", "Contributors:"]
-        lines += _table(
-            ["contributor", "expense", "source", "runtime ms", "memory MB", "cache hits", "timeout rate"],
-            [
-                [
-                    c["name"],
-                    c["expense"],
-                    c["source"],
-                    c.get("runtimeMs"),
-                    c.get("memoryMb"),
-                    c.get("cacheHitRatio"),
-                    c.get("timeoutRate"),
-                ]
-                for c in doc.get("contributors", [])
-            ],
-        )
-        lines += ["", "External contributors:"]
-        lines += _table(
-            ["service", "enabled", "circuit", "weight", "reason"],
-            [
-                [e["name"], e["enabled"], e["circuit"], e["weight"], e.get("reason")]
-                for e in status.get("externalContributors", [])
-            ],
-        )
-    else:
-        lines.append(f"Active: {status.get('activeModel')} ({status.get('state')}): {status.get('reason')}")
-        lines += ["", "Models (priority order):"]
-        lines += _table(
-            ["model", "state", "traffic", "level", "score", "trend", "requests", "metrics"],
-            [
-                [
-                    m["name"],
-                    m.get("state"),
-                    f"{m['trafficPercent']} %" if "trafficPercent" in m else None,
-                    m["level"],
-                    m.get("score"),
-                    m["trend"],
-                    m.get("requests"),
-                    ", ".join(f"{k}={v:g}" for k, v in m.get("metrics", {}).items()),
-                ]
-                for m in status.get("models", [])
-            ],
-        )
-        if probation := status.get("probation"):
-            healthy = probation.get("healthyForSeconds")
-            paused = probation.get("trafficPausedUntil")
-            text = (
-                f"served {probation['requests']:g} of {probation['minRequests']} requests, healthy "
-                f"{'-' if healthy is None else f'{healthy:g}'}s of {probation['stableForSeconds']:g}s, "
-                f"{probation['failures']} failed" + (f", trickle off until {paused}" if paused else "")
-            )
-            lines += ["", f"Primary's probation: {text}"]
-        lines += ["", "Switch history:"]
-        lines += [
-            f"  {h['at']}  {h.get('from')} -> {h['to']}  {h['reason']}"
-            for h in status.get("switchHistory", [])
-        ]
+    lines += _RENDER[explained["kind"]](status, doc)
     firing = [a for a in status.get("alerts", []) if a.get("state") == "firing"]
     if firing:
         lines += ["", "Alerts firing:"] + [
             f"  [{a['severity']}] {a['summary']} ({a['fingerprint']})" for a in firing
         ]
     return "\n".join(lines)
+
+
+def _policy(status: dict[str, Any], doc: dict[str, Any]) -> list[str]:
+    lines = []
+    lines.append(f"Profile: {status.get('profile')} since {status.get('since')}: {status.get('reason')}")
+    if status.get("heldBy"):
+        lines.append(f"Held by: {status['heldBy']}")
+    if status.get("shadow"):
+        lines.append(f"Shadow: would be {status['shadow']} (not enforced)")
+    lines.append(
+        f"Latest evaluation: {status.get('lastEvaluated')}; published revision {doc.get('revision')} "
+        f"decided at {doc.get('decidedAt')}"
+    )
+    # status holds the latest evaluation; the ConfigMap's scorecard is the record of the revision.
+    rules = status.get("rules") or doc.get("rules") or []
+    lines += ["", "Rules (in precedence order):", *_rules(rules)]
+    if latency := status.get("latency"):
+        lines += [
+            "",
+            f"Latency: {latency.get('valueMs', '-')} ms against the {latency.get('profile')} target "
+            f"{latency.get('targetMs', '-')} ms, {latency.get('streak')} evaluation(s) above"
+            + (": BREACHED" if latency.get("breached") else ""),
+        ]
+    lines += ["", "Contributors:"]
+    lines += _table(
+        ["contributor", "expense", "source", "runtime ms", "memory MB", "cache hits", "timeout rate"],
+        [
+            [
+                c["name"],
+                c["expense"],
+                c["source"],
+                c.get("runtimeMs"),
+                c.get("memoryMb"),
+                c.get("cacheHitRatio"),
+                c.get("timeoutRate"),
+            ]
+            for c in doc.get("contributors", [])
+        ],
+    )
+    lines += ["", "External contributors:"]
+    lines += _table(
+        ["service", "enabled", "circuit", "weight", "reason"],
+        [
+            [e["name"], e["enabled"], e["circuit"], e["weight"], e.get("reason")]
+            for e in status.get("externalContributors", [])
+        ],
+    )
+    return lines
+
+
+def _rules(rules: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for r in rules:
+        flags = [f for f in ("expired", "shadow") if r.get(f)]
+        rows.append(
+            [
+                r["name"] + (f" ({', '.join(flags)})" if flags else ""),
+                r.get("kind", "threshold"),
+                r.get("value"),
+                r.get("op"),
+                r.get("threshold"),
+                r.get("clearThreshold"),
+                r.get("verdict"),
+                r.get("active"),
+                r.get("streak"),
+                _samples(r),
+                r.get("cause"),
+            ]
+        )
+        for c in r.get("conditions", []):
+            burns = (
+                f"long {c['longBurnRate']:g}, short {c['shortBurnRate']:g}"
+                if "longBurnRate" in c and "shortBurnRate" in c
+                else c.get("cause")
+            )
+            rows.append(
+                [
+                    f"  {c['name']}",
+                    "",
+                    c.get("value"),
+                    c.get("op"),
+                    c.get("threshold"),
+                    c.get("clearThreshold"),
+                    c.get("verdict"),
+                    c.get("active"),
+                    c.get("streak"),
+                    "",
+                    burns,
+                ]
+            )
+    return _table(
+        [
+            "rule",
+            "kind",
+            "value",
+            "op",
+            "threshold",
+            "clear",
+            "verdict",
+            "active",
+            "streak",
+            "samples",
+            "cause",
+        ],
+        rows,
+    )
+
+
+def _route(status: dict[str, Any], doc: dict[str, Any]) -> list[str]:
+    lines = []
+    lines.append(f"Active: {status.get('activeModel')} ({status.get('state')}): {status.get('reason')}")
+    lines += ["", "Models (priority order):"]
+    lines += _table(
+        ["model", "state", "traffic", "level", "score", "trend", "requests", "metrics"],
+        [
+            [
+                m["name"],
+                m.get("state"),
+                f"{m['trafficPercent']} %" if "trafficPercent" in m else None,
+                m["level"],
+                m.get("score"),
+                m["trend"],
+                m.get("requests"),
+                ", ".join(f"{k}={v:g}" for k, v in m.get("metrics", {}).items()),
+            ]
+            for m in status.get("models", [])
+        ],
+    )
+    if probation := status.get("probation"):
+        healthy = probation.get("healthyForSeconds")
+        paused = probation.get("trafficPausedUntil")
+        text = (
+            f"served {probation['requests']:g} of {probation['minRequests']} requests, healthy "
+            f"{'-' if healthy is None else f'{healthy:g}'}s of {probation['stableForSeconds']:g}s, "
+            f"{probation['failures']} failed" + (f", trickle off until {paused}" if paused else "")
+        )
+        lines += ["", f"Primary's probation: {text}"]
+    lines += ["", "Switch history:"]
+    lines += [
+        f"  {h['at']}  {h.get('from')} -> {h['to']}  {h['reason']}" for h in status.get("switchHistory", [])
+    ]
+    return lines
+
+
+_RENDER: dict[str, Callable[[dict[str, Any], dict[str, Any]], list[str]]] = {
+    "DetectionPolicy": _policy,
+    "ModelRoute": _route,
+}
+"""Kind name -> the lines that explain its status and published document."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,8 +24,7 @@ from ..api.detection_policy import DetectionPolicySpec
 from ..api.kinds import KINDS, Kind
 from ..api.model_route import ModelRouteSpec
 from ..api.validation import validate_object
-from ..decide import policy as policy_plan
-from ..decide import route as route_plan
+from ..decide.kinds import LOGIC
 from .documents import Document, parse, read_documents
 
 
@@ -67,17 +66,16 @@ class Report:
         return not self.findings
 
 
-def rendered_queries(spec: BaseModel, namespace: str, name: str) -> dict[str, str]:
-    """Field path -> rendered query, for every query the operator would run."""
-    if isinstance(spec, DetectionPolicySpec):
-        plan: Mapping[tuple[str, ...], str] = policy_plan.query_plan(spec, namespace, name)
-        return {_policy_field(spec, key): query for key, query in plan.items()}
-    assert isinstance(spec, ModelRouteSpec)
+def rendered_queries(kind: str, spec: BaseModel, namespace: str, name: str) -> dict[str, str]:
+    """Field path -> rendered query, for every query the operator would run now."""
+    plan = LOGIC[kind].windows(spec, namespace, name)[0].plan
+    return {_FIELD_OF[kind](spec, key): query for key, query in plan.items()}
+
+
+def _route_field(spec: ModelRouteSpec, key: tuple[str, ...]) -> str:
+    _, model, metric = key
     names: list[str] = [m.name for m in spec.metrics]
-    return {
-        f"spec.metrics[{names.index(metric)}].query (model {model})": query
-        for (_, model, metric), query in route_plan.query_plan(spec, namespace, name).items()
-    }
+    return f"spec.metrics[{names.index(metric)}].query (model {model})"
 
 
 def _policy_field(spec: DetectionPolicySpec, key: tuple[str, ...]) -> str:
@@ -106,6 +104,13 @@ def _policy_field(spec: DetectionPolicySpec, key: tuple[str, ...]) -> str:
     }[key[2]]
     section = "expense" if key[0] == "expense" else "externalContributors"
     return f"spec.{section}.queries.{camel} ({key[1]})"
+
+
+_FIELD_OF: dict[str, Callable[[Any, tuple[str, ...]], str]] = {
+    "DetectionPolicy": _policy_field,
+    "ModelRoute": _route_field,
+}
+"""Kind name -> the spec field a query key comes from."""
 
 
 def check_with_prometheus(client: httpx.Client, url: str, query: str) -> str | None:
@@ -214,7 +219,7 @@ def _check(doc: Document, kind: Kind, client: httpx.Client | None, prometheus: s
     if spec is not None and client is not None and prometheus is not None and not errors:
         raw_namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
         namespace = raw_namespace if isinstance(raw_namespace, str) and raw_namespace else "default"
-        for field, query in rendered_queries(spec, namespace, name).items():
+        for field, query in rendered_queries(kind.kind, spec, namespace, name).items():
             if (problem := check_with_prometheus(client, prometheus, query)) is not None:
                 found.append(Finding(doc.source, doc.index, kind.kind, name, field, problem, OPERATOR))
     return found

@@ -1,0 +1,183 @@
+"""The I/O an evaluation may do: read (Prometheus, Kubernetes) and write (only while this replica leads).
+
+A flow receives an :class:`Effects` and never the Reconciler: it can observe and act, but cannot reach
+the evaluation's sequence, caches or status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
+from typing import Any, Literal, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from ..act import kube
+from ..act.outputs import AppliedOutputs
+from ..api.common import PrometheusRef
+from ..api.conditions import EventReason
+from ..core.errors import NotLeader, OutputError
+from ..core.identity import Key, ObjectRef
+from ..core.logref import about
+from ..core.readings import Missing, Reading
+from ..observe.connections import Connections, InvalidConnection
+from ..observe.source import query_all
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+K = TypeVar("K")
+
+
+class Effects:
+    """Reads and guarded writes against Prometheus and the Kubernetes API."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        connections: Connections,
+        executor: Executor,
+        identity: str,
+        may_write: Callable[[], bool],
+    ) -> None:
+        self.api = api
+        self.identity = identity
+        """This replica's name, in Events (reportingInstance)."""
+        self.outputs = AppliedOutputs()
+        self._connections = connections
+        self._executor = executor
+        self._may_write = may_write
+
+    def check_leader(self) -> None:
+        """Raise :class:`NotLeader` unless this replica may write now (checked right before each write)."""
+        if not self._may_write():
+            raise NotLeader()
+
+    async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking call (Kubernetes client, Secret reads) in the worker pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+
+    async def mutate(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking write in the worker pool, only while this replica leads."""
+
+        def guarded() -> T:
+            # Checked again in the worker, right before the request: a replica paused (or starved) while
+            # the call waited for a thread must not write once it wakes up without the Lease.
+            self.check_leader()
+            return fn(*args)
+
+        self.check_leader()
+        return await self.blocking(guarded)
+
+    async def observe(
+        self,
+        ref: ObjectRef,
+        prometheus: PrometheusRef | None,
+        plan: Mapping[K, str],
+        at: float | None = None,
+    ) -> dict[K, Reading]:
+        """Run a query plan (now, or at Unix time ``at``); a broken connection makes every reading missing."""
+        try:
+            # Known connections skip the thread hop, as answers at hand do in query_all.
+            source = self._connections.at_hand(ref.namespace, prometheus)
+            if source is None:
+                source = await self.blocking(self._connections.for_object, ref.namespace, prometheus)
+        except (InvalidConnection, ApiException) as exc:
+            # A broken connection is missing metrics like any other: the fail-safe applies.
+            detail = str(exc) if isinstance(exc, InvalidConnection) else f"Prometheus Secret: {exc.reason}"
+            return {key: Missing("error", detail) for key in plan}
+        readings = await query_all(source, list(plan.values()), self._executor, at)
+        return {key: readings[query] for key, query in plan.items()}
+
+    async def deployments(
+        self, namespace: str, names: Mapping[str, str]
+    ) -> dict[str, kube.DeploymentState | None]:
+        """Read the Deployments ``names`` maps to (key -> Deployment name) at once; None where missing."""
+        states = await asyncio.gather(
+            *(self.blocking(kube.read_deployment, self.api, namespace, d) for d in names.values())
+        )
+        return dict(zip(names, states, strict=True))
+
+    async def output_intact(self, key: Key, ref: ObjectRef, name: str, revision: int) -> bool:
+        """Whether the object's ConfigMap still holds what was published: known from the watch, or, on the
+        first evaluation after a start, from one read (the ConfigMap exists with the current revision)."""
+        if self.outputs.current(key):
+            return True
+        if self.outputs.stale(key):
+            return False
+        try:
+            existing = await self.blocking(kube.read_config_map, self.api, ref.namespace, name)
+        except ApiException as exc:
+            log.warning("%s/%s: reading ConfigMap %s: %s", ref.namespace, ref.name, name, exc.reason)
+            return False
+        if existing is None or existing.annotations.get(kube.REVISION_ANNOTATION) != str(revision):
+            return False
+        self.outputs.record(key, name, existing.data)
+        return True
+
+    async def secret_key(self, namespace: str, name: str, key: str) -> bytes:
+        """One key of a Secret; :class:`OutputError` if the Secret lacks it."""
+        secret = await self.blocking(kube.read_secret, self.api, namespace, name)
+        if key not in secret:
+            raise OutputError(f"key {key} not in Secret {name}", status=404)
+        return secret[key]
+
+    async def apply_config_map(
+        self, key: Key, ref: ObjectRef, name: str, data: dict[str, str], revision: int
+    ) -> None:
+        """Server-side apply the object's ConfigMap, remembering what was applied for drift detection."""
+        self.outputs.record(key, name, data)
+        annotations = {kube.REVISION_ANNOTATION: str(revision)}
+        try:
+            await self.mutate(kube.apply_config_map, self.api, ref, name, data, annotations)
+        except BaseException:
+            self.outputs.invalidate(key)
+            raise
+
+    async def annotate_deployment(self, namespace: str, name: str, checksum: str) -> bool:
+        """Roll a Deployment by its config checksum annotation; False if it does not exist."""
+        return await self.mutate(kube.annotate_deployment, self.api, namespace, name, checksum)
+
+    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> bool:
+        """Set a Deployment's replicas; False if it does not exist."""
+        return await self.mutate(kube.scale_deployment, self.api, namespace, name, replicas)
+
+    async def write(self, ref: ObjectRef, what: str, action: Awaitable[None]) -> OutputError | None:
+        """Run an output write; return what failed (for the Ready condition) instead of raising."""
+        try:
+            await action
+        except ApiException as exc:
+            error = OutputError(str(exc.reason), status=exc.status, what=what)
+        except OutputError as exc:
+            error = exc.about(what)
+        else:
+            return None
+        log.warning(
+            "%s/%s: %s", ref.namespace, ref.name, error, extra=about(ref.kind, ref.namespace, ref.name)
+        )
+        return error
+
+    async def event(
+        self, ref: ObjectRef, type_: Literal["Normal", "Warning"], reason: EventReason, message: str
+    ) -> None:
+        """Post an Event on the object; a failure is logged, never raised."""
+        try:
+            await self.mutate(kube.post_event, self.api, ref, type_, str(reason), message, self.identity)
+        except ApiException as exc:  # an Event is best effort; the status carries the same facts
+            log.warning(
+                "could not post %s event on %s/%s: %s",
+                reason,
+                ref.namespace,
+                ref.name,
+                exc.reason,
+                extra=about(ref.kind, ref.namespace, ref.name),
+            )
+
+    async def write_status(self, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
+        """Replace the object's whole status (while leading); the status the apiserver returned."""
+        return await self.mutate(kube.write_status, self.api, ref, status)
