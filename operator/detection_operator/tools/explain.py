@@ -13,6 +13,8 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.base import GROUP, VERSION
 from ..api.kinds import by_plural
+from ..api.validation import validate_spec
+from .validate import generated_queries
 
 
 def fetch(api: client.ApiClient, target: str, namespace: str) -> dict[str, Any]:
@@ -34,7 +36,15 @@ def fetch(api: client.ApiClient, target: str, namespace: str) -> dict[str, Any]:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-    return {"kind": kind.kind, "namespace": namespace, "name": name, "status": status, "published": document}
+    spec, _ = validate_spec(kind.spec, obj.get("spec"))
+    return {
+        "kind": kind.kind,
+        "namespace": namespace,
+        "name": name,
+        "status": status,
+        "published": document,
+        "generated": generated_queries(spec) if spec is not None else {},
+    }
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
@@ -192,6 +202,9 @@ def render(explained: dict[str, Any]) -> str:
             f"  {h['at']}  {h.get('from')} -> {h['to']}  {h['reason']}"
             for h in status.get("switchHistory", [])
         ]
+    if generated := explained.get("generated"):
+        lines += ["", "Queries generated from the SDK catalog (metricsFrom: sdk):"]
+        lines += [f"  {field}: {query}" for field, query in generated.items()]
     firing = [a for a in status.get("alerts", []) if a.get("state") == "firing"]
     if firing:
         lines += ["", "Alerts firing:"] + [

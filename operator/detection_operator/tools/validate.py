@@ -20,12 +20,13 @@ from pydantic import BaseModel
 
 from ..api.admission import ADMISSION, OPERATOR
 from ..api.base import API_VERSION, GROUP
-from ..api.detection_policy import DetectionPolicySpec
+from ..api.detection_policy import CONTRIBUTOR_VARIABLES, DetectionPolicySpec
 from ..api.kinds import KINDS, Kind
-from ..api.model_route import ModelRouteSpec
+from ..api.model_route import MODEL_VARIABLES, ModelRouteSpec
 from ..api.validation import validate_object
 from ..decide import policy as policy_plan
 from ..decide import route as route_plan
+from ..observe import promql
 from .documents import Document, parse, read_documents
 
 
@@ -75,9 +76,37 @@ def rendered_queries(spec: BaseModel, namespace: str, name: str) -> dict[str, st
     assert isinstance(spec, ModelRouteSpec)
     names: list[str] = [m.name for m in spec.metrics]
     return {
-        f"spec.metrics[{names.index(metric)}].query (model {model})": query
+        (
+            f"spec.metricsFrom: sdk ({metric}, model {model})"
+            if metric in spec.generated
+            else f"spec.metrics[{names.index(metric)}].query (model {model})"
+        ): query
         for (_, model, metric), query in route_plan.query_plan(spec, namespace, name).items()
     }
+
+
+def generated_queries(spec: BaseModel) -> dict[str, str]:
+    """Metric or dimension -> query template, for every query generated from the SDK catalog."""
+    if isinstance(spec, ModelRouteSpec):
+        return {m.name: m.query for m in spec.catalog if m.name in spec.generated and m.query}
+    assert isinstance(spec, DetectionPolicySpec)
+    expense = spec.measured_expense
+    sections = {"external": spec.external_queries, "expense": expense.queries if expense else None}
+    return {
+        f"{_SECTIONS[section]}.queries.{_CAMEL[dim]}": getattr(sections[section], dim)
+        for section, dim in sorted(spec.generated)
+    }
+
+
+def _lint_generated(spec: BaseModel) -> list[tuple[str, str]]:
+    """(field, problem) of generated queries that fail the lint hand-written ones pass (a selector
+    with a placeholder this kind does not substitute is caught on sdk.selector already)."""
+    allowed = MODEL_VARIABLES if isinstance(spec, ModelRouteSpec) else CONTRIBUTOR_VARIABLES
+    return [
+        (f"spec.metricsFrom: sdk ({field})", "; ".join(problems))
+        for field, query in generated_queries(spec).items()
+        if (problems := promql.lint(query, allowed))
+    ]
 
 
 def _policy_field(spec: DetectionPolicySpec, key: tuple[str, ...]) -> str:
@@ -95,17 +124,22 @@ def _policy_field(spec: DetectionPolicySpec, key: tuple[str, ...]) -> str:
         group = "allOf" if rule.all_of else "anyOf"
         position = [c.name for c in rule.conditions].index(key[3])
         return f"spec.rules[{index}].{group}[{position}].query"
-    camel = {
-        "runtime_ms": "runtimeMs",
-        "memory_mb": "memoryMb",
-        "cache_hit_ratio": "cacheHitRatio",
-        "timeout_rate": "timeoutRate",
-        "error_rate": "errorRate",
-        "p95_latency_ms": "p95LatencyMs",
-        "accuracy": "accuracy",
-    }[key[2]]
-    section = "expense" if key[0] == "expense" else "externalContributors"
-    return f"spec.{section}.queries.{camel} ({key[1]})"
+    field = f"{_SECTIONS[key[0]]}.queries.{_CAMEL[key[2]]}"
+    if (key[0], key[2]) in spec.generated:
+        return f"spec.metricsFrom: sdk ({field}, {key[1]})"
+    return f"spec.{field} ({key[1]})"
+
+
+_SECTIONS = {"expense": "expense", "external": "externalContributors"}
+_CAMEL = {
+    "runtime_ms": "runtimeMs",
+    "memory_mb": "memoryMb",
+    "cache_hit_ratio": "cacheHitRatio",
+    "timeout_rate": "timeoutRate",
+    "error_rate": "errorRate",
+    "p95_latency_ms": "p95LatencyMs",
+    "accuracy": "accuracy",
+}
 
 
 def check_with_prometheus(client: httpx.Client, url: str, query: str) -> str | None:
@@ -211,6 +245,11 @@ def _check(doc: Document, kind: Kind, client: httpx.Client | None, prometheus: s
     name = raw_name if isinstance(raw_name, str) and raw_name else "<unnamed>"
     spec, errors = validate_object(kind.spec, kind.status, body)
     found = [Finding(doc.source, doc.index, kind.kind, name, e.path, e.message, e.stage) for e in errors]
+    if spec is not None:
+        found += [
+            Finding(doc.source, doc.index, kind.kind, name, field, problem, OPERATOR)
+            for field, problem in _lint_generated(spec)
+        ]
     if spec is not None and client is not None and prometheus is not None and not errors:
         raw_namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
         namespace = raw_namespace if isinstance(raw_namespace, str) and raw_namespace else "default"
