@@ -118,6 +118,8 @@ class AlertSpec(SpecModel):
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+HealthBand = Literal["Excellent", "Good", "Fair", "Poor"]
+"""Band of a 0-100 health score: Excellent 90-100, Good 70-89, Fair 50-69, Poor 0-49."""
 
 
 class Condition(BaseModel):

@@ -14,6 +14,7 @@ from .common import (
     METRICS_FROM_DESCRIPTION,
     QUERY_LIMITS,
     AlertSpec,
+    HealthBand,
     MetricsFrom,
     ObjectStatus,
     PrometheusRef,
@@ -352,6 +353,9 @@ class ModelStatus(StatusModel):
     traffic_percent: int | None = Field(default=None, description="Its share in the published route.json.")
     reason: str | None = Field(default=None, description="Why it is in this state, for failing and idle.")
     score: float | None = Field(default=None, description="Health score 0-100.")
+    band: HealthBand | None = Field(
+        default=None, description="Band of the score: Excellent 90-100, Good 70-89, Fair 50-69, Poor 0-49."
+    )
     trend: Literal["improving", "stable", "degrading", "unknown"] = Field(
         description="Versus the previous window."
     )
@@ -377,6 +381,9 @@ class ModelRouteStatus(ObjectStatus):
     """Observed state of a ModelRoute, written by the operator."""
 
     active_model: str | None = Field(default=None, description="Model serving the route.")
+    health: HealthBand | None = Field(
+        default=None, description="Health band of the active model (none while it has no score)."
+    )
     state: str | None = Field(default=None, description="Primary, FailedOver, Overridden or Degraded.")
     switch_history: list[ModelSwitch] = Field(
         default_factory=list, max_length=20, description="Most recent switches, newest last."

@@ -13,6 +13,7 @@ from ..api.model_route import ModelRouteSpec
 from ..decide.alerts import ObjectKey, route_alerts
 from ..decide.publish import RoutePublication, route_publication
 from ..decide.route import RouteDecision, RouteKey, RouteMemory, decide_route, query_plan
+from ..decide.scores import health_band
 from ..record import conditions
 from ..record.conditions import rfc3339
 from ..runtime import telemetry
@@ -202,6 +203,7 @@ def _fields(
         history = [*history, entry][-HISTORY_LIMIT:]
     return {
         "activeModel": decision.active,
+        "health": health_band(next(m.score for m in decision.models if m.name == decision.active)),
         "state": decision.state,
         "reason": decision.reason,
         "revision": memory.revision,
@@ -215,7 +217,7 @@ def _fields(
                 "trafficPercent": decision.traffic.get(m.name, 0),
                 **({"reason": m.cause} if m.cause else {}),
                 "trend": m.trend,
-                **({"score": m.score} if m.score is not None else {}),
+                **({"score": m.score, "band": health_band(m.score)} if m.score is not None else {}),
                 **({"requests": m.requests} if m.requests is not None else {}),
                 "metrics": {r.name: r.value for r in m.metrics if r.value is not None},
                 "levels": {r.name: r.level for r in m.metrics},
