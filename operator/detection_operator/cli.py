@@ -103,6 +103,41 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    import os
+
+    import httpx
+    from kubernetes import client, config
+
+    from .tools import report
+
+    url = args.prometheus or os.environ.get("DETECTION_OPERATOR_PROMETHEUS_URL")
+    if not url:
+        print(
+            "error: no Prometheus: pass --prometheus URL or set DETECTION_OPERATOR_PROMETHEUS_URL",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        report.parse_since(args.since)
+        configuration = client.Configuration()
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        namespace = args.namespace
+        if namespace is None:
+            _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+            namespace = (context or {}).get("context", {}).get("namespace", "default")
+        with (
+            client.ApiClient(configuration) as api,
+            httpx.Client(timeout=args.timeout, trust_env=False) as http,
+        ):
+            built = report.build(api, report.prometheus_query(http, url), namespace, args.since, url)
+    except (ValueError, report.ReportError, report.PrometheusError, config.ConfigException) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.render(built, args.output), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="detection-operator", description=__doc__)
@@ -145,6 +180,22 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("-n", "--namespace", default=None)
     explain.add_argument("--output", choices=["text", "json"], default="text")
     explain.set_defaults(func=_explain)
+
+    report = sub.add_parser(
+        "report", help="health, trend, alerts and recommendations of every route and policy in a namespace"
+    )
+    report.add_argument("-n", "--namespace", default=None, help="default: the kubeconfig context's")
+    report.add_argument("--since", default="1h", help="the window (1h, 90m, 1h30m, 7d; default 1h)")
+    report.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="default: DETECTION_OPERATOR_PROMETHEUS_URL (the operator's setting)",
+    )
+    report.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per Prometheus query (default 10)"
+    )
+    report.add_argument("--output", choices=["md", "json"], default="md")
+    report.set_defaults(func=_report)
     return parser
 
 

@@ -11,8 +11,9 @@ The formulas are documented for users in docs/sdk/scores.md; this module is thei
 - **specialization** = 100 x (best - worst) mean accuracy over the ``source``s it was scored on (at least
   two): 0 means equally good everywhere; a high score says where it is better, and where to look for a
   peer that is.
-- **health** of a model on a route is the route's health score (success 40, latency 30, errors 20,
-  accuracy 10 against its thresholds); of an agent, its reliability.
+- **health** is the route's health score (success 40, latency 30, errors 20, accuracy 10 against the
+  metrics' thresholds, see :mod:`.route`): for a model with its route's thresholds, for an agent with
+  the default ones; its trend is the route's (the score against the previous window's).
 - **band**: Excellent 90-100, Good 70-89, Fair 50-69, Poor 0-49 (of a score rounded to one decimal: 89.9
   is Good).
 """
@@ -36,8 +37,6 @@ EFFICIENCY_WEIGHTS: dict[str, float] = {
     "memory_mb": 15,
 }
 SPECIALIZATION_MIN_SOURCES = 2
-TREND_POINTS = 5.0
-"""A health score that moved by less than this between two windows is stable."""
 POLICY_WEIGHTS: dict[str, float] = {"rules": 50, "latency": 30, "external": 20}
 
 
@@ -46,14 +45,6 @@ def health_band(score: float | None) -> HealthBand | None:
     if score is None:
         return None
     return next(band for floor, band in BANDS if round(score, 1) >= floor)
-
-
-def score_trend(now: float | None, before: float | None) -> Trend:
-    """improving / degrading when a score moved by at least ``TREND_POINTS`` since the previous window."""
-    if now is None or before is None:
-        return "unknown"
-    change = now - before
-    return "improving" if change >= TREND_POINTS else "degrading" if change <= -TREND_POINTS else "stable"
 
 
 @dataclass(frozen=True)
@@ -70,7 +61,7 @@ class Usage:
     memory_mb: float | None = None
     accuracy_by_source: Mapping[str, float] = field(default_factory=dict)
     health: float | None = None
-    """The route's health score for a model of a route; None for an agent (its reliability stands in)."""
+    trend: Trend = "unknown"
 
     @property
     def served(self) -> bool:
@@ -129,14 +120,9 @@ def specialization(usage: Usage) -> tuple[float | None, str | None, str | None]:
     return round(100 * min(1.0, max(0.0, by_source[best] - by_source[worst])), 1), best, worst
 
 
-def _health(usage: Usage) -> float | None:
-    return usage.health if usage.kind == "model" else reliability(usage)
-
-
-def score(usage: Usage, peers: Sequence[Usage], previous: Usage | None = None) -> Scores:
-    """Every score of ``usage`` among ``peers`` (which may include it); trend against ``previous``."""
+def score(usage: Usage, peers: Sequence[Usage]) -> Scores:
+    """Every score of ``usage`` among ``peers`` (which may include it)."""
     special, best, worst = specialization(usage)
-    health = _health(usage)
     return Scores(
         name=usage.name,
         kind=usage.kind,
@@ -146,16 +132,16 @@ def score(usage: Usage, peers: Sequence[Usage], previous: Usage | None = None) -
         specialization=special,
         best_source=best,
         worst_source=worst,
-        health=health,
-        band=health_band(health),
-        trend=score_trend(health, _health(previous) if previous else None),
+        health=usage.health,
+        band=health_band(usage.health),
+        trend=usage.trend,
         accuracy_by_source=dict(usage.accuracy_by_source),
     )
 
 
-def score_group(usages: Sequence[Usage], previous: Mapping[str, Usage]) -> tuple[Scores, ...]:
+def score_group(usages: Sequence[Usage]) -> tuple[Scores, ...]:
     """The scores of peers (a route's candidates, or every agent), each against the others."""
-    return tuple(score(u, usages, previous.get(u.name)) for u in usages)
+    return tuple(score(u, usages) for u in usages)
 
 
 @dataclass(frozen=True)
