@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from . import __version__
 
@@ -80,6 +81,18 @@ def _backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kubeconfig(namespace: str | None) -> tuple[Any, str]:
+    """The client configuration of KUBECONFIG's current context, and ``namespace`` or the context's."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    if namespace is None:
+        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+        namespace = (context or {}).get("context", {}).get("namespace", "default")
+    return configuration, str(namespace)
+
+
 def _explain(args: argparse.Namespace) -> int:
     import json
 
@@ -87,12 +100,11 @@ def _explain(args: argparse.Namespace) -> int:
 
     from .tools import explain
 
-    configuration = client.Configuration()
-    config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    namespace = args.namespace
-    if namespace is None:
-        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
-        namespace = (context or {}).get("context", {}).get("namespace", "default")
+    try:
+        configuration, namespace = _kubeconfig(args.namespace)
+    except config.ConfigException as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     with client.ApiClient(configuration) as api:
         try:
             explained = explain.fetch(api, args.target, namespace)
@@ -120,12 +132,7 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     try:
         report.parse_since(args.since)
-        configuration = client.Configuration()
-        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        namespace = args.namespace
-        if namespace is None:
-            _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
-            namespace = (context or {}).get("context", {}).get("namespace", "default")
+        configuration, namespace = _kubeconfig(args.namespace)
         with (
             client.ApiClient(configuration) as api,
             httpx.Client(timeout=args.timeout, trust_env=False) as http,

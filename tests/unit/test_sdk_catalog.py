@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
 
 from detection_operator.api import sdk_catalog
 from detection_operator.api.detection_policy import CONTRIBUTOR_VARIABLES, DetectionPolicySpec
-from detection_operator.api.model_route import MODEL_VARIABLES, ModelRouteSpec
+from detection_operator.api.model_route import MODEL_VARIABLES, MetricName, ModelRouteSpec
 from detection_operator.api.validation import validate_spec
 from detection_operator.decide import policy as policy_plan
 from detection_operator.decide import route as route_plan
@@ -20,16 +20,7 @@ from detection_operator.tools import validate
 REPO = Path(__file__).resolve().parents[2]
 SDK_ROUTE = yaml.safe_load((REPO / "examples/model-route-sdk.yaml").read_text())
 POLICY = yaml.safe_load((REPO / "examples/detection-policy.yaml").read_text())
-ROUTE_METRICS = [
-    "accuracy",
-    "latencyP95Ms",
-    "successRate",
-    "errorRate",
-    "requests",
-    "costPerRequest",
-    "tokensPerRequest",
-    "memoryMb",
-]
+ROUTE_METRICS = list(get_args(MetricName))
 
 
 def route(**spec: Any) -> ModelRouteSpec:
@@ -194,3 +185,29 @@ def test_validate_accepts_the_sdk_example() -> None:
     report = validate.validate([str(REPO / "examples/model-route-sdk.yaml")])
     assert report.ok and report.checked == 1
     assert SDK_ROUTE["spec"]["metricsFrom"] == "sdk"
+
+
+def test_explain_shows_the_generated_queries_and_the_health_band() -> None:
+    from detection_operator.tools import explain
+
+    spec = route(metricsFrom="sdk")
+    status = {
+        "activeModel": "a",
+        "state": "Primary",
+        "reason": "primary healthy",
+        "health": "Good",
+        "models": [{"name": "a", "level": "ok", "score": 75.0, "band": "Good", "trend": "stable"}],
+    }
+    text = explain.render(
+        {
+            "kind": "ModelRoute",
+            "namespace": "ns",
+            "name": "r",
+            "status": status,
+            "published": None,
+            "generated": validate.generated_queries(spec),
+        }
+    )
+    assert "Health: Good" in text and "75     Good" in text
+    assert "Queries generated from the SDK catalog (metricsFrom: sdk):" in text
+    assert '  memoryMb: max(neuroweaver_memory_bytes{model="$model",namespace="$namespace"}) / 1e6' in text

@@ -40,8 +40,9 @@ DEFAULT_SELECTOR = 'namespace="$namespace"'
 Kubernetes discovery (and the Prometheus Operator's monitors) label each target with its namespace, and
 a route must not read a same-named model of another namespace."""
 
-_MATCHER = r'[a-zA-Z_][a-zA-Z0-9_]*\s*(=|!=|=~|!~)\s*"([^"\\]|\\.)*"'
-SELECTOR_PATTERN = rf"^(\s*{_MATCHER}\s*(,\s*{_MATCHER}\s*)*)?$"
+# Spaces spelled out: \s is ASCII in the apiserver's Go regexp but Unicode in pydantic's.
+_MATCHER = r'[a-zA-Z_][a-zA-Z0-9_]* *(=|!=|=~|!~) *"([^"\\\n]|\\.)*"'
+SELECTOR_PATTERN = rf"^( *{_MATCHER} *(, *{_MATCHER} *)*)?$"
 """PromQL label matchers separated by commas (``a="x", b=~"y.*"``), or nothing."""
 
 

@@ -171,9 +171,11 @@ def render(explained: dict[str, Any]) -> str:
         )
     else:
         lines.append(f"Active: {status.get('activeModel')} ({status.get('state')}): {status.get('reason')}")
+        if status.get("health"):
+            lines.append(f"Health: {status['health']} (the active model's band)")
         lines += ["", "Models (priority order):"]
         lines += _table(
-            ["model", "state", "traffic", "level", "score", "trend", "requests", "metrics"],
+            ["model", "state", "traffic", "level", "score", "band", "trend", "requests", "metrics"],
             [
                 [
                     m["name"],
@@ -181,6 +183,7 @@ def render(explained: dict[str, Any]) -> str:
                     f"{m['trafficPercent']} %" if "trafficPercent" in m else None,
                     m["level"],
                     m.get("score"),
+                    m.get("band"),
                     m["trend"],
                     m.get("requests"),
                     ", ".join(f"{k}={v:g}" for k, v in m.get("metrics", {}).items()),
