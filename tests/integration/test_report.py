@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
@@ -24,6 +25,7 @@ from detection_testing.router import ModelFleet, Router
 from detection_testing.specs import missing_metric_policy, sdk_route
 from detection_testing.watched import Watched
 
+REPO = Path(__file__).resolve().parents[2]
 NAME = "classifier"
 MODELS = ["nw-primary", "nw-backup1", "nw-backup2"]
 PRIMARY = MODELS[0]
@@ -154,3 +156,30 @@ def test_report_errors_are_clear_and_lose_nothing(
     assert no_url.returncode == 2 and "DETECTION_OPERATOR_PROMETHEUS_URL" in no_url.stderr
     no_cluster = cli("report", "--prometheus", prometheus.url, kubeconfig=Path("/nonexistent/kubeconfig"))
     assert no_cluster.returncode == 2 and "Traceback" not in no_cluster.stderr, no_cluster.stderr
+
+
+def test_prometheus_parses_every_generated_query(prometheus: PrometheusServer, tmp_path: Path) -> None:
+    policy = yaml.safe_load((REPO / "examples/detection-policy.yaml").read_text())
+    policy["spec"]["metricsFrom"] = "sdk"
+    del policy["spec"]["expense"]["queries"], policy["spec"]["externalContributors"]["queries"]
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "detection_operator",
+            "validate",
+            str(path),
+            str(REPO / "examples/model-route-sdk.yaml"),
+            "--prometheus",
+            prometheus.url,
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout
+    assert json.loads(result.stdout)["checked"] == 2
