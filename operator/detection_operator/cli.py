@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from . import __version__
+from .api import sdk_catalog
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -137,7 +138,8 @@ def _report(args: argparse.Namespace) -> int:
             client.ApiClient(configuration) as api,
             httpx.Client(timeout=args.timeout, trust_env=False) as http,
         ):
-            built = report.build(api, report.prometheus_query(http, url), namespace, args.since, url)
+            query = report.prometheus_query(http, url)
+            built = report.build(api, query, namespace, args.since, url, agent_selector=args.agent_selector)
     except (ValueError, report.ReportError, report.PrometheusError, config.ConfigException) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -200,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--timeout", type=float, default=10.0, help="seconds per Prometheus query (default 10)"
+    )
+    report.add_argument(
+        "--agent-selector",
+        default=sdk_catalog.DEFAULT_SELECTOR,
+        help=f"label matchers of the agents' series (default {sdk_catalog.DEFAULT_SELECTOR}; '' for none)",
     )
     report.add_argument("--output", choices=["md", "json"], default="md")
     report.set_defaults(func=_report)

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
 from detection_operator.decide.scores import health_band
+from detection_testing.exporter import MetricExporter
 from detection_testing.kube import wait_for
 from detection_testing.operator_process import OperatorProcess
 from detection_testing.prometheus import PrometheusServer
@@ -139,6 +141,8 @@ def test_report_errors_are_clear_and_lose_nothing(
         (["--since", "10s"], "use at least 1m"),
         (["--since", "1.5h"], "use a duration such as 1h"),
         (["--prometheus", "http://127.0.0.1:9"], "could not reach Prometheus"),
+        (["--agent-selector", "namespace=$namespace"], "--agent-selector"),
+        (["--agent-selector", 'a="$model"'], "--agent-selector"),
     ]
     for args, message in cases:
         base = ["report", "-n", namespace, "--prometheus", prometheus.url]
@@ -183,3 +187,71 @@ def test_prometheus_parses_every_generated_query(prometheus: PrometheusServer, t
     )
     assert result.returncode == 0, result.stdout
     assert json.loads(result.stdout)["checked"] == 2
+
+
+AGENTS = {
+    # name: (success share, seconds per run, cost per run, accuracy by source)
+    "triage": (1.0, 0.04, 0.001, {"web": 0.97, "api": 0.62}),
+    "summarize": (0.9, 0.4, 0.004, {"web": 0.9, "api": 0.9}),
+}
+
+
+def _record_runs(exporter: MetricExporter, namespace: str, runs: int) -> None:
+    """What the SDK's PerformanceMonitor exports for ``runs`` runs of each agent (counters only grow)."""
+    for name, (success, seconds, cost, accuracy) in AGENTS.items():
+        labels = {"namespace": namespace, "model": name, "kind": "agent"}
+        ok = round(runs * success)
+        exporter.inc("neuroweaver_requests_total", ok, {**labels, "outcome": "success"})
+        exporter.inc("neuroweaver_requests_total", runs - ok, {**labels, "outcome": "error"})
+        for le in ("0.05", "0.5", "+Inf"):
+            within = runs if le == "+Inf" or seconds <= float(le) else 0
+            exporter.inc("neuroweaver_request_duration_seconds_bucket", within, {**labels, "le": le})
+        exporter.inc("neuroweaver_request_duration_seconds_count", runs, labels)
+        exporter.inc("neuroweaver_request_duration_seconds_sum", runs * seconds, labels)
+        exporter.inc("neuroweaver_cost_total", runs * cost, labels)
+        for source, share in accuracy.items():
+            exporter.inc("neuroweaver_accuracy_score_sum", runs * share, {**labels, "source": source})
+            exporter.inc("neuroweaver_accuracy_score_count", runs, {**labels, "source": source})
+
+
+def test_report_scores_agents_from_the_sdk_catalog(
+    exporter: MetricExporter, prometheus: PrometheusServer, cluster: Any, crds: list[str], namespace: str
+) -> None:
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.wait(0.5):
+            _record_runs(exporter, namespace, 10)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        served = f'sum(neuroweaver_requests_total{{namespace="{namespace}",kind="agent"}})'
+        wait_for(
+            lambda: (s := prometheus.query(served)) and s[0].value > 300, timeout=30, what="runs scraped"
+        )
+        result = cli(
+            "report",
+            "-n",
+            namespace,
+            "--since",
+            "1m",
+            "--prometheus",
+            prometheus.url,
+            "--output",
+            "json",
+            kubeconfig=cluster.kubeconfig,
+        )
+    finally:
+        stop.set()
+        feeder.join()
+    assert result.returncode == 0, result.stderr
+    agents = {a["name"]: a for a in json.loads(result.stdout)["agents"]}
+    assert set(agents) == set(AGENTS)
+    triage, summarize = agents["triage"], agents["summarize"]
+    assert triage["reliability"] == 100 and 85 <= summarize["reliability"] <= 95
+    # triage: 10x faster p95 and 4x cheaper, so the best on both dimensions it recorded.
+    assert triage["efficiency"] == 100 and summarize["efficiency"] < 30
+    assert (triage["bestSource"], triage["worstSource"]) == ("web", "api")
+    assert 30 <= triage["specialization"] <= 40 and summarize["specialization"] == 0
+    assert triage["band"] == health_band(triage["health"])

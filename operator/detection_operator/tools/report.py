@@ -323,17 +323,24 @@ def _lower_is_better_trend(now: Reading, before: Reading) -> str:
     return "improving" if change > band else "degrading" if change < -band else "stable"
 
 
-def agent_rows(ask: _Asker, namespace: str, window: str, now: float, since: float) -> list[dict[str, Any]]:
-    """Every agent that recorded runs in the window (SDK catalog, kind="agent"), scored against each
-    other with the default thresholds."""
-    selector = sdk_catalog.DEFAULT_SELECTOR
+def agent_rows(
+    ask: _Asker, namespace: str, window: str, now: float, since: float, selector: str
+) -> list[dict[str, Any]]:
+    """Every agent that recorded runs in the window (SDK catalog, kind="agent", ``selector``), scored
+    against each other with the default thresholds."""
     text = promql.render(sdk_catalog.agents_served(selector), {"namespace": namespace, "window": window})
     names = sorted(n for n in ask.vector(text, now, "model") if MODEL_NAME.match(n))
     usages: list[scores.Usage] = []
     for start in range(0, len(names), AGENTS_PER_GROUP):
         chunk = names[start : start + AGENTS_PER_GROUP]
         spec = ModelRouteSpec.model_validate(
-            {"models": [{"name": n} for n in chunk], "metricsFrom": "sdk", "minRequests": 0, "window": "1m"}
+            {
+                "models": [{"name": n} for n in chunk],
+                "metricsFrom": "sdk",
+                "sdk": {"selector": selector},
+                "minRequests": 0,
+                "window": "1m",
+            }
         ).model_copy(update={"window": window})
         usages += _usages(ask, spec, namespace, "", now, since, "agent")
     return [_scores_row(s) for s in scores.score_group(usages)]
@@ -362,8 +369,17 @@ def build(
     since_text: str,
     prometheus: str,
     now: float | None = None,
+    agent_selector: str = sdk_catalog.DEFAULT_SELECTOR,
 ) -> Report:
-    """The report of ``namespace`` over the last ``since_text`` (``1h``, ``90m``, ``7d``)."""
+    """The report of ``namespace`` over the last ``since_text`` (``1h``, ``90m``, ``7d``); agents are the
+    ones ``agent_selector`` (label matchers, as a spec's ``sdk.selector``) selects."""
+    if not re.fullmatch(sdk_catalog.SELECTOR_PATTERN, agent_selector) or (
+        agent_selector.strip() and promql.lint(agent_selector, {"namespace", "window"})
+    ):
+        raise ValueError(
+            f'--agent-selector {agent_selector!r}: label matchers such as namespace="$namespace", '
+            'cluster="prod" (placeholders: $namespace)'
+        )
     since = parse_since(since_text)
     if since < 60:
         raise ValueError(f"--since {since_text}: use at least 1m (a rate needs two scrapes)")
@@ -379,7 +395,7 @@ def build(
         report.routes.append(route_entry(ask, obj, namespace, since_text, now, since))
     for obj in _items(api, namespace, POLICIES):
         report.policies.append(policy_entry(ask, obj, namespace, since_text, now, since))
-    report.agents = agent_rows(ask, namespace, since_text, now, since)
+    report.agents = agent_rows(ask, namespace, since_text, now, since, agent_selector)
     report.unanswered = ask.unanswered
     return report
 
