@@ -14,6 +14,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,8 @@ from ..observe import promql
 from ..observe.source import Missing, Reading, normalise
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+PARALLEL_QUERIES = 8
+"""Instant queries in flight at once: a route's 2 x models x metrics queries, without flooding Prometheus."""
 AGENTS_PER_GROUP = 16
 """A route holds at most 16 models: agents are scored in groups of that size (efficiency over all)."""
 
@@ -109,18 +112,23 @@ def prometheus_query(http: httpx.Client, url: str) -> Query:
 
 
 class _Asker:
-    """Runs instant queries, counting the ones Prometheus refused."""
+    """Runs instant queries (a route's in parallel), counting the ones Prometheus refused."""
 
-    def __init__(self, query: Query) -> None:
+    def __init__(self, query: Query, executor: ThreadPoolExecutor) -> None:
         self.query = query
+        self.executor = executor
         self.unanswered = 0
 
     def reading(self, text: str, at: float) -> Reading:
         result = self.query(text, at)
         if isinstance(result, Missing):
-            self.unanswered += 1
+            self.unanswered += 1  # the GIL makes this atomic enough for a count shown to people
             return result
         return normalise(result)
+
+    def readings(self, queries: Sequence[tuple[str, float]]) -> list[Reading]:
+        """:meth:`reading` of each (query, time), in order."""
+        return list(self.executor.map(lambda q: self.reading(*q), queries))
 
     def vector(self, text: str, at: float, label: str) -> dict[str, float]:
         """``label`` -> value of every series with a finite value."""
@@ -140,11 +148,12 @@ class _Asker:
 def _observe(
     ask: _Asker, spec: ModelRouteSpec, namespace: str, name: str, now: float, since: float
 ) -> dict[route_decide.RouteKey, Reading]:
-    observation: dict[route_decide.RouteKey, Reading] = {}
+    keys: list[route_decide.RouteKey] = []
+    queries: list[tuple[str, float]] = []
     for (_, model, metric), text in route_decide.query_plan(spec, namespace, name).items():
-        observation[("model", model, metric)] = ask.reading(text, now)
-        observation[("previous", model, metric)] = ask.reading(text, now - since)
-    return observation
+        keys += [("model", model, metric), ("previous", model, metric)]
+        queries += [(text, now), (text, now - since)]
+    return dict(zip(keys, ask.readings(queries), strict=True))
 
 
 def _usages(
@@ -384,18 +393,18 @@ def build(
     if since < 60:
         raise ValueError(f"--since {since_text}: use at least 1m (a rate needs two scrapes)")
     now = time.time() if now is None else now
-    ask = _Asker(query)
     report = Report(
         namespace=namespace,
         since=since_text,
         generated_at=datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         prometheus=prometheus,
     )
-    for obj in _items(api, namespace, ROUTES):
-        report.routes.append(route_entry(ask, obj, namespace, since_text, now, since))
-    for obj in _items(api, namespace, POLICIES):
-        report.policies.append(policy_entry(ask, obj, namespace, since_text, now, since))
-    report.agents = agent_rows(ask, namespace, since_text, now, since, agent_selector)
+    routes, policies = _items(api, namespace, ROUTES), _items(api, namespace, POLICIES)
+    with ThreadPoolExecutor(max_workers=PARALLEL_QUERIES, thread_name_prefix="report") as executor:
+        ask = _Asker(query, executor)
+        report.routes = [route_entry(ask, obj, namespace, since_text, now, since) for obj in routes]
+        report.policies = [policy_entry(ask, obj, namespace, since_text, now, since) for obj in policies]
+        report.agents = agent_rows(ask, namespace, since_text, now, since, agent_selector)
     report.unanswered = ask.unanswered
     return report
 
