@@ -44,6 +44,14 @@ def cli(*args: str, kubeconfig: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def report_json(
+    namespace: str, prometheus: PrometheusServer, kubeconfig: Path
+) -> subprocess.CompletedProcess[str]:
+    """`report` of the last minute as JSON."""
+    args = ["report", "-n", namespace, "--since", "1m", "--prometheus", prometheus.url, "--output", "json"]
+    return cli(*args, kubeconfig=kubeconfig)
+
+
 @pytest.fixture
 def route(
     kube: client.ApiClient, namespace: str, prometheus: PrometheusServer, tmp_path: Path
@@ -78,18 +86,7 @@ def test_report_scores_the_route_and_the_policy_and_says_what_to_do(
     route.evaluations(3)
 
     kubeconfig = cluster.kubeconfig
-    result = cli(
-        "report",
-        "-n",
-        namespace,
-        "--since",
-        "1m",
-        "--prometheus",
-        prometheus.url,
-        "--output",
-        "json",
-        kubeconfig=kubeconfig,
-    )
+    result = report_json(namespace, prometheus, kubeconfig)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     (entry,) = report["routes"]
@@ -230,18 +227,7 @@ def test_report_scores_agents_from_the_sdk_catalog(
         wait_for(
             lambda: (s := prometheus.query(served)) and s[0].value > 300, timeout=30, what="runs scraped"
         )
-        result = cli(
-            "report",
-            "-n",
-            namespace,
-            "--since",
-            "1m",
-            "--prometheus",
-            prometheus.url,
-            "--output",
-            "json",
-            kubeconfig=cluster.kubeconfig,
-        )
+        result = report_json(namespace, prometheus, cluster.kubeconfig)
     finally:
         stop.set()
         feeder.join()

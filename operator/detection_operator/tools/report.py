@@ -35,6 +35,7 @@ from ..decide import advice, scores
 from ..decide import route as route_decide
 from ..observe import promql
 from ..observe.source import Missing, Reading, normalise
+from ..record.conditions import find
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 PARALLEL_QUERIES = 8
@@ -165,9 +166,9 @@ def _usages(
     usages = []
     for health in route_decide.model_health(spec, observation, {}):
         values = {m.name: m.value for m in health.metrics}
-        success = values.get("successRate")
-        if success is None and values.get("errorRate") is not None:
-            success = 1 - values["errorRate"]  # type: ignore[operator]
+        success, errors = values.get("successRate"), values.get("errorRate")
+        if success is None and errors is not None:
+            success = 1 - errors
         variables = {"model": health.name, "namespace": namespace, "route": name, "window": spec.window}
         usages.append(
             scores.Usage(
@@ -208,10 +209,6 @@ def _switches(history: Sequence[Mapping[str, Any]], start: float) -> int:
     return count
 
 
-def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == type_), None)
-
-
 def _firing(status: Mapping[str, Any]) -> list[dict[str, Any]]:
     keys = ("type", "severity", "subject", "summary", "startedAt", "fingerprint")
     return [{k: a.get(k) for k in keys} for a in status.get("alerts") or [] if a.get("state") == "firing"]
@@ -236,8 +233,9 @@ def route_entry(
     states = {m.get("name"): m for m in status.get("models") or []}
     active_name = status.get("activeModel") or spec.models[0].name
     active = next((s for s in group if s.name == active_name), None)
-    metrics = _condition(status, "MetricsAvailable")
-    degraded = _condition(status, "Degraded")
+    # The condition types ModelRoute status carries (reconcile/route_flow.py writes them).
+    metrics = find(status.get("conditions"), "MetricsAvailable")
+    degraded = find(status.get("conditions"), "Degraded")
     switches = _switches(status.get("switchHistory") or [], now - since)
     facts = advice.RouteFacts(
         name=name,
@@ -462,7 +460,9 @@ def _score_rows(rows: list[dict[str, Any]], with_state: bool) -> list[str]:
 def render(report: Report, output: str) -> str:
     """The report as JSON (for bots) or Markdown (for people and pull requests)."""
     if output == "json":
-        return json.dumps(asdict(report), indent=2)
+        body = asdict(report)
+        body["generatedAt"] = body.pop("generated_at")
+        return json.dumps(body, indent=2)
     lines = [
         f"# detection-operator report: namespace {report.namespace}, last {report.since}",
         "",
