@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from . import __version__
+from .api import sdk_catalog
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -80,6 +82,18 @@ def _backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kubeconfig(namespace: str | None) -> tuple[Any, str]:
+    """The client configuration of KUBECONFIG's current context, and ``namespace`` or the context's."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    if namespace is None:
+        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+        namespace = (context or {}).get("context", {}).get("namespace", "default")
+    return configuration, str(namespace)
+
+
 def _explain(args: argparse.Namespace) -> int:
     import json
 
@@ -87,12 +101,11 @@ def _explain(args: argparse.Namespace) -> int:
 
     from .tools import explain
 
-    configuration = client.Configuration()
-    config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    namespace = args.namespace
-    if namespace is None:
-        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
-        namespace = (context or {}).get("context", {}).get("namespace", "default")
+    try:
+        configuration, namespace = _kubeconfig(args.namespace)
+    except config.ConfigException as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     with client.ApiClient(configuration) as api:
         try:
             explained = explain.fetch(api, args.target, namespace)
@@ -100,6 +113,37 @@ def _explain(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     print(json.dumps(explained, indent=2) if args.output == "json" else explain.render(explained))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import os
+
+    import httpx
+    from kubernetes import client, config
+
+    from .tools import report
+
+    url = args.prometheus or os.environ.get("DETECTION_OPERATOR_PROMETHEUS_URL")
+    if not url:
+        print(
+            "error: no Prometheus: pass --prometheus URL or set DETECTION_OPERATOR_PROMETHEUS_URL",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        report.parse_since(args.since)
+        configuration, namespace = _kubeconfig(args.namespace)
+        with (
+            client.ApiClient(configuration) as api,
+            httpx.Client(timeout=args.timeout, trust_env=False) as http,
+        ):
+            query = report.prometheus_query(http, url)
+            built = report.build(api, query, namespace, args.since, url, agent_selector=args.agent_selector)
+    except (ValueError, report.ReportError, report.PrometheusError, config.ConfigException) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(report.render(built, args.output), end="")
     return 0
 
 
@@ -145,6 +189,27 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("-n", "--namespace", default=None)
     explain.add_argument("--output", choices=["text", "json"], default="text")
     explain.set_defaults(func=_explain)
+
+    report = sub.add_parser(
+        "report", help="health, trend, alerts and recommendations of every route and policy in a namespace"
+    )
+    report.add_argument("-n", "--namespace", default=None, help="default: the kubeconfig context's")
+    report.add_argument("--since", default="1h", help="the window (1h, 90m, 1h30m, 7d; default 1h)")
+    report.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="default: DETECTION_OPERATOR_PROMETHEUS_URL (the operator's setting)",
+    )
+    report.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per Prometheus query (default 10)"
+    )
+    report.add_argument(
+        "--agent-selector",
+        default=sdk_catalog.DEFAULT_SELECTOR,
+        help=f"label matchers of the agents' series (default {sdk_catalog.DEFAULT_SELECTOR}; '' for none)",
+    )
+    report.add_argument("--output", choices=["md", "json"], default="md")
+    report.set_defaults(func=_report)
     return parser
 
 

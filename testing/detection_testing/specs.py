@@ -119,3 +119,13 @@ def closed_loop_route(models: list[str], **overrides: Any) -> dict[str, Any]:
     }
     spec.update(overrides)
     return spec
+
+
+def sdk_route(models: list[str], **overrides: Any) -> dict[str, Any]:
+    """:func:`closed_loop_route` with no PromQL written: ``metricsFrom: sdk`` generates the catalog from
+    the SDK metric names the model servers export (their series carry ``namespace``, the default
+    selector)."""
+    spec = {k: v for k, v in closed_loop_route(models).items() if k != "metrics"}
+    spec["metricsFrom"] = "sdk"
+    spec.update(overrides)
+    return spec

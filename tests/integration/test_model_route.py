@@ -21,7 +21,7 @@ from detection_testing.kube import wait_for
 from detection_testing.operator_process import OperatorProcess
 from detection_testing.prometheus import PrometheusServer
 from detection_testing.router import ModelFleet, Router
-from detection_testing.specs import closed_loop_route
+from detection_testing.specs import closed_loop_route, sdk_route
 from detection_testing.watched import Watched
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,6 +169,29 @@ def test_dead_primary_fails_over_and_earns_its_way_back(loop: Loop, operator: Op
         timeout=30,
         what="every alert resolved",
     )
+
+
+def test_a_route_with_metrics_from_sdk_fails_over_with_no_promql_written(
+    loop: Loop, operator: OperatorProcess
+) -> None:
+    spec = sdk_route(MODELS)
+    assert "query" not in json.dumps(spec)  # every query is generated from the SDK catalog
+    loop.create(spec)
+    loop.wait_route(active=PRIMARY)
+    primary = loop.wait_state(PRIMARY, "healthy")
+    # The generated queries answered from what the model servers export: no hand-written PromQL.
+    assert {"successRate", "errorRate", "latencyP95Ms", "requests"} <= set(primary["metrics"])
+    assert primary["metrics"]["errorRate"] == 0  # no error series yet reads as 0, not as no data
+    loop.evaluations(4)
+    status = loop.status()
+    assert [m["state"] for m in status["models"]] == ["healthy", "idle", "idle"]
+    assert status.get("alerts", []) == []  # normal operation, with every generated metric, raises nothing
+    loop.fleet.kill(PRIMARY)
+    failed_over = loop.wait_route(active=BACKUP1, timeout=30)
+    assert failed_over["state"] == "FailedOver" and "nw-primary failing" in failed_over["reason"]
+    assert failed_over["traffic"] == {BACKUP1: 90, PRIMARY: 10}
+    backup = loop.wait_state(BACKUP1, "healthy")
+    assert backup["metrics"]["requests"] > 0
 
 
 def test_a_primary_failing_under_its_trickle_is_not_rolled_back(

@@ -33,7 +33,7 @@ def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
 
 def test_examples_directory_is_valid() -> None:
     result = cli("validate", str(REPO / "examples"))
-    assert result.returncode == 0 and "3 object(s) checked" in result.stdout
+    assert result.returncode == 0 and "4 object(s) checked" in result.stdout
 
 
 @pytest.mark.parametrize("case", MALFORMED, ids=lambda c: c["name"])

@@ -11,6 +11,7 @@ from pydantic.alias_generators import to_camel
 
 from ..core import promql
 from ..core.times import rfc3339
+from . import sdk_catalog
 from .base import Duration, Name, ObjectName, SpecModel
 
 LINT_QUERIES = "lint_queries"
@@ -34,6 +35,42 @@ def promql_checker(allowed: Iterable[str]) -> Callable[[str, ValidationInfo], st
 
 QUERY_LIMITS = Field(min_length=1, max_length=4096)
 """Length bounds of every PromQL template (CEL cost estimation needs a bound on strings)."""
+
+
+MetricsFrom = Literal["explicit", "sdk"]
+METRICS_FROM_DESCRIPTION = (
+    "explicit (default): every query is written in the spec. sdk: every query the spec does not write is "
+    "generated from the client SDKs' metric catalog (neuroweaver_*, detector_external_*), filtered by "
+    "sdk.selector; a query written in the spec still wins, field by field. `detection-operator explain` "
+    "shows the generated queries."
+)
+
+
+class SdkMetrics(SpecModel):
+    """How queries generated from the SDK metric catalog (metricsFrom: sdk) select their series."""
+
+    selector: str = Field(
+        default=sdk_catalog.DEFAULT_SELECTOR,
+        max_length=1024,
+        pattern=sdk_catalog.SELECTOR_PATTERN,
+        description=(
+            "Extra PromQL label matchers added to every generated query, comma-separated, e.g. "
+            'namespace="$namespace", cluster="prod". Placeholders as in the object\'s queries. Empty: none '
+            "(when Prometheus does not label targets with their namespace)."
+        ),
+    )
+
+
+def sdk_checker(allowed: Iterable[str]) -> Callable[[SdkMetrics, ValidationInfo], SdkMetrics]:
+    """A validator of ``sdk``: its selector's placeholders are limited to the kind's query variables."""
+    check = promql_checker(allowed)
+
+    def checked(sdk: SdkMetrics, info: ValidationInfo) -> SdkMetrics:
+        if sdk.selector.strip():
+            check(sdk.selector, info)
+        return sdk
+
+    return checked
 
 
 class SecretKeySelector(SpecModel):
@@ -82,6 +119,8 @@ class AlertSpec(SpecModel):
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+HealthBand = Literal["Excellent", "Good", "Fair", "Poor"]
+"""Band of a 0-100 health score: Excellent 90-100, Good 70-89, Fair 50-69, Poor 0-49."""
 
 
 class Condition(BaseModel):

@@ -7,17 +7,22 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
+from . import sdk_catalog
 from .base import INTERVAL_BOUNDS, Duration, Invariant, Name, ObjectName, SpecModel, list_map, list_set
 from .common import (
     HISTORY_LIMIT,
+    METRICS_FROM_DESCRIPTION,
     QUERY_LIMITS,
     AlertSpec,
+    MetricsFrom,
     ObjectStatus,
     PrometheusRef,
+    SdkMetrics,
     SecretKeySelector,
     StatusModel,
     Timestamp,
     promql_checker,
+    sdk_checker,
 )
 from .contract import LatencyRow, RuleRow
 
@@ -567,9 +572,22 @@ class DetectionPolicySpec(SpecModel):
     contributors: list[Contributor] = list_map(
         "Contributors the detector runs.", default_factory=list, max_length=128
     )
-    expense: ExpenseSpec | None = Field(default=None, description="Contributor expense measurement.")
+    expense: ExpenseSpec | None = Field(
+        default=None,
+        description="Contributor expense measurement (with metricsFrom sdk, measured even when omitted).",
+    )
     external_contributors: ExternalContributors | None = Field(
         default=None, description="External intelligence contributors."
+    )
+    metrics_from: MetricsFrom = Field(
+        default="explicit",
+        description=METRICS_FROM_DESCRIPTION.replace("every query is", "expense and external queries are")
+        + " Contributors are read as agents of the catalog (model label = contributor name); cacheHitRatio "
+        "has no catalog series and is never generated.",
+    )
+    sdk: Annotated[SdkMetrics, AfterValidator(sdk_checker(CONTRIBUTOR_VARIABLES))] = Field(
+        default_factory=SdkMetrics,
+        description="Series selection of the generated queries (metricsFrom: sdk).",
     )
     prometheus: PrometheusRef | None = Field(default=None, description="Prometheus connection override.")
     output: PolicyOutput = Field(default_factory=PolicyOutput, description="Where decisions are published.")
@@ -622,6 +640,41 @@ class DetectionPolicySpec(SpecModel):
         ),
         INTERVAL_BOUNDS,
     )
+
+    @functools.cached_property
+    def measured_expense(self) -> ExpenseSpec | None:
+        """How expense is measured: ``expense`` as written, and with metricsFrom sdk every query it does
+        not write generated (the default classes when ``expense`` is omitted)."""
+        if self.metrics_from != "sdk":
+            return self.expense
+        expense = self.expense or ExpenseSpec()
+        generated = sdk_catalog.expense_queries(self.sdk.selector)
+        queries = {
+            dim: getattr(expense.queries, dim) or generated.get(dim) for dim in ExpenseQueries.model_fields
+        }
+        return expense.model_copy(update={"queries": expense.queries.model_copy(update=queries)})
+
+    @functools.cached_property
+    def external_queries(self) -> ExternalQueries:
+        """The external contributors' queries: as written, and with metricsFrom sdk generated where not."""
+        written = self.external_contributors.queries if self.external_contributors else ExternalQueries()
+        if self.metrics_from != "sdk":
+            return written
+        generated = sdk_catalog.external_queries(self.sdk.selector)
+        queries = {dim: getattr(written, dim) or generated[dim] for dim in ExternalQueries.model_fields}
+        return written.model_copy(update=queries)
+
+    @functools.cached_property
+    def generated(self) -> frozenset[tuple[str, str]]:
+        """(section, dimension) of each query generated from the SDK catalog, e.g. (expense, runtime_ms)."""
+        if self.metrics_from != "sdk":
+            return frozenset()
+        expense = self.expense.queries if self.expense else ExpenseQueries()
+        external = self.external_contributors.queries if self.external_contributors else ExternalQueries()
+        return frozenset(
+            {("expense", d) for d in sdk_catalog.expense_queries("") if getattr(expense, d) is None}
+            | {("external", d) for d in sdk_catalog.external_queries("") if getattr(external, d) is None}
+        )
 
 
 class ProfileSwitch(StatusModel):

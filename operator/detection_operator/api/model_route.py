@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
+from . import sdk_catalog
 from .base import INTERVAL_BOUNDS, Duration, Invariant, ObjectName, SpecModel, list_map
 from .common import (
     HISTORY_LIMIT,
+    METRICS_FROM_DESCRIPTION,
     QUERY_LIMITS,
     AlertSpec,
+    HealthBand,
+    MetricsFrom,
     ObjectStatus,
     PrometheusRef,
+    SdkMetrics,
     StatusModel,
     Timestamp,
     promql_checker,
+    sdk_checker,
 )
 
 KIND = "ModelRoute"
@@ -88,7 +95,12 @@ class ModelMetric(SpecModel):
     """One metric of the per-model catalog, templated with $model, $namespace, $route and $window."""
 
     name: MetricName = Field(description="Which health dimension this query measures.")
-    query: ModelQuery = Field(description="PromQL returning one sample per model ($model is substituted).")
+    query: ModelQuery | None = Field(
+        default=None,
+        description="PromQL returning one sample per model ($model is substituted). Required unless "
+        "metricsFrom is sdk, which generates the query of a metric listed without one (to set only its "
+        "thresholds).",
+    )
     warning: float | None = Field(
         default=None,
         description="Warning threshold (pre-warms the next backup). Defaults exist for accuracy (0.85), "
@@ -224,7 +236,16 @@ class ModelRouteSpec(SpecModel):
     models: list[ModelCandidate] = list_map(
         "Candidates in priority order: the primary first, then backups.", min_length=1, max_length=16
     )
-    metrics: list[ModelMetric] = list_map("The per-model metric catalog.", min_length=1, max_length=16)
+    metrics: list[ModelMetric] = list_map(
+        "The per-model metric catalog (with metricsFrom sdk: what differs from the generated one).",
+        default_factory=list,
+        max_length=16,
+    )
+    metrics_from: MetricsFrom = Field(default="explicit", description=METRICS_FROM_DESCRIPTION)
+    sdk: Annotated[SdkMetrics, AfterValidator(sdk_checker(MODEL_VARIABLES))] = Field(
+        default_factory=SdkMetrics,
+        description="Series selection of the generated queries (metricsFrom: sdk).",
+    )
     min_requests: int = Field(
         default=50, ge=0, description="No decision while a model served fewer requests in the window."
     )
@@ -260,12 +281,53 @@ class ModelRouteSpec(SpecModel):
         ),
         Invariant(
             field=".metrics",
+            message="metrics must not be empty unless metricsFrom is sdk",
+            cel="self.metricsFrom == 'sdk' || size(self.metrics) > 0",
+            holds=lambda s: s.metrics_from == "sdk" or bool(s.metrics),
+        ),
+        Invariant(
+            field=".metrics",
+            message="every metric needs a query unless metricsFrom is sdk",
+            cel="self.metricsFrom == 'sdk' || self.metrics.all(m, has(m.query))",
+            holds=lambda s: s.metrics_from == "sdk" or all(m.query is not None for m in s.metrics),
+        ),
+        Invariant(
+            field=".metrics",
             message="metrics must include requests when minRequests > 0",
-            cel="self.minRequests == 0 || self.metrics.exists(m, m.name == 'requests')",
-            holds=lambda s: s.min_requests == 0 or any(m.name == "requests" for m in s.metrics),
+            cel=(
+                "self.minRequests == 0 || self.metricsFrom == 'sdk' || "
+                "self.metrics.exists(m, m.name == 'requests')"
+            ),
+            holds=lambda s: (
+                s.min_requests == 0 or s.metrics_from == "sdk" or any(m.name == "requests" for m in s.metrics)
+            ),
         ),
         INTERVAL_BOUNDS,
     )
+
+    @functools.cached_property
+    def catalog(self) -> tuple[ModelMetric, ...]:
+        """The metrics the route evaluates: ``metrics`` as written, and with metricsFrom sdk every other
+        catalog metric generated, a metric written without a query taking the generated one."""
+        if self.metrics_from != "sdk":
+            return tuple(self.metrics)
+        generated = sdk_catalog.route_queries(self.sdk.selector)
+        written = {m.name for m in self.metrics}
+        return (
+            *(
+                m if m.query is not None else m.model_copy(update={"query": generated[m.name]})
+                for m in self.metrics
+            ),
+            *(ModelMetric.model_construct(name=n, query=q) for n, q in generated.items() if n not in written),  # type: ignore[arg-type]
+        )
+
+    @functools.cached_property
+    def generated(self) -> frozenset[str]:
+        """Names of the metrics whose query was generated from the SDK catalog."""
+        if self.metrics_from != "sdk":
+            return frozenset()
+        written = {m.name for m in self.metrics if m.query is not None}
+        return frozenset(m.name for m in self.catalog if m.name not in written)
 
 
 class ModelSwitch(StatusModel):
@@ -293,6 +355,9 @@ class ModelStatus(StatusModel):
     traffic_percent: int | None = Field(default=None, description="Its share in the published route.json.")
     reason: str | None = Field(default=None, description="Why it is in this state, for failing and idle.")
     score: float | None = Field(default=None, description="Health score 0-100.")
+    band: HealthBand | None = Field(
+        default=None, description="Band of the score: Excellent 90-100, Good 70-89, Fair 50-69, Poor 0-49."
+    )
     trend: Literal["improving", "stable", "degrading", "unknown"] = Field(
         description="Versus the previous window."
     )
@@ -318,6 +383,9 @@ class ModelRouteStatus(ObjectStatus):
     """Observed state of a ModelRoute, written by the operator."""
 
     active_model: str | None = Field(default=None, description="Model serving the route.")
+    health: HealthBand | None = Field(
+        default=None, description="Health band of the active model (none while it has no score)."
+    )
     state: str | None = Field(default=None, description="Primary, FailedOver, Overridden or Degraded.")
     switch_history: list[ModelSwitch] = Field(
         default_factory=list, max_length=HISTORY_LIMIT, description="Most recent switches, newest last."

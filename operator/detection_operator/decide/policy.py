@@ -295,17 +295,17 @@ def query_plan(spec: DetectionPolicySpec, namespace: str, name: str) -> dict[Que
         plan.update(_rule_queries(rule, base, spec.samples_query))
     if spec.latency is not None:
         plan[("latency",)] = promql.render(spec.latency.query, base)
-    if spec.expense is not None:
-        values = {**base, "window": spec.expense.window}
+    if (expense := spec.measured_expense) is not None:
+        values = {**base, "window": expense.window}
         for contributor in spec.contributors:
             for dim in EXPENSE_DIMENSIONS:
-                if template := getattr(spec.expense.queries, dim):
+                if template := getattr(expense.queries, dim):
                     key = ("expense", contributor.name, dim)
                     plan[key] = promql.render(template, {**values, "contributor": contributor.name})
     if spec.external_contributors is not None:
         for service in spec.external_contributors.services:
             for dim in EXTERNAL_DIMENSIONS:
-                if template := getattr(spec.external_contributors.queries, dim):
+                if template := getattr(spec.external_queries, dim):
                     key = ("external", service.name, dim)
                     plan[key] = promql.render(template, {**base, "contributor": service.name})
     return plan
@@ -535,8 +535,8 @@ def contributor_costs(
             if (v := _value(observation.get(("expense", contributor.name, dim)))) is not None
         }
         source: CostSource
-        if spec.expense is not None and values:
-            expense, source = classify(values, spec.expense.light, spec.expense.medium), "measured"
+        if (measured := spec.measured_expense) is not None and values:
+            expense, source = classify(values, measured.light, measured.medium), "measured"
         elif contributor.name in memory.expense:
             expense, source = memory.expense[contributor.name], "remembered"
         elif contributor.expense is not None:

@@ -210,7 +210,8 @@ def query_plan(spec: ModelRouteSpec, namespace: str, name: str) -> dict[RouteKey
     plan: dict[RouteKey, str] = {}
     for model in spec.models:
         values = {"model": model.name, "namespace": namespace, "route": name, "window": spec.window}
-        for metric in spec.metrics:
+        for metric in spec.catalog:
+            assert metric.query is not None  # the catalog gives every metric its query
             plan[("model", model.name, metric.name)] = promql.render(metric.query, values)
     return plan
 
@@ -338,13 +339,13 @@ def model_health(
     """Levels, score, trend, state and alerts of every candidate, in priority order."""
     memory = memory or RouteMemory()
     result = []
-    has_requests_metric = any(m.name == "requests" for m in spec.metrics)
+    has_requests_metric = any(m.name == "requests" for m in spec.catalog)
     for priority, model in enumerate(spec.models):
         metrics, current, previous = [], [], []
         requests = None
         answered = True
         gone = True
-        for metric in spec.metrics:
+        for metric in spec.catalog:
             reading = observation.get(("model", model.name, metric.name))
             value = _value(reading)
             before = _value(observation.get(("previous", model.name, metric.name)))
@@ -462,7 +463,7 @@ def _with_alerts(
     spec: ModelRouteSpec, models: tuple[ModelHealth, ...], memory: RouteMemory
 ) -> tuple[tuple[ModelHealth, ...], dict[str, int], dict[str, int]]:
     """Attach alerts: a breach (or a failure) must hold ``failureThreshold`` evaluations to raise one."""
-    catalog: dict[str, ModelMetric] = {m.name: m for m in spec.metrics}
+    catalog: dict[str, ModelMetric] = {m.name: m for m in spec.catalog}
     breach: dict[str, int] = {}
     failing: dict[str, int] = {}
     result = []

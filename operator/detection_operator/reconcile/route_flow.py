@@ -19,6 +19,7 @@ from ..core.times import parse_duration
 from ..decide.alerts import Alert, route_alerts
 from ..decide.publish import RoutePublication, route_publication
 from ..decide.route import RouteDecision, RouteKey, RouteMemory, decide_route, previous_plan, query_plan
+from ..decide.scores import health_band
 from ..record import conditions
 from ..record.status import entries
 from .context import Evaluation
@@ -220,6 +221,7 @@ def _status(decision: RouteDecision, ev: Evaluation[ModelRouteSpec], memory: Rou
         history = [*history, entry][-HISTORY_LIMIT:]
     return ModelRouteStatus(
         active_model=decision.active,
+        health=health_band(next(m.score for m in decision.models if m.name == decision.active)),
         state=decision.state,
         reason=decision.reason,
         revision=memory.revision,
@@ -234,6 +236,7 @@ def _status(decision: RouteDecision, ev: Evaluation[ModelRouteSpec], memory: Rou
                 reason=m.cause or None,
                 trend=m.trend,
                 score=m.score,
+                band=health_band(m.score),
                 requests=m.requests,
                 metrics={r.name: r.value for r in m.metrics if r.value is not None},
                 levels={r.name: r.level for r in m.metrics},

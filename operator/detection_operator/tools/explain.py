@@ -14,6 +14,8 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.base import GROUP, VERSION
 from ..api.kinds import by_plural
+from ..api.validation import validate_spec
+from .validate import generated_queries
 
 
 def fetch(api: client.ApiClient, target: str, namespace: str) -> dict[str, Any]:
@@ -35,7 +37,15 @@ def fetch(api: client.ApiClient, target: str, namespace: str) -> dict[str, Any]:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-    return {"kind": kind.kind, "namespace": namespace, "name": name, "status": status, "published": document}
+    spec, _ = validate_spec(kind.spec, obj.get("spec"))
+    return {
+        "kind": kind.kind,
+        "namespace": namespace,
+        "name": name,
+        "status": status,
+        "published": document,
+        "generated": generated_queries(kind.kind, spec) if spec is not None else {},
+    }
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
@@ -62,6 +72,9 @@ def render(explained: dict[str, Any]) -> str:
             f"  {condition['type']}={condition['status']} ({condition['reason']}) {condition['message']}"
         )
     lines += _RENDER[explained["kind"]](status, doc)
+    if generated := explained.get("generated"):
+        lines += ["", "Queries generated from the SDK catalog (metricsFrom: sdk):"]
+        lines += [f"  {field}: {query}" for field, query in generated.items()]
     firing = [a for a in status.get("alerts", []) if a.get("state") == "firing"]
     if firing:
         lines += ["", "Alerts firing:"] + [
@@ -179,9 +192,11 @@ def _rules(rules: list[dict[str, Any]]) -> list[str]:
 def _route(status: dict[str, Any], doc: dict[str, Any]) -> list[str]:
     lines = []
     lines.append(f"Active: {status.get('activeModel')} ({status.get('state')}): {status.get('reason')}")
+    if status.get("health"):
+        lines.append(f"Health: {status['health']} (the active model's band)")
     lines += ["", "Models (priority order):"]
     lines += _table(
-        ["model", "state", "traffic", "level", "score", "trend", "requests", "metrics"],
+        ["model", "state", "traffic", "level", "score", "band", "trend", "requests", "metrics"],
         [
             [
                 m["name"],
@@ -189,6 +204,7 @@ def _route(status: dict[str, Any], doc: dict[str, Any]) -> list[str]:
                 f"{m['trafficPercent']} %" if "trafficPercent" in m else None,
                 m["level"],
                 m.get("score"),
+                m.get("band"),
                 m["trend"],
                 m.get("requests"),
                 ", ".join(f"{k}={v:g}" for k, v in m.get("metrics", {}).items()),

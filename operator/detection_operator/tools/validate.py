@@ -20,10 +20,11 @@ from pydantic import BaseModel
 
 from ..api.admission import ADMISSION, OPERATOR
 from ..api.base import API_VERSION, GROUP
-from ..api.detection_policy import DetectionPolicySpec
+from ..api.detection_policy import CONTRIBUTOR_VARIABLES, DetectionPolicySpec
 from ..api.kinds import KINDS, Kind
-from ..api.model_route import ModelRouteSpec
+from ..api.model_route import MODEL_VARIABLES, ModelRouteSpec
 from ..api.validation import validate_object
+from ..core import promql
 from ..decide.kinds import LOGIC
 from .documents import Document, parse, read_documents
 
@@ -75,7 +76,47 @@ def rendered_queries(kind: str, spec: BaseModel, namespace: str, name: str) -> d
 def _route_field(spec: ModelRouteSpec, key: tuple[str, ...]) -> str:
     _, model, metric = key
     names: list[str] = [m.name for m in spec.metrics]
+    if metric in spec.generated:
+        return f"spec.metricsFrom: sdk ({metric}, model {model})"
     return f"spec.metrics[{names.index(metric)}].query (model {model})"
+
+
+def generated_queries(kind: str, spec: BaseModel) -> dict[str, str]:
+    """Metric or dimension -> query template, for every query generated from the SDK catalog."""
+    return _GENERATED[kind](spec)
+
+
+def _route_generated(spec: ModelRouteSpec) -> dict[str, str]:
+    return {m.name: m.query for m in spec.catalog if m.name in spec.generated and m.query}
+
+
+def _policy_generated(spec: DetectionPolicySpec) -> dict[str, str]:
+    expense = spec.measured_expense
+    sections = {"external": spec.external_queries, "expense": expense.queries if expense else None}
+    return {
+        f"{_SECTIONS[section]}.queries.{_CAMEL[dim]}": getattr(sections[section], dim)
+        for section, dim in sorted(spec.generated)
+    }
+
+
+_GENERATED: dict[str, Callable[[Any], dict[str, str]]] = {
+    "DetectionPolicy": _policy_generated,
+    "ModelRoute": _route_generated,
+}
+"""Kind name -> the queries its spec generated from the SDK catalog."""
+
+_VARIABLES = {"DetectionPolicy": CONTRIBUTOR_VARIABLES, "ModelRoute": MODEL_VARIABLES}
+"""Kind name -> the placeholders its generated queries may use."""
+
+
+def _lint_generated(kind: str, spec: BaseModel) -> list[tuple[str, str]]:
+    """(field, problem) of generated queries that fail the lint hand-written ones pass (a selector
+    with a placeholder this kind does not substitute is caught on sdk.selector already)."""
+    return [
+        (f"spec.metricsFrom: sdk ({field})", "; ".join(problems))
+        for field, query in generated_queries(kind, spec).items()
+        if (problems := promql.lint(query, _VARIABLES[kind]))
+    ]
 
 
 def _policy_field(spec: DetectionPolicySpec, key: tuple[str, ...]) -> str:
@@ -93,17 +134,22 @@ def _policy_field(spec: DetectionPolicySpec, key: tuple[str, ...]) -> str:
         group = "allOf" if rule.all_of else "anyOf"
         position = [c.name for c in rule.conditions].index(key[3])
         return f"spec.rules[{index}].{group}[{position}].query"
-    camel = {
-        "runtime_ms": "runtimeMs",
-        "memory_mb": "memoryMb",
-        "cache_hit_ratio": "cacheHitRatio",
-        "timeout_rate": "timeoutRate",
-        "error_rate": "errorRate",
-        "p95_latency_ms": "p95LatencyMs",
-        "accuracy": "accuracy",
-    }[key[2]]
-    section = "expense" if key[0] == "expense" else "externalContributors"
-    return f"spec.{section}.queries.{camel} ({key[1]})"
+    field = f"{_SECTIONS[key[0]]}.queries.{_CAMEL[key[2]]}"
+    if (key[0], key[2]) in spec.generated:
+        return f"spec.metricsFrom: sdk ({field}, {key[1]})"
+    return f"spec.{field} ({key[1]})"
+
+
+_SECTIONS = {"expense": "expense", "external": "externalContributors"}
+_CAMEL = {
+    "runtime_ms": "runtimeMs",
+    "memory_mb": "memoryMb",
+    "cache_hit_ratio": "cacheHitRatio",
+    "timeout_rate": "timeoutRate",
+    "error_rate": "errorRate",
+    "p95_latency_ms": "p95LatencyMs",
+    "accuracy": "accuracy",
+}
 
 
 _FIELD_OF: dict[str, Callable[[Any, tuple[str, ...]], str]] = {
@@ -216,6 +262,11 @@ def _check(doc: Document, kind: Kind, client: httpx.Client | None, prometheus: s
     name = raw_name if isinstance(raw_name, str) and raw_name else "<unnamed>"
     spec, errors = validate_object(kind.spec, kind.status, body)
     found = [Finding(doc.source, doc.index, kind.kind, name, e.path, e.message, e.stage) for e in errors]
+    if spec is not None:
+        found += [
+            Finding(doc.source, doc.index, kind.kind, name, field, problem, OPERATOR)
+            for field, problem in _lint_generated(kind.kind, spec)
+        ]
     if spec is not None and client is not None and prometheus is not None and not errors:
         raw_namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
         namespace = raw_namespace if isinstance(raw_namespace, str) and raw_namespace else "default"
