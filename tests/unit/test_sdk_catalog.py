@@ -12,9 +12,9 @@ from detection_operator.api import sdk_catalog
 from detection_operator.api.detection_policy import CONTRIBUTOR_VARIABLES, DetectionPolicySpec
 from detection_operator.api.model_route import MODEL_VARIABLES, MetricName, ModelRouteSpec
 from detection_operator.api.validation import validate_spec
+from detection_operator.core import promql
 from detection_operator.decide import policy as policy_plan
 from detection_operator.decide import route as route_plan
-from detection_operator.core import promql
 from detection_operator.tools import validate
 
 REPO = Path(__file__).resolve().parents[2]
