@@ -1,10 +1,17 @@
-"""For data-plane services: read the documents the operator published, verify them, reload on change.
+"""For data-plane services: read the documents the operator published, verify them, follow changes.
 
-Mount the policy's (or route's) ConfigMap as a volume and point a reader at the directory::
+Follow the policy's (or route's) ConfigMap through the Kubernetes API (fast: a watch sees a write within
+milliseconds) or, where the service may not read the API, mount it as a volume (the kubelet refreshes a
+volume on its next sync: up to a minute or more)::
 
-    reader = ProfileReader("/etc/detection", key=open("/etc/detection-key/hmac", "rb").read())
-    profile = reader.load()
-    reader.watch(lambda p: detector.apply(p), stop=shutdown_event)
+    key = open("/etc/detection-key/hmac", "rb").read()
+    reader = ProfileReader(key=key)
+    following = reader.follow(kubernetes.client.ApiClient(), "shop", "checkout-profile", detector.apply)
+    ...
+    following.stop()
+
+    reader = ProfileReader("/etc/detection", key=key)       # the mounted ConfigMap
+    reader.watch(detector.apply, stop=shutdown_event)
 
     routes = RouteReader("/etc/model-route")
     routes.watch(lambda r: None, stop=shutdown_event)
@@ -12,30 +19,40 @@ Mount the policy's (or route's) ConfigMap as a volume and point a reader at the 
         if send(model):
             break
 
-Kubernetes updates ConfigMap volumes by swapping a symlink, so a read never sees half a file. A service
-that follows the ConfigMap through the API instead hands each new payload to :meth:`accept`.
+A document that fails its signature or does not validate is reported to ``on_error`` and not applied:
+the reader keeps the last good one. Kubernetes updates ConfigMap volumes by swapping a symlink, so a read
+never sees half a file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Generic, TypeVar
 
+from kubernetes import client
 from pydantic import BaseModel, ValidationError
 
 from ..api.contract import ProfileDocument, RouteDocument
 from ..core.signing import verify
 from . import routing
 from .routing import EvenSequence
+from .watch import ConfigMapWatch
 
 PROFILE = "profile.json"
-SIGNATURE = "profile.json.sig"
 ROUTE = "route.json"
+SIGNATURE_SUFFIX = ".sig"
+
+log = logging.getLogger(__name__)
 
 D = TypeVar("D", bound=BaseModel)
+
+
+class DocumentError(ValueError):
+    """A document the reader refused: missing, unsigned, not matching its signature, or not valid."""
 
 
 class _DocumentReader(Generic[D]):
@@ -65,17 +82,17 @@ class _DocumentReader(Generic[D]):
     def accept(self, payload: bytes, signature: str | None = None) -> D:
         """Verify (when a key is set) and validate ``payload``, and keep it as the current document.
 
-        Raises ValueError when it is not acceptable; the current document then stays what it was.
+        Raises DocumentError (a ValueError) when it is not acceptable; the current document then stays.
         """
         if self.key is not None:
             if signature is None:
-                raise ValueError(f"{self.file_name} has no signature but a key is configured")
+                raise DocumentError(f"{self.file_name} has no signature but a key is configured")
             if not verify(self.key, payload, signature):
-                raise ValueError(f"{self.file_name} does not match its signature: refusing it")
+                raise DocumentError(f"{self.file_name} does not match its signature: refusing it")
         try:
             document = self.document_type.model_validate_json(payload, strict=True)
         except ValidationError as exc:
-            raise ValueError(f"{self.file_name} is not a valid document: {exc}") from exc
+            raise DocumentError(f"{self.file_name} is not a valid document: {exc}") from exc
         with self._lock:
             self._last_digest = hashlib.sha256(payload).hexdigest()
             self._current = document
@@ -86,10 +103,10 @@ class _DocumentReader(Generic[D]):
         payload = self._path(self.file_name).read_bytes()
         signature = None
         if self.key is not None:
-            signature_file = self._path(f"{self.file_name}.sig")
+            signature_file = self._path(self.file_name + SIGNATURE_SUFFIX)
             if not signature_file.exists():
                 missing = signature_file.name
-                raise ValueError(
+                raise DocumentError(
                     f"{self.file_name} has no signature ({missing} missing) but a key is configured"
                 )
             signature = signature_file.read_text()
@@ -100,14 +117,73 @@ class _DocumentReader(Generic[D]):
         digest = hashlib.sha256(self._path(self.file_name).read_bytes()).hexdigest()
         return None if digest == self._last_digest else self.load()
 
+    def offer(self, data: Mapping[str, str]) -> D | None:
+        """Accept the document in a ConfigMap's ``data`` if it changed since the last accepted one.
+
+        Returns the new document, or None when it is the one already current. Raises ValueError when the
+        ConfigMap lacks the document or it is not acceptable (the current document then stays).
+        """
+        payload = data.get(self.file_name)
+        if payload is None:
+            raise DocumentError(f"the ConfigMap has no {self.file_name} (keys: {sorted(data)})")
+        encoded = payload.encode()
+        with self._lock:
+            unchanged = hashlib.sha256(encoded).hexdigest() == self._last_digest
+        return None if unchanged else self.accept(encoded, data.get(self.file_name + SIGNATURE_SUFFIX))
+
+    def follow(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        config_map: str,
+        on_change: Callable[[D], None],
+        on_error: Callable[[Exception], None] | None = None,
+        *,
+        resource_version: str | None = None,
+        watch_seconds: int = 300,
+    ) -> ConfigMapWatch:
+        """Follow ConfigMap ``namespace/config_map`` through the Kubernetes API; call ``on_change`` (from
+        the watch's thread) with each new valid document. Returns the started
+        :class:`~detection_operator.client.watch.ConfigMapWatch`: ``stop()`` it when done.
+
+        A deleted ConfigMap keeps the last good document. Errors go to ``on_error`` (or to the log when
+        it is None): a :class:`DocumentError` for a refused document, the exception of a failing
+        ``on_change``, or the API error of a watch that is being retried (a 403 means missing RBAC).
+        ``resource_version`` and ``watch_seconds`` are
+        :class:`~detection_operator.client.watch.ConfigMapWatch`'s.
+        """
+        report = on_error or (lambda exc: log.warning("%s: %s", self.file_name, exc))
+
+        def on_data(data: Mapping[str, str] | None) -> None:
+            if data is None:
+                return  # deleted or not written yet: keep what we have
+            try:
+                document = self.offer(data)
+                if document is not None:
+                    on_change(document)
+            except Exception as exc:  # a callback's bug must not end the watch
+                report(exc)
+
+        watcher = ConfigMapWatch(
+            api,
+            namespace,
+            config_map,
+            on_data,
+            on_error=report,
+            resource_version=resource_version,
+            watch_seconds=watch_seconds,
+        )
+        return watcher.start()
+
     def watch(
         self,
         on_change: Callable[[D], None],
         stop: threading.Event,
-        interval: float = 2.0,
+        interval: float = 1.0,
         on_error: Callable[[Exception], None] | None = None,
     ) -> threading.Thread:
-        """Poll in a daemon thread and call ``on_change`` with each new valid document until ``stop`` is set.
+        """Poll the mounted directory in a daemon thread every ``interval`` seconds and call ``on_change``
+        with each new valid document until ``stop`` is set.
 
         A document that fails verification is reported to ``on_error`` and not applied: the service keeps
         the last good one.
