@@ -68,7 +68,7 @@ helm: ## build the helm CLI into .cache (once), for the chart tests
 kstatus: ## build the kstatus checker (Flux's status library) into .cache (once), for the health tests
 	BIN=$(dir $(KSTATUS_BIN)) hack/build-kstatus.sh
 
-crds: venv ## regenerate crds/, the chart's copy, docs/schemas/ and the Argo CD health files
+crds: venv ## regenerate crds/, the chart's copy, docs/schemas/, the Argo CD health files and the docs' field reference
 	$(PY) -m detection_operator.api.generate
 
 check-crds: venv

@@ -119,7 +119,7 @@ def node(
                 [str(kind.kind_path), "load", "image-archive", str(image.archive), "--name", kind.name],
                 check=True,
             )
-    # An existing cluster: its nodes must already have both images (README, "A real node").
+    # An existing cluster: its nodes must already have both images (docs/development.md, "A real node").
     yield found
 
 

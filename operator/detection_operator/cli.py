@@ -13,6 +13,7 @@ def _run(args: argparse.Namespace) -> int:
 
     import kopf
 
+    from .runtime import handlers  # noqa: F401  (registers the handlers with kopf)
     from .runtime.settings import Settings
 
     try:

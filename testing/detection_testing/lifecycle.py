@@ -6,6 +6,9 @@ import threading
 from types import TracebackType
 from typing import Self
 
+from kubernetes import client
+from urllib3.exceptions import HTTPError
+
 
 class Started:
     """Mixin for a part with ``start()`` and ``stop()``: ``with part:`` starts it and always stops it."""
@@ -55,3 +58,23 @@ class Looping(Started):
         self._stop.set()
         thread.join(timeout)
         return True
+
+
+class PollingPods(Looping):
+    """A part that re-reads the cluster's Pods every ``_interval`` seconds in ``_sync``, from a thread.
+
+    An apiserver restart (an ApiException, or urllib3 losing its connection) skips a round: the next one
+    catches up, so a test that restarts the apiserver does not kill the thread.
+    """
+
+    _interval: float
+
+    def _sync(self) -> None:
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._sync()
+            except (client.ApiException, HTTPError, OSError):
+                continue

@@ -442,12 +442,21 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
 
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        # While starting (waiting for the host lock, building images, starting the node), unwind at once:
+        # the `with` blocks and LocalNode.start undo what was made so far.
+        raise KeyboardInterrupt
+
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
-    images = Images().all()
+        signal.signal(sig, interrupt)
+    try:
+        images = Images().all()
+    except KeyboardInterrupt:
+        print("interrupted while building images", file=sys.stderr)
+        return 130
     plane = LocalControlPlane(
         args.workdir / "controlplane", controller_manager=True, node_address=node_address()
     )
@@ -458,7 +467,12 @@ def main(argv: list[str] | None = None) -> int:
         except NodeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            print("interrupted while starting", file=sys.stderr)
+            return 130
         try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, on_signal)
             print(f"node {NODE_NAME} Ready in {node.timings['total']:.1f}s", file=sys.stderr)
             print(f"export KUBECONFIG={plane.kubeconfig}", flush=True)
             while not stop.wait(1.0):

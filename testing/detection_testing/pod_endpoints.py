@@ -13,16 +13,15 @@ import threading
 from typing import Any, Final
 
 from kubernetes import client
-from urllib3.exceptions import HTTPError
 
-from .lifecycle import Looping
+from .lifecycle import PollingPods
 
 __all__ = ["ReadyPods"]
 
 _INTERVAL: Final = 0.2
 
 
-class ReadyPods(Looping):
+class ReadyPods(PollingPods):
     """Model -> ``http://<Pod IP>:<port>`` of its Ready Pods in ``namespace``; call it with a model name."""
 
     def __init__(self, kube: client.ApiClient, namespace: str, port: int = 8080, label: str = "app") -> None:
@@ -33,6 +32,7 @@ class ReadyPods(Looping):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._interval = _INTERVAL
 
     def __call__(self, model: str) -> list[str]:
         """The current URLs of ``model``'s Ready Pods (empty when it has none)."""
@@ -47,13 +47,6 @@ class ReadyPods(Looping):
     def stop(self) -> None:
         """Stop following (the last list stays)."""
         self._stop_loop(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(_INTERVAL):
-            try:
-                self._sync()
-            except (client.ApiException, HTTPError, OSError):
-                continue  # the apiserver restarting; the next round catches up
 
     def _sync(self) -> None:
         pods: Any = self.core.list_namespaced_pod(self.namespace, label_selector=self.label)

@@ -15,17 +15,16 @@ from pathlib import Path
 from typing import Any, Final
 
 from kubernetes import client
-from urllib3.exceptions import HTTPError
 
 from .kube import api_client
-from .lifecycle import Started
+from .lifecycle import PollingPods
 
 __all__ = ["PodTargets"]
 
 _INTERVAL: Final = 0.5
 
 
-class PodTargets(Started):
+class PodTargets(PollingPods):
     """Polls the Pods of the cluster behind ``kubeconfig`` and rewrites ``path`` when their targets change."""
 
     def __init__(self, kubeconfig: Path, path: Path) -> None:
@@ -34,6 +33,7 @@ class PodTargets(Started):
         self.path = path
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._interval = _INTERVAL
         self._written: list[dict[str, Any]] | None = None
 
     @property
@@ -47,24 +47,12 @@ class PodTargets(Started):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._api = api_client(self.kubeconfig)
         self._sync()
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="pod-targets", daemon=True)
-        self._thread.start()
+        self._start_loop("pod-targets")
 
     def stop(self) -> None:
         """Stop following (the file stays as last written)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._stop_loop(timeout=10)
         self._api.close()  # type: ignore[no-untyped-call]
-
-    def _run(self) -> None:
-        while not self._stop.wait(_INTERVAL):
-            try:
-                self._sync()
-            except (client.ApiException, HTTPError, OSError):
-                continue  # the apiserver restarting; the next round catches up
 
     def _sync(self) -> None:
         core = client.CoreV1Api(self._api)

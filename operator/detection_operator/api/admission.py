@@ -382,7 +382,7 @@ def _object_errors(value: dict[str, Any], schema: Mapping[str, Any], path: str) 
 @functools.cache
 def spec_schema(model: type[BaseModel]) -> Mapping[str, Any]:
     """The structural schema the CRD carries for ``model`` (generated from it once, then reused)."""
-    from .crd import structural_schema
+    from .crd import structural_schema  # crd imports the kinds, which import the models: import late
 
     return structural_schema(model)
 

@@ -1,8 +1,10 @@
 """Write every generated file (``make crds``), or with ``--check`` fail when one is stale.
 
-Generated from the pydantic models: the CRDs (top-level ``crds/`` and the chart's copy) and the JSON
-Schemas of the data-plane documents (``docs/schemas/``). From ``docs/argocd/health.lua``: the ``argocd-cm``
-patch that installs it for both kinds, and the chart's copy of ``docs/argocd/``.
+Generated from the pydantic models: the CRDs (top-level ``crds/`` and the chart's copy), the JSON
+Schemas of the data-plane documents (``docs/schemas/``) and the field reference in each kind's page
+(``docs/detectionpolicy.md``, ``docs/modelroute.md``, between its markers). From
+``docs/argocd/health.lua``: the ``argocd-cm`` patch that installs it for both kinds, and the chart's copy
+of ``docs/argocd/``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import crd
+from . import crd, reference
 from .base import GROUP
 from .contract import SCHEMAS
 from .kinds import KINDS
@@ -49,6 +51,9 @@ def generated_files(root: Path) -> dict[Path, str]:
     for name in ("README.md", "health.lua"):
         files[root / CHART_ARGOCD_DIR / name] = (argocd / name).read_text()
     files[root / CHART_ARGOCD_DIR / "argocd-cm-patch.yaml"] = files[argocd / "argocd-cm-patch.yaml"]
+    for kind in KINDS:
+        page = root / reference.page_name(kind)
+        files[page] = reference.render_page(kind, page.read_text() if page.exists() else "")
     return files
 
 
@@ -58,8 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path("."), help="repository root")
     parser.add_argument("--check", action="store_true", help="fail if a file differs from the models")
     args = parser.parse_args(argv)
+    try:
+        files = generated_files(args.root)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     stale = []
-    for path, text in generated_files(args.root).items():
+    for path, text in files.items():
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(str(path))

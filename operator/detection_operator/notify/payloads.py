@@ -12,7 +12,7 @@ WEBHOOK_VERSION = "1"
 
 
 def webhook_body(obj: ObjectKey, items: tuple[Outgoing, ...], now: datetime) -> dict[str, Any]:
-    """One grouped notification for one object and one evaluation (documented in the README)."""
+    """One grouped notification for one object and one evaluation (documented in docs/alerts.md)."""
     return {
         "version": WEBHOOK_VERSION,
         "groupKey": f"{obj.kind}/{obj.namespace}/{obj.name}",
