@@ -56,7 +56,7 @@ def report(via):
     return on_change
 
 ProfileReader().follow(client.ApiClient(), namespace, name, report("api"))
-ProfileReader("/etc/profile").watch(report("volume"), threading.Event())
+ProfileReader("/etc/detection").watch(report("volume"), threading.Event())
 threading.Event().wait()
 """
 
@@ -103,7 +103,7 @@ def reader_pod(image: str, server: str, report_url: str) -> dict[str, Any]:
                     "imagePullPolicy": "Never",
                     "command": ["python3", "-c", READER],
                     "env": [{"name": k, "value": v} for k, v in env.items()],
-                    "volumeMounts": [{"name": "profile", "mountPath": "/etc/profile", "readOnly": True}],
+                    "volumeMounts": [{"name": "profile", "mountPath": "/etc/detection", "readOnly": True}],
                     "securityContext": {
                         "runAsNonRoot": True,
                         "readOnlyRootFilesystem": True,
@@ -162,6 +162,17 @@ def _node_with_reader(workdir: Path, receiver: WebhookReceiver) -> Iterator[clie
                 api.close()  # type: ignore[no-untyped-call]
 
 
+def _describe(core: client.CoreV1Api) -> str:
+    """The reader Pod's state and log, for a benchmark that could not start."""
+    pod = core.read_namespaced_pod("readers", NAMESPACE)
+    states = [(c.name, c.state, c.last_state) for c in (pod.status.container_statuses or [])]
+    try:
+        log = core.read_namespaced_pod_log("readers", NAMESPACE, tail_lines=30)
+    except client.ApiException as exc:
+        log = f"(no log: {exc.reason})"
+    return f"pod phase {pod.status.phase}, containers {states}\n{log}"
+
+
 def _reports(receiver: WebhookReceiver) -> dict[tuple[str, int], float]:
     seen: dict[tuple[str, int], float] = {}
     for request in receiver.requests:
@@ -176,11 +187,14 @@ def measure(workdir: Path, switches: int = SWITCHES) -> dict[str, list[float]]:
     rng = random.Random(20)
     with WebhookReceiver() as receiver, _node_with_reader(workdir, receiver) as api:
         core = client.CoreV1Api(api)
-        wait_for(
-            lambda: {("api", 1), ("volume", 1)} <= set(_reports(receiver)),
-            timeout=120,
-            what="both readers reporting the first document",
-        )
+        try:
+            wait_for(
+                lambda: {("api", 1), ("volume", 1)} <= set(_reports(receiver)),
+                timeout=120,
+                what="both readers reporting the first document",
+            )
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{_describe(core)}") from exc
         for revision in range(2, switches + 2):
             time.sleep(rng.uniform(0, SYNC_SECONDS))  # a random phase of the kubelet's sync
             written = time.time()
