@@ -132,3 +132,11 @@ def test_choose_vectors(case: dict[str, Any]) -> None:
 def test_the_even_sequence_vector() -> None:
     sequence = routing.EvenSequence()
     assert [sequence.next() for _ in CHOOSE["evenSequence"]["first"]] == CHOOSE["evenSequence"]["first"]
+
+
+def test_a_value_that_is_not_json_has_no_accuracy() -> None:
+    with pytest.raises(TypeError, match="cannot score a set"):
+        accuracy.score({1}, [1])
+    assert accuracy.score((1, 2), [1, 2]) == 1.0  # a tuple is a JSON list
+    with pytest.raises(ValueError, match=r"r must be in \[0, 1\)"):
+        routing.choose({"a": 100}, "a", 1.0)
