@@ -9,9 +9,11 @@ from typing import Any
 
 import jsonschema
 import pytest
+from prometheus_client import CollectorRegistry
 
 from detection_operator.api.contract import ProfileDocument, RouteDocument
 from detection_operator.client import accuracy, routing
+from detection_operator.client.monitor import ExternalMetrics, PerformanceMonitor
 from detection_operator.client.readers import ProfileReader, RouteReader
 from detection_operator.core.signing import SignatureError, sign, sign_webhook, verify, verify_webhook
 
@@ -140,3 +142,65 @@ def test_a_value_that_is_not_json_has_no_accuracy() -> None:
     assert accuracy.score((1, 2), [1, 2]) == 1.0  # a tuple is a JSON list
     with pytest.raises(ValueError, match=r"r must be in \[0, 1\)"):
         routing.choose({"a": 100}, "a", 1.0)
+
+
+METRICS = load("metrics.json")
+
+
+def _snake(call: dict[str, Any]) -> dict[str, Any]:
+    return {"".join(f"_{c.lower()}" if c.isupper() else c for c in key): value for key, value in call.items()}
+
+
+def _samples(registry: CollectorRegistry) -> list[tuple[str, dict[str, str], float]]:
+    return [(s.name, dict(s.labels), s.value) for family in registry.collect() for s in family.samples]
+
+
+def _same_labels(got: dict[str, str], want: dict[str, str]) -> bool:
+    # `le` is compared as a number: clients print 1 as "1" or "1.0" (Prometheus normalizes it).
+    if got.keys() != want.keys():
+        return False
+    return all(float(got[k]) == float(v) if k == "le" else got[k] == v for k, v in want.items())
+
+
+def test_the_metric_catalog_vector() -> None:
+    registry = CollectorRegistry()
+    monitor, external = PerformanceMonitor(registry), ExternalMetrics(registry)
+    monitor.record_run(model="m", status="error", duration_ms=1, tokens=1, cost=1, memory_mb=1, cpu_ms=1,
+                       quality=0.5, confidence=0.5, error_type="x")  # fmt: skip
+    monitor.record_accuracy(1, 1, "review", model="m")
+    external.record_call("intel", "timeout", 0.1)
+    external.record_accuracy("intel", 1, 1)
+    samples = _samples(registry)
+    for metric in METRICS["metrics"]:
+        name, labels = metric["name"], set(metric["labels"])
+        if metric["type"] == "histogram":
+            buckets = [s for s in samples if s[0] == f"{name}_bucket"]
+            assert [float(s[1]["le"]) for s in buckets] == [*METRICS[metric["buckets"]], float("inf")], name
+            assert all(set(s[1]) - {"le"} == labels for s in buckets), name
+            assert [s for s in samples if s[0] in (f"{name}_sum", f"{name}_count")], name
+        else:
+            found = [s for s in samples if s[0] == name]
+            assert found and all(set(s[1]) == labels for s in found), name
+    for family in registry.collect():
+        described = {m["name"].removesuffix("_total") for m in METRICS["metrics"]}
+        assert family.name in described, f"{family.name} is not in the catalog vector"
+
+
+@by_name(METRICS["runs"])
+def test_metric_run_vectors(case: dict[str, Any]) -> None:
+    registry = CollectorRegistry()
+    PerformanceMonitor(registry).record_run(**_snake(case["call"]))
+    samples = _samples(registry)
+    for want in case["samples"]:
+        matches = [s for s in samples if s[0] == want["name"] and _same_labels(s[1], want["labels"])]
+        assert len(matches) == 1, want
+        assert matches[0][2] == pytest.approx(want["value"])
+    assert not [s for s in samples if s[0] in case["absent"]]
+
+
+@by_name(METRICS["invalidRuns"])
+def test_invalid_metric_run_vectors(case: dict[str, Any]) -> None:
+    registry = CollectorRegistry()
+    with pytest.raises(ValueError):
+        PerformanceMonitor(registry).record_run(**_snake(case["call"]))
+    assert _samples(registry) == []
