@@ -95,5 +95,5 @@ reliability: deps venv controlplane ## only the reliability suite (faults, fuzzi
 clean: ## remove the virtualenv and caches (the control-plane build cache too)
 	rm -rf $(VENV) $(CACHE) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-bench: deps venv controlplane ## run the benchmarks and write bench/RESULTS.md
+bench: deps venv controlplane node ## run the benchmarks (one on the real node) and write bench/RESULTS.md
 	$(PY) bench/run.py

@@ -12,7 +12,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import alerts, backtest, closed_loop, hotspots, policy, policy_loop, reaction, route, scale
+from bench import (
+    alerts,
+    backtest,
+    closed_loop,
+    hotspots,
+    policy,
+    policy_loop,
+    reaction,
+    reader_latency,
+    route,
+    scale,
+)
 from bench import validate as validate_bench
 from bench.harness import write_results
 
@@ -134,6 +145,12 @@ def policy_closed_loop() -> list[str]:
         return policy_loop.run(Path(tmp))
 
 
+def reader_callback() -> list[str]:
+    """Decision -> a data-plane reader's callback, API watch vs mounted volume, on the real node."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return reader_latency.section(Path(tmp))
+
+
 def scale_steps() -> list[str]:
     """Item 5: 100 to 2,000 objects in one operator process."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -155,6 +172,7 @@ SECTIONS: list[Callable[[], list[str]]] = [
     breach_to_switch,
     route_closed_loop,
     policy_closed_loop,
+    reader_callback,
     scale_steps,
     profile_at_scale,
 ]

@@ -1,6 +1,7 @@
 """A closed-loop bot detector: it runs the profile the operator published, and its metrics follow it.
 
-The detector reads ``profile.json`` from the DetectionPolicy's ConfigMap through the Kubernetes API and
+The detector follows ``profile.json`` in the DetectionPolicy's ConfigMap through the Kubernetes API with the
+Python client's :class:`~detection_operator.client.readers.ProfileReader` (as a real detector would) and
 serves its traffic with exactly the contributors that profile names. Its p95 latency is the base latency
 plus the runtime of each contributor it runs, its CPU grows with that work, and only the contributors
 (and external services) it runs report calls, runtime and memory. So a switch to ``lean`` really lowers
@@ -17,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from kubernetes import client
-from pydantic import ValidationError
 
 from detection_operator.api.contract import ProfileDocument
+from detection_operator.client.readers import DocumentError, ProfileReader
+from detection_operator.client.watch import ConfigMapWatch
 
-from .configmap_watch import ConfigMapWatch
 from .exporter import MetricExporter
 from .lifecycle import Started
 from .simulator import ContributorLoad, DetectorLoad, ExternalLoad, MetricSimulator, Traffic
@@ -68,8 +69,7 @@ class ProfiledDetector(Started):
     """Follow a DetectionPolicy's ``profile.json`` and serve traffic with the profile it names.
 
     Until the first valid profile arrives it runs ``startup`` (a detector's built-in default). A
-    document that does not validate is ignored: the detector keeps the last good profile, as the
-    shipped :class:`~detection_operator.client.readers.ProfileReader` does.
+    document that does not validate is ignored: the reader keeps the last good profile.
     """
 
     def __init__(
@@ -96,7 +96,9 @@ class ProfiledDetector(Started):
         self._profile: ProfileDocument | None = None
         self.rejected = 0
         self.simulator = MetricSimulator(exporter, self._traffic(), tick_seconds)
-        self._watch = ConfigMapWatch(kube, namespace, config_map, self._on_data)
+        self.reader = ProfileReader()
+        self._follow = (kube, namespace, config_map)
+        self._watch: ConfigMapWatch | None = None
 
     @property
     def profile(self) -> ProfileDocument | None:
@@ -113,11 +115,14 @@ class ProfiledDetector(Started):
     def start(self) -> None:
         """Start serving and following the ConfigMap."""
         self.simulator.start()
-        self._watch.start()
+        if self._watch is None:
+            self._watch = self.reader.follow(*self._follow, self._run_profile, self._on_error)
 
     def stop(self) -> None:
         """Stop following and serving."""
-        self._watch.stop()
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
         self.simulator.stop()
 
     def _traffic(self) -> Traffic:
@@ -126,16 +131,12 @@ class ProfiledDetector(Started):
                 self.namespace, self._base, self.costs, self.externals, self._contributors, self._enabled
             )
 
-    def _on_data(self, data: Mapping[str, str] | None) -> None:
-        payload = (data or {}).get("profile.json")
-        if payload is None:
-            return  # deleted or not written yet: keep running what we run
-        try:
-            document = ProfileDocument.model_validate_json(payload)
-        except ValidationError:
+    def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, DocumentError):
             with self._lock:
                 self.rejected += 1
-            return
+
+    def _run_profile(self, document: ProfileDocument) -> None:
         with self._lock:
             dropped = set(self._contributors) - set(document.contributors)
             self._profile = document

@@ -5,7 +5,8 @@
 - the **operator**: the project's ``Dockerfile``, built by buildah exactly as ``docker build`` would run
   it, with ``--build-arg BASE_IMAGE=<the base>``;
 - the **pause** image: one static Go binary that sleeps until signalled (the Pods' sandbox);
-- the **model server**: the base plus the simulator's stdlib-only model server.
+- the **model server**: the operator image (which has the Python client and prometheus-client) plus the
+  simulator's model server, which records what it serves through the client's PerformanceMonitor.
 
 Each is written once to ``.cache/images/<name>-<content hash>.tar`` (a docker-archive, which containerd's
 ``ctr images import`` and ``kind load image-archive`` both read) and rebuilt only when what goes into it
@@ -144,12 +145,12 @@ class Images:
         return self._cached("detection-operator-pause", tag, lambda image: self._pause(image, source))
 
     def model_server(self) -> Image:
-        """The base plus the simulator's standalone model server (``python3 /model_server.py``)."""
-        base = self.base_layout()
+        """The operator image plus the simulator's model server (``python3 /model_server.py``)."""
+        operator = self.operator()
         relative = "testing/detection_testing/model_server.py"
-        tag = content_hash(self.repo, [relative], base.name)
+        tag = content_hash(self.repo, [relative], operator.tag)
         return self._cached(
-            "detection-operator-model-server", tag, lambda image: self._script(image, base, relative)
+            "detection-operator-model-server", tag, lambda image: self._script(image, operator, relative)
         )
 
     def all(self) -> list[Image]:
@@ -264,12 +265,22 @@ class Images:
             _run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", str(binary), "."], env=env, cwd=source)
             self._commit_from("scratch", image, [(binary, "/pause")], ["/pause"])
 
-    def _script(self, image: Image, base: Path, relative: str) -> None:
+    def _script(self, image: Image, base: Image, relative: str) -> None:
         source = self.repo / relative
         if not source.is_file():
             raise ImageError(f"{source} is missing: the model-server image needs it")
-        ref = self._base_in_storage(base)
-        self._commit_from(ref, image, [(source, f"/{source.name}")], ["python3", f"/{source.name}"])
+        ref = self._image_in_storage(base)
+        try:
+            self._commit_from(ref, image, [(source, f"/{source.name}")], ["python3", f"/{source.name}"])
+        finally:
+            self._buildah_ok("rmi", ref)
+
+    def _image_in_storage(self, image: Image) -> str:
+        """Copy a built image's archive into buildah's storage (exported images leave it) to build FROM."""
+        ref = f"localhost/{image.name}"
+        store = f"containers-storage:[overlay@{self._storage / 'root'}+{self._storage / 'run'}]{ref}"
+        _run(["skopeo", "copy", "--quiet", f"docker-archive:{image.archive}", store])
+        return ref
 
     def _commit_from(
         self, base: str, image: Image, files: list[tuple[Path, str]], entrypoint: list[str]

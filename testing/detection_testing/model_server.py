@@ -1,6 +1,9 @@
 """A standalone model server: answers inference requests and reports only what it served.
 
-Standard library only (it runs in a bare ``python3`` image as a Pod, or as a local process)::
+It records every request through the Python client's
+:class:`~detection_operator.client.monitor.PerformanceMonitor`, so it exports the SDK metric catalog as
+a real service would (it runs as a local process from the venv, or as a Pod of the model-server image,
+which is the operator image plus this file)::
 
     python3 model_server.py --port 8080 --model neuroweaver-v3 [--namespace NS] [--latency-ms 20]
         [--accuracy 0.95] [--error-share 0] [--cost 0.002] [--tokens 300] [--memory-mb 400]
@@ -9,12 +12,13 @@ Endpoints:
 
 - ``POST /infer`` (any body): one inference. 200 with ``{"model", "correct", "latencyMs"}``, or 503 when
   the server is set to fail (``errorShare``). Latency is really spent (the handler sleeps) and measured.
-- ``GET /metrics``: Prometheus text. Every series describes served requests only, so before the first
-  request there is none, and a killed process takes its series with it (Prometheus marks them stale):
-  ``neuroweaver_requests_total{outcome="success"|"error"}``, ``neuroweaver_request_duration_seconds``
-  (histogram), ``neuroweaver_accuracy_ratio`` (gauge over the last 100 successful answers),
-  ``neuroweaver_correct_total``, ``neuroweaver_cost_total``, ``neuroweaver_tokens_total`` and
-  ``neuroweaver_memory_bytes``; every series carries ``model`` (and ``namespace`` when given).
+- ``GET /metrics``: Prometheus text of the catalog (``docs/sdk/metrics.md``). Every series describes served
+  requests only, so before the first request there is none, and a killed process takes its series with
+  it (Prometheus marks them stale): ``neuroweaver_requests_total{outcome}``,
+  ``neuroweaver_errors_total{error_type="model-failure"}``, ``neuroweaver_request_duration_seconds``,
+  ``neuroweaver_accuracy_score{source="ground-truth"}`` (each answer scored against the truth),
+  ``neuroweaver_cost_total``, ``neuroweaver_tokens_total`` and ``neuroweaver_memory_bytes``; every
+  series carries ``model``, ``kind="model"`` (and ``namespace`` when given).
 - ``GET /control`` / ``POST /control`` with a JSON object of any of ``latencyMs``, ``accuracy``,
   ``errorShare``, ``costPerRequest``, ``tokensPerRequest``, ``memoryMb``, ``ready``: read or change how
   it behaves from now on (a failing model answers with errors; a slow one sleeps longer).
@@ -28,20 +32,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import signal
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-#: Histogram bounds in seconds (``le``).
-BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-ACCURACY_WINDOW = 100
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, disable_created_metrics, generate_latest
+
+from detection_operator.client.monitor import PerformanceMonitor
+
+#: What the simulated answers are scored against (the monitor's ``source`` label).
+TRUTH_SOURCE = "ground-truth"
 _SETTINGS = {
     "latencyMs": float,
     "accuracy": float,
@@ -69,20 +73,14 @@ class Spread:
 
 
 class Model:
-    """The behaviour (settings) and the served-request counters of one model; thread safe."""
+    """The behaviour (settings) of one model, recording what it serves through a PerformanceMonitor."""
 
     def __init__(self, name: str, labels: dict[str, str], settings: dict[str, Any]) -> None:
         self.name = name
-        self.labels = labels
         self.settings = dict(settings)
         self.lock = threading.Lock()
-        self.outcomes = {"success": 0, "error": 0}
-        self.buckets = [0] * len(BUCKETS)
-        self.duration_sum = 0.0
-        self.correct = 0
-        self.recent: deque[bool] = deque(maxlen=ACCURACY_WINDOW)
-        self.cost = 0.0
-        self.tokens = 0.0
+        self.registry = CollectorRegistry()
+        self.monitor = PerformanceMonitor(self.registry, labels=labels)
         self.errors = Spread()
         # Half a step ahead: the first answer of a 95 %-accurate model is right, not wrong.
         self.hits = Spread(0.5)
@@ -110,66 +108,29 @@ class Model:
             return max(0.0, self.settings["latencyMs"]) / 1000, fails, correct
 
     def record(self, seconds: float, fails: bool, correct: bool) -> None:
-        """Count one served request."""
+        """Record one served request (and, when it succeeded, its answer against the truth)."""
         with self.lock:
-            self.outcomes["error" if fails else "success"] += 1
-            for i, bound in enumerate(BUCKETS):
-                if seconds <= bound:
-                    self.buckets[i] += 1
-            self.duration_sum += seconds
-            if not fails:
-                self.correct += int(correct)
-                self.recent.append(correct)
-                self.cost += self.settings["costPerRequest"]
-                self.tokens += self.settings["tokensPerRequest"]
+            settings = dict(self.settings)
+        if fails:
+            self.monitor.record_run(
+                model=self.name, status="error", duration_ms=seconds * 1000, error_type="model-failure",
+                memory_mb=settings["memoryMb"],
+            )  # fmt: skip
+            return
+        self.monitor.record_run(
+            model=self.name,
+            status="success",
+            duration_ms=seconds * 1000,
+            tokens=settings["tokensPerRequest"],
+            cost=settings["costPerRequest"],
+            memory_mb=settings["memoryMb"],
+        )
+        # The simulated truth is "bot"; a wrong answer says "human".
+        self.monitor.record_accuracy("bot" if correct else "human", "bot", TRUTH_SOURCE, model=self.name)
 
     def exposition(self) -> bytes:
-        """The Prometheus text of what was served; empty before the first request."""
-        with self.lock:
-            served = sum(self.outcomes.values())
-            if served == 0:
-                return b""
-            lines: list[str] = []
-
-            def family(name: str, kind: str, samples: list[tuple[dict[str, str], float]]) -> None:
-                lines.append(f"# TYPE {name} {kind}")
-                for extra, value in samples:
-                    lines.append(f"{name}{_labels({**self.labels, **extra})} {_number(value)}")
-
-            family(
-                "neuroweaver_requests_total",
-                "counter",
-                [({"outcome": outcome}, count) for outcome, count in self.outcomes.items()],
-            )
-            histogram = "neuroweaver_request_duration_seconds"
-            lines.append(f"# TYPE {histogram} histogram")
-            bounds = [*(repr(b) for b in BUCKETS), "+Inf"]
-            for bound, count in zip(bounds, [*self.buckets, served], strict=True):
-                lines.append(f"{histogram}_bucket{_labels({**self.labels, 'le': bound})} {count}")
-            lines.append(f"{histogram}_sum{_labels(self.labels)} {self.duration_sum!r}")
-            lines.append(f"{histogram}_count{_labels(self.labels)} {served}")
-            if self.recent:
-                family("neuroweaver_accuracy_ratio", "gauge", [({}, sum(self.recent) / len(self.recent))])
-                family("neuroweaver_correct_total", "counter", [({}, self.correct)])
-                family("neuroweaver_cost_total", "counter", [({}, self.cost)])
-                family("neuroweaver_tokens_total", "counter", [({}, self.tokens)])
-            family("neuroweaver_memory_bytes", "gauge", [({}, self.settings["memoryMb"] * 1e6)])
-            lines.append("")
-            return "\n".join(lines).encode()
-
-
-def _labels(labels: dict[str, str]) -> str:
-    escaped = (
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34)).replace(chr(10), "")}"'
-        for k, v in sorted(labels.items())
-    )
-    return "{" + ",".join(escaped) + "}"
-
-
-def _number(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    return repr(float(value))
+        """The Prometheus text of what was served (no series before the first request)."""
+        return generate_latest(self.registry)
 
 
 def handler(model: Model) -> type[BaseHTTPRequestHandler]:
@@ -198,7 +159,7 @@ def handler(model: Model) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._reply(200, model.exposition(), CONTENT_TYPE)
+                self._reply(200, model.exposition(), CONTENT_TYPE_LATEST)
             elif path == "/control":
                 self._json(200, model.control({}))
             elif path == "/healthz":
@@ -255,7 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tokens", type=float, default=300.0, help="tokens per successful request")
     parser.add_argument("--memory-mb", type=float, default=400.0, help="reported memory use")
     args = parser.parse_args(argv)
-    labels = {"model": args.model, **({"namespace": args.namespace} if args.namespace else {})}
+    # A service's own choice: without the _created series the exposition is what the catalog lists.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
+    labels = {"namespace": args.namespace} if args.namespace else {}
     model = Model(
         args.model,
         labels,

@@ -33,10 +33,10 @@ from urllib.parse import urlsplit
 import httpx
 from kubernetes import client
 
-from detection_operator.client.readers import RouteReader
+from detection_operator.client.readers import DocumentError, RouteReader
+from detection_operator.client.watch import ConfigMapWatch
 
 from . import model_server
-from .configmap_watch import ConfigMapWatch
 from .lifecycle import Looping, Started
 from .ports import LOOPBACK, free_port
 from .processes import ManagedProcess
@@ -188,28 +188,27 @@ class Router(Looping):
         self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="router")
         self._http = httpx.Client(timeout=_REQUEST_TIMEOUT, limits=httpx.Limits(max_connections=workers * 2))
-        self._watch = ConfigMapWatch(kube, namespace, config_map, self._on_data)
+        self._follow = (kube, namespace, config_map)
+        self._watch: ConfigMapWatch | None = None
 
-    def _on_data(self, data: Mapping[str, str] | None) -> None:
-        payload = (data or {}).get("route.json")
-        if payload is None:
-            return
-        try:
-            self.reader.accept(payload.encode())
-        except ValueError:
+    def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, DocumentError):
             with self._lock:
                 self.rejected += 1
 
     def start(self) -> None:
         """Follow the ConfigMap and start sending."""
-        self._watch.start()
+        if self._watch is None:
+            self._watch = self.reader.follow(*self._follow, lambda document: None, self._on_error)
         self._start_loop("router")
 
     def stop(self) -> None:
         """Stop sending (in-flight requests finish) and following."""
         self._stop_loop()
         self._pool.shutdown(wait=True)
-        self._watch.stop()
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
         self._http.close()
 
     def log(self, since: float = 0.0) -> list[Sent]:

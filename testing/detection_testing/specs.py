@@ -81,7 +81,12 @@ def missing_metric_policy(interval: str = "5s") -> dict[str, Any]:
 
 NEUROWEAVER_LABELS = '{namespace="$namespace",model="$model"}'
 NEUROWEAVER_METRICS: list[dict[str, str]] = [
-    {"name": "accuracy", "query": f"avg_over_time(neuroweaver_accuracy_ratio{NEUROWEAVER_LABELS}[$window])"},
+    {
+        # The mean of the accuracy scores observed in the window (the SDK's accuracy_score histogram).
+        "name": "accuracy",
+        "query": f"sum(rate(neuroweaver_accuracy_score_sum{NEUROWEAVER_LABELS}[$window])) / "
+        f"sum(rate(neuroweaver_accuracy_score_count{NEUROWEAVER_LABELS}[$window]))",
+    },
     {
         "name": "latencyP95Ms",
         "query": "histogram_quantile(0.95, sum by (le) "
@@ -101,7 +106,8 @@ NEUROWEAVER_METRICS: list[dict[str, str]] = [
         f"and count(neuroweaver_requests_total{NEUROWEAVER_LABELS})",
     },
 ]
-"""The catalog over what :mod:`~detection_testing.model_server` exports (``--namespace`` set)."""
+"""The catalog over what :mod:`~detection_testing.model_server` exports through the SDK's PerformanceMonitor
+(``--namespace`` set)."""
 
 
 def closed_loop_route(models: list[str], **overrides: Any) -> dict[str, Any]:

@@ -256,7 +256,12 @@ def test_warning_prewarms_the_next_backup_and_a_dead_primary_scales_it(
     loop.fleet.control(PRIMARY, accuracy=0.8)  # warning (0.85 / 0.75)
     wait_for(lambda: loop.replicas(BACKUP1) == 1, timeout=30, what="backup1 pre-warmed")
     assert loop.route_json()["active"] == PRIMARY  # type: ignore[index]
-    assert any("pre-warm" in m for m in loop.events("BackupScaled"))
+    # The Event follows the scale (the operator scales, then posts): wait for it, do not race it.
+    wait_for(
+        lambda: any("pre-warm" in m for m in loop.events("BackupScaled")),
+        timeout=10,
+        what="the pre-warm Event",
+    )
     # No node here: Deployments never have replicas available, which says nothing about the models.
     assert loop.model(PRIMARY)["state"] in ("healthy", "warning")
 

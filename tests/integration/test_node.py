@@ -95,7 +95,7 @@ def test_a_deployment_of_model_servers_becomes_available_and_serves_on_its_pod_i
     with httpx.Client(timeout=5, trust_env=False) as http:
         assert http.post(f"http://{pod.status.pod_ip}:8080/infer", content=b"{}").status_code == 200
         metrics = http.get(f"http://{pod.status.pod_ip}:8080/metrics").text
-    assert 'neuroweaver_requests_total{model="model-a",outcome="success"} 1' in metrics
+    assert 'neuroweaver_requests_total{kind="model",model="model-a",outcome="success"} 1.0' in metrics
     print(f"\nDeployment create -> Available: {elapsed:.2f}s")
 
 

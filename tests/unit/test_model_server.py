@@ -1,4 +1,5 @@
-"""The standalone model server: stdlib only, reports only what it served, fails and slows on command."""
+"""The standalone model server: records through the SDK's PerformanceMonitor, reports only what it served,
+fails and slows on command."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from detection_testing.exporter import parse_sample_line
 SCRIPT = Path(model_server.__file__)
 
 
-def test_imports_only_the_standard_library() -> None:
+def test_imports_only_the_standard_library_and_the_client_the_image_has() -> None:
     tree = ast.parse(SCRIPT.read_text())
     imported = {
         (node.module or "").split(".")[0] if isinstance(node, ast.ImportFrom) else alias.name.split(".")[0]
@@ -27,7 +28,9 @@ def test_imports_only_the_standard_library() -> None:
         if isinstance(node, (ast.Import, ast.ImportFrom))
         for alias in node.names
     }
-    assert imported - {"__future__"} <= sys.stdlib_module_names
+    assert imported - {"__future__"} <= {*sys.stdlib_module_names, "prometheus_client", "detection_operator"}
+    client = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert {m for m in client if m.startswith("detection_operator")} == {"detection_operator.client.monitor"}
 
 
 def test_spread_gives_exact_shares() -> None:
@@ -106,11 +109,15 @@ def test_counts_served_requests_and_fails_on_command(server: str) -> None:
     assert _post(f"{server}/control", {"errorShare": 0.5})[0] == 200
     assert [_post(f"{server}/infer", {})[0] for _ in range(4)] == [200, 503, 200, 503]
     series = _series(server)
-    labels = (("model", "m1"), ("namespace", "ns"))
+    labels = (("kind", "model"), ("model", "m1"), ("namespace", "ns"))
     assert series[("neuroweaver_requests_total", (*labels, ("outcome", "success")))] == 6
     assert series[("neuroweaver_requests_total", (*labels, ("outcome", "error")))] == 2
     assert series[("neuroweaver_request_duration_seconds_count", labels)] == 8
-    assert series[("neuroweaver_accuracy_ratio", labels)] == 0.5
+    accuracy = (*labels[:2], ("namespace", "ns"), ("source", "ground-truth"))
+    assert series[("neuroweaver_accuracy_score_count", accuracy)] == 6
+    assert series[("neuroweaver_accuracy_score_sum", accuracy)] == 3  # half of the answers right
+    errors = (("error_type", "model-failure"), *labels)
+    assert series[("neuroweaver_errors_total", errors)] == 2
     assert series[("neuroweaver_cost_total", labels)] == pytest.approx(6 * 0.002)
 
 

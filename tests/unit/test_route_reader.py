@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from detection_operator.client.readers import RouteReader
+from detection_operator.client.readers import DocumentError, RouteReader
 from detection_operator.decide.publish import route_publication
 
 from .test_decide_route import HEALTHY, T0, Run, make_spec
@@ -68,7 +68,8 @@ def test_choose_follows_the_weights_exactly_and_evenly(tmp_path: Path) -> None:
     picks = [reader.choose() for _ in range(200)]
     assert Counter(picks) == {"backup1": 190, "primary": 10}
     primary_at = [i for i, p in enumerate(picks) if p == "primary"]
-    assert all(b - a == 20 for a, b in itertools.pairwise(primary_at))  # one in twenty, not a burst
+    # About one in twenty, never a burst or a drought.
+    assert all(15 <= b - a <= 25 for a, b in itertools.pairwise(primary_at))
 
 
 def test_attempts_are_the_choice_then_active_then_fallbacks(tmp_path: Path) -> None:
@@ -114,3 +115,26 @@ def test_explain_shows_each_models_state_traffic_and_the_probation() -> None:
     text = render({"kind": "ModelRoute", "namespace": "ns", "name": "r", "status": status, "published": None})
     assert "idle" in text and "95 %" in text
     assert "Primary's probation: served 12 of 50 requests, healthy 30s of 300s, 1 failed" in text
+
+
+def test_any_hundred_consecutive_choices_give_each_model_exactly_its_percent(tmp_path: Path) -> None:
+    write(tmp_path, {"a": 37, "b": 50, "c": 13}, [])
+    reader = RouteReader(tmp_path)
+    reader.load()
+    picks = [reader.choose() for _ in range(300)]
+    for start in (0, 17, 100, 199):
+        assert Counter(picks[start : start + 100]) == {"a": 37, "b": 50, "c": 13}
+
+
+def test_offer_takes_a_config_maps_data_and_reports_only_changes(tmp_path: Path) -> None:
+    write(tmp_path, {"primary": 100}, [])
+    data = {"route.json": (tmp_path / "route.json").read_text()}
+    reader = RouteReader()
+    first = reader.offer(data)
+    assert first is not None and reader.current == first
+    assert reader.offer(data) is None  # the same document again: no callback
+    with pytest.raises(DocumentError, match=r"has no route\.json"):
+        reader.offer({"profile.json": "{}"})
+    with pytest.raises(DocumentError, match="no signature"):
+        RouteReader(key=b"k").offer(data)
+    assert reader.current == first

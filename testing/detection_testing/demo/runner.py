@@ -197,7 +197,7 @@ Everything is still running. In another terminal:
   kubectl get deploy,events -n {NAMESPACE}
   {cli} explain dp/{POLICY} -n {NAMESPACE}
   {cli} explain mr/{ROUTE} -n {NAMESPACE}
-Prometheus:   {prometheus.url}   (try detector_requests_total or neuroweaver_accuracy_ratio)
+Prometheus:   {prometheus.url}   (try detector_requests_total or neuroweaver_requests_total)
 Operator log: {operator_log}
 Press Ctrl-C to tear everything down.""",
         file=out,
