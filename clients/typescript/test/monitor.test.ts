@@ -1,0 +1,92 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { accuracy } from "../src/accuracy";
+import { PerformanceMonitor } from "../src/monitor";
+
+function sample(text: string, line: string): number | undefined {
+  const found = text.split("\n").find((l) => l.startsWith(line + " "));
+  return found === undefined ? undefined : Number(found.slice(line.length + 1));
+}
+
+test("recordRun exports the catalog's names and labels", async () => {
+  const monitor = new PerformanceMonitor();
+  monitor.recordRun({ model: "nw-primary" }, {
+    status: "success", durationMs: 42, tokens: 120, cost: 0.5, memoryMb: 256, cpuMs: 30, quality: 0.9, confidence: 0.75,
+  });
+  monitor.recordRun({ model: "nw-primary" }, { status: "timeout", durationMs: 10_000 });
+  monitor.recordRun({ agent: "triage" }, { status: "error", durationMs: 3, errorType: "bad-input" });
+  const text = await monitor.metrics();
+  const m = 'model="nw-primary",kind="model"';
+  assert.equal(sample(text, `neuroweaver_requests_total{${m},outcome="success"}`), 1);
+  assert.equal(sample(text, `neuroweaver_requests_total{${m},outcome="timeout"}`), 1);
+  assert.equal(sample(text, `neuroweaver_errors_total{${m},error_type="timeout"}`), 1);
+  assert.equal(sample(text, 'neuroweaver_errors_total{model="triage",kind="agent",error_type="bad-input"}'), 1);
+  assert.equal(sample(text, `neuroweaver_request_duration_seconds_bucket{le="0.05",${m}}`), 1);
+  assert.equal(sample(text, `neuroweaver_request_duration_seconds_bucket{le="10",${m}}`), 2);
+  assert.equal(sample(text, `neuroweaver_request_duration_seconds_sum{${m}}`), 10.042);
+  assert.equal(sample(text, `neuroweaver_tokens_total{${m}}`), 120);
+  assert.equal(sample(text, `neuroweaver_cost_total{${m}}`), 0.5);
+  assert.equal(sample(text, `neuroweaver_cpu_seconds_total{${m}}`), 0.03);
+  assert.equal(sample(text, `neuroweaver_memory_bytes{${m}}`), 256 * 1024 * 1024);
+  assert.equal(sample(text, `neuroweaver_quality_bucket{le="0.9",${m}}`), 1);
+  assert.equal(sample(text, `neuroweaver_confidence_bucket{le="0.7",${m}}`), 0);
+  assert.equal(sample(text, `neuroweaver_confidence_bucket{le="0.8",${m}}`), 1);
+  assert.equal(sample(text, `neuroweaver_errors_total{${m},error_type="success"}`), undefined);
+});
+
+test("recordRun refuses what would corrupt a counter", () => {
+  const monitor = new PerformanceMonitor();
+  assert.throws(() => monitor.recordRun({ model: "m" }, { status: "success", durationMs: -1 }), RangeError);
+  assert.throws(() => monitor.recordRun({ model: "m" }, { status: "success", durationMs: 1, tokens: NaN }), RangeError);
+  assert.throws(() => monitor.recordRun({ model: "m" }, { status: "ok" as "success", durationMs: 1 }), RangeError);
+  assert.throws(() => monitor.recordRun({ model: "m", agent: "a" } as never, { status: "success", durationMs: 1 }), TypeError);
+});
+
+test("recordAccuracy scores, observes once per call under its source, and returns the score", async () => {
+  const monitor = new PerformanceMonitor();
+  assert.equal(monitor.recordAccuracy(90, 100, "labels", { model: "nw-primary" }), 0.9);
+  assert.equal(monitor.recordAccuracy("a bot", "a bot", "labels", { model: "nw-primary" }), 1);
+  const text = await monitor.metrics();
+  const l = 'model="nw-primary",kind="model",source="labels"';
+  assert.equal(sample(text, `neuroweaver_accuracy_score_count{${l}}`), 2);
+  assert.equal(sample(text, `neuroweaver_accuracy_score_sum{${l}}`), 1.9);
+});
+
+test("accuracy by data type, with its edge cases", () => {
+  const cases: [unknown, unknown, number][] = [
+    [100, 100, 1],
+    [90, 100, 0.9],
+    [110, 100, 0.9],
+    [-90, -100, 0.9],
+    [300, 100, 0],
+    [0, 0, 1],
+    [1, 0, 0],
+    ["the bot came back", "the bot", 1],
+    ["bot", "The Bot  returned", 1 / 3],
+    ["", "", 1],
+    ["x", "", 0],
+    ["", "x", 0],
+    [{ a: 1, b: 2 }, { a: 1, b: 2 }, 1],
+    [{ a: 1 }, { a: 1, b: 2 }, 0.75],
+    [{ a: 0.5, c: 1 }, { a: 1, b: 2 }, (0.5 + 0.5) / 2],
+    [{ c: 1 }, { a: 1 }, 0],
+    [{}, {}, 1],
+    [{ a: 1 }, {}, 0],
+    [[1, 2, 3], [1, 2], 1],
+    [[1], [1, 2], 0.5],
+    [[{ k: 1 }], [{ k: 1 }], 1],
+    [[], [], 1],
+    [[1], [], 0],
+    [true, true, 1],
+    [true, false, 0],
+    [null, null, 1],
+    ["1", 1, 0],
+    [[1], { 0: 1 }, 0],
+  ];
+  for (const [predicted, actual, expected] of cases) {
+    const got = accuracy(predicted, actual);
+    assert.ok(Math.abs(got - expected) < 1e-12, `accuracy(${JSON.stringify(predicted)}, ${JSON.stringify(actual)}) = ${got}, not ${expected}`);
+    assert.ok(got >= 0 && got <= 1);
+  }
+});
