@@ -86,6 +86,11 @@ export class DocumentError extends Error {
   override name = "DocumentError";
 }
 
+/** No document to read (the ConfigMap or its key does not exist yet): nothing was refused. */
+export class DocumentMissing extends Error {
+  override name = "DocumentMissing";
+}
+
 /** One kind of published document: its file name in the ConfigMap and its schema. */
 export interface DocumentKind<D> {
   fileName: string;

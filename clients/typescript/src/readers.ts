@@ -12,6 +12,7 @@ import { join } from "node:path";
 import {
   DocumentError,
   DocumentKind,
+  DocumentMissing,
   PROFILE,
   ProfileDocument,
   parseDocument,
@@ -104,13 +105,13 @@ export class DocumentReader<D> {
 
   /**
    * Accept a ConfigMap's data (from the API) if its document changed: the new document, or undefined when
-   * nothing changed. Throws DocumentError when the document is missing or refused.
+   * nothing changed. Throws DocumentMissing when there is no document, DocumentError when it is refused.
    */
   acceptData(data: ConfigMapData): D | undefined {
     const name = this.kind.fileName;
     const payload = data?.[name];
     if (payload === undefined) {
-      throw new DocumentError(data === null ? `the ConfigMap does not exist` : `the ConfigMap has no ${name}`);
+      throw new DocumentMissing(data === null ? `the ConfigMap does not exist` : `the ConfigMap has no ${name}`);
     }
     if (!this.changed(payload)) return undefined;
     return this.accept(payload, data?.[name + SIGNATURE_SUFFIX]);
@@ -137,7 +138,10 @@ export class DocumentReader<D> {
     }
     const snapshot = await realpath(join(this.directory, DATA_LINK)).catch(() => this.directory as string);
     const name = this.kind.fileName;
-    const payload = await readFile(join(snapshot, name));
+    const payload = await readFile(join(snapshot, name)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") throw new DocumentMissing(`${join(this.directory as string, name)} does not exist`);
+      throw error;
+    });
     if (this.key === undefined) return { payload };
     try {
       return { payload, signature: await readFile(join(snapshot, name + SIGNATURE_SUFFIX), "utf8") };
