@@ -36,7 +36,7 @@ test: deps venv controlplane node helm kstatus lint check-crds ts ## install eve
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 demo: deps venv controlplane ## play the scenario on a local control plane + Prometheus + simulator + operator
-	$(PY) -m detection_operator.demo $(DEMO_ARGS)
+	$(PY) -m detection_testing.demo $(DEMO_ARGS)
 
 deps: ## Debian packages the tests use (Prometheus, Lua 5.1 for the Argo CD health check, containerd, buildah, ...)
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -46,7 +46,12 @@ deps: ## Debian packages the tests use (Prometheus, Lua 5.1 for the Argo CD heal
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-venv: $(VENV_STAMP) ## virtualenv with the package and its test tools
+venv: $(VENV_STAMP) $(VENV)/.testing-path ## virtualenv with the package, its test tools and the test support
+
+# The test support and the demo (testing/detection_testing) are not in the wheel: the venv finds them by a .pth.
+$(VENV)/.testing-path: $(VENV_STAMP)
+	echo "$(abspath testing)" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/detection-testing.pth"
+	touch $@
 
 $(VENV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,7 +73,7 @@ controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl in
 
 node: deps venv controlplane ## build kubelet, kube-scheduler, kube-proxy and the node's images into .cache (once)
 	CACHE=$(abspath $(CACHE))/controlplane hack/build-controlplane.sh node
-	$(PY) -m detection_operator.testing.images build
+	$(PY) -m detection_testing.images build
 
 helm: ## build the helm CLI into .cache (once), for the chart tests
 	BIN=$(dir $(HELM_BIN)) hack/install-helm.sh
@@ -83,8 +88,8 @@ check-crds: venv
 	$(PY) -m detection_operator.api.generate --check
 
 lint: venv ## ruff and mypy
-	$(VENV)/bin/ruff check operator tests bench
-	$(VENV)/bin/ruff format --check operator tests bench
+	$(VENV)/bin/ruff check operator testing tests bench
+	$(VENV)/bin/ruff format --check operator testing tests bench
 	$(VENV)/bin/mypy
 
 unit: venv ## only the unit tests (no control plane needed)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from detection_operator.decide.alerts import Alert, ObjectKey, plan_alerts
 from detection_operator.notify.delivery import Notifier
 from detection_operator.notify.receivers import ReceiverConfig
-from detection_operator.testing.receiver import WebhookReceiver
+from detection_testing.receiver import WebhookReceiver
 
 from .harness import Stats
 

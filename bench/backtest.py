@@ -12,9 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from detection_operator.testing.prometheus import PrometheusServer
 from detection_operator.tools import backtest
 from detection_operator.tools.documents import Document
+from detection_testing.prometheus import PrometheusServer
 
 from .policy import benchmark_spec
 

@@ -30,11 +30,11 @@ from typing import Any, TypeVar
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.receiver import WebhookReceiver
-from detection_operator.testing.router import ModelFleet, Router
-from detection_operator.testing.specs import NEUROWEAVER_METRICS, closed_loop_route
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.receiver import WebhookReceiver
+from detection_testing.router import ModelFleet, Router
+from detection_testing.specs import NEUROWEAVER_METRICS, closed_loop_route
 
 from .harness import Seen, Stack, create_namespace, real_stack, watch_config_map_key
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from kubernetes import client
 
-from detection_operator.testing.httpservice import HttpService, QuietHandler
+from detection_testing.httpservice import HttpService, QuietHandler
 
 ALERT = "BenchStepHigh"
 

@@ -18,10 +18,10 @@ from typing import NamedTuple
 
 from kubernetes import client, watch
 
-from detection_operator.testing.controlplane import LocalControlPlane
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.kube import api_client, install_crds
-from detection_operator.testing.prometheus import PrometheusServer
+from detection_testing.controlplane import LocalControlPlane
+from detection_testing.exporter import MetricExporter
+from detection_testing.kube import api_client, install_crds
+from detection_testing.prometheus import PrometheusServer
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 REPO = Path(__file__).resolve().parents[1]

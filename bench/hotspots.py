@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from detection_operator.testing.operator_process import OperatorProcess
+from detection_testing.operator_process import OperatorProcess
 
 from . import scale
 from .harness import real_stack

@@ -11,17 +11,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from detection_operator.reconcile.reconciler.reconciler import Reconciler
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
 from detection_operator.api.detection_policy import DetectionPolicySpec
 from detection_operator.decide.policy import PolicyMemory, QueryKey, decide_policy, query_plan
 from detection_operator.decide.publish import publication
-from detection_operator.metrics.connections import Connections
-from detection_operator.metrics.source import PrometheusConfig, PrometheusSource, Reading, Value, query_all
 from detection_operator.notify.delivery import Notifier
 from detection_operator.notify.receivers import ReceiverConfig
-from detection_operator.reconcile import Reconciler
+from detection_operator.observe.connections import Connections
+from detection_operator.observe.source import PrometheusConfig, PrometheusSource, Reading, Value, query_all
 
 from .harness import Seen, Stats, create_namespace, real_stack, watch_config_map_key
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.detector import ProfiledDetector
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.policy_loop import BURST, CALM, CONFIG_MAP, COSTS, ProfilesRun, loop_policy
+from detection_testing.detector import ProfiledDetector
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.policy_loop import BURST, CALM, CONFIG_MAP, COSTS, ProfilesRun, loop_policy
 
 from .harness import create_namespace, real_stack
 

@@ -26,12 +26,12 @@ from typing import Any
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION, parse_duration
-from detection_operator.testing.alertmanager import AlertmanagerServer
-from detection_operator.testing.controlplane import LocalControlPlane
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.kube import api_client
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.prometheus import PrometheusServer
+from detection_testing.alertmanager import AlertmanagerServer
+from detection_testing.controlplane import LocalControlPlane
+from detection_testing.exporter import MetricExporter
+from detection_testing.kube import api_client
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.prometheus import PrometheusServer
 
 from . import diy
 from .harness import Seen, Stats, control_plane, create_namespace, watch_config_map_key

@@ -9,7 +9,7 @@ from typing import Any
 from detection_operator.api.model_route import ModelRouteSpec
 from detection_operator.decide.publish import route_publication
 from detection_operator.decide.route import RouteKey, RouteMemory, decide_route, query_plan
-from detection_operator.metrics.source import Reading, Value
+from detection_operator.observe.source import Reading, Value
 
 from .harness import Stats
 

@@ -20,8 +20,8 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.operator_process import OperatorProcess
+from detection_testing.exporter import MetricExporter
+from detection_testing.operator_process import OperatorProcess
 
 from .harness import real_stack
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from detection_operator.testing.documents import edited
 from detection_operator.tools import validate
+from detection_testing.documents import edited
 
 from .harness import Stats
 

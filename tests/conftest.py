@@ -23,14 +23,14 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from detection_operator.testing.controlplane import LocalControlPlane
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.images import Image, Images
-from detection_operator.testing.kube import api_client, install_crds
-from detection_operator.testing.node import LocalNode, node_address
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.pod_targets import PodTargets
-from detection_operator.testing.prometheus import PrometheusServer
+from detection_testing.controlplane import LocalControlPlane
+from detection_testing.exporter import MetricExporter
+from detection_testing.images import Image, Images
+from detection_testing.kube import api_client, install_crds
+from detection_testing.node import LocalNode, node_address
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.pod_targets import PodTargets
+from detection_testing.prometheus import PrometheusServer
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,8 @@ def _run(args: argparse.Namespace) -> int:
 
     import kopf
 
-    from . import handlers  # noqa: F401  (registers the handlers with kopf)
-    from .settings import Settings
+    from .runtime import handlers  # noqa: F401  (registers the handlers with kopf)
+    from .runtime.settings import Settings
 
     try:
         settings = Settings.from_env()

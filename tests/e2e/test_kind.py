@@ -17,9 +17,9 @@ import pytest
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.charts import install
-from detection_operator.testing.kube import api_client, wait_for
-from detection_operator.testing.specs import missing_metric_policy
+from detection_testing.charts import install
+from detection_testing.kube import api_client, wait_for
+from detection_testing.specs import missing_metric_policy
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGE_REPOSITORY, IMAGE_TAG = "detection-operator", "e2e"

@@ -17,12 +17,12 @@ import pytest
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.signing import ReplayGuard
-from detection_operator.testing.alertmanager import AlertmanagerServer
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.receiver import Request, WebhookReceiver
+from detection_operator.core.signing import ReplayGuard
+from detection_testing.alertmanager import AlertmanagerServer
+from detection_testing.exporter import MetricExporter
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.receiver import Request, WebhookReceiver
 
 NAME = "classifier"
 LABELS = '{namespace="$namespace",model="$model"}'

@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.charts import (
+from detection_testing.charts import (
     HelmError,
     apply,
     helm_binary,
@@ -28,12 +28,12 @@ from detection_operator.testing.charts import (
     servicemonitor_crd_dir,
     uninstall,
 )
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.kube import api_client, install_crds, wait_for
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.ports import free_port
-from detection_operator.testing.prometheus import PrometheusServer
-from detection_operator.testing.tokens import service_account_kubeconfig
+from detection_testing.exporter import MetricExporter
+from detection_testing.kube import api_client, install_crds, wait_for
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.ports import free_port
+from detection_testing.prometheus import PrometheusServer
+from detection_testing.tokens import service_account_kubeconfig
 
 from ..conftest import Cluster
 

@@ -23,10 +23,10 @@ import pytest
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.charts import install, kubectl_binary, uninstall
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.prometheus import PrometheusServer
-from detection_operator.testing.specs import missing_metric_policy, simple_route
+from detection_testing.charts import install, kubectl_binary, uninstall
+from detection_testing.kube import wait_for
+from detection_testing.prometheus import PrometheusServer
+from detection_testing.specs import missing_metric_policy, simple_route
 
 from ..conftest import Cluster, Node
 

@@ -9,10 +9,10 @@ import pytest
 from kubernetes import client
 
 from detection_operator.api.contract import ProfileDocument
-from detection_operator.testing.detector import ProfiledDetector
-from detection_operator.testing.exporter import MetricExporter, parse_sample_line
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.simulator import ContributorLoad, DetectorLoad
+from detection_testing.detector import ProfiledDetector
+from detection_testing.exporter import MetricExporter, parse_sample_line
+from detection_testing.kube import wait_for
+from detection_testing.simulator import ContributorLoad, DetectorLoad
 
 CONFIG_MAP = "bot-detector-detection-profile"
 COSTS = {

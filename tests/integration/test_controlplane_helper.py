@@ -15,11 +15,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from detection_operator.testing.controlplane import (
-    ControlPlaneError,
-    LocalControlPlane,
-    missing_binaries,
-)
+from detection_testing.controlplane import ControlPlaneError, LocalControlPlane, missing_binaries
 
 pytestmark = pytest.mark.integration
 
@@ -183,7 +179,7 @@ def _cli_up(workdir: Path) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-m",
-            "detection_operator.testing.controlplane",
+            "detection_testing.controlplane",
             "up",
             str(workdir),
             "--no-controller-manager",

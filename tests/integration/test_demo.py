@@ -39,7 +39,7 @@ OBJECT = "(dp/bot-detector|mr/bot-classifier)"
 
 
 def demo(state: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "detection_operator.demo", "--state-dir", str(state), *args]
+    return [sys.executable, "-m", "detection_testing.demo", "--state-dir", str(state), *args]
 
 
 def refused(url: str) -> bool:

@@ -17,10 +17,10 @@ import yaml
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.prometheus import PrometheusServer
+from detection_testing.exporter import MetricExporter
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.prometheus import PrometheusServer
 
 QUERY = 'max(gitops_{}{{namespace="$namespace"}})'
 

@@ -13,10 +13,10 @@ import yaml
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.health import argocd_health, kstatus
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.operator_process import OperatorProcess
+from detection_testing.exporter import MetricExporter
+from detection_testing.health import argocd_health, kstatus
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = yaml.safe_load((REPO / "examples/detection-policy.yaml").read_text())

@@ -1,9 +1,9 @@
 """Model servers as Pods of real Deployments: availability, pre-warm and failover are what the node does.
 
 Each model is a Deployment of the standalone model server; Prometheus finds its Pods by annotation and
-scrapes their Pod IPs. The closed-loop router (:class:`~detection_operator.testing.router.Router`) follows
+scrapes their Pod IPs. The closed-loop router (:class:`~detection_testing.router.Router`) follows
 the route.json the operator publishes and sends each request to a Ready Pod of the model it picks
-(:class:`~detection_operator.testing.pod_endpoints.ReadyPods`, as a Service's endpoints would), retrying
+(:class:`~detection_testing.pod_endpoints.ReadyPods`, as a Service's endpoints would), retrying
 along the fallbacks, so a model reports only the requests it was sent and a model whose Pods are gone
 reports nothing while traffic is routed to it. A backup's readiness is the Deployment's real availability.
 """
@@ -21,12 +21,12 @@ import pytest
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.pod_endpoints import ReadyPods
-from detection_operator.testing.prometheus import PrometheusServer
-from detection_operator.testing.router import Router
-from detection_operator.testing.specs import closed_loop_route
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.pod_endpoints import ReadyPods
+from detection_testing.prometheus import PrometheusServer
+from detection_testing.router import Router
+from detection_testing.specs import closed_loop_route
 
 from ..conftest import Node
 from .test_node import available, model_server_deployment

@@ -17,13 +17,13 @@ import jsonschema
 import pytest
 from kubernetes import client
 
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.node_router import NodeRouter
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.prometheus import PrometheusServer
-from detection_operator.testing.router import ModelFleet, Router
-from detection_operator.testing.specs import closed_loop_route
-from detection_operator.testing.watched import Watched
+from detection_testing.kube import wait_for
+from detection_testing.node_router import NodeRouter
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.prometheus import PrometheusServer
+from detection_testing.router import ModelFleet, Router
+from detection_testing.specs import closed_loop_route
+from detection_testing.watched import Watched
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTE_SCHEMA = json.loads((REPO / "docs/schemas/route.schema.json").read_text())

@@ -1,7 +1,7 @@
 """The local node itself: Pods really run, Deployments become Available, and a node leaves nothing behind.
 
 The teardown tests start a control plane and a node of their own in a child process (``python -m
-detection_operator.testing.node up``), run a Pod on it, and compare the host (mounts, iptables rules in
+detection_testing.node up``), run a Pod on it, and compare the host (mounts, iptables rules in
 every table, links, sysctls, fixed directories, cgroups, node processes) before and after: once after a
 clean stop (SIGINT, as Ctrl-C), once after SIGKILL, where only the next run's start-up sweep cleans up.
 """
@@ -22,9 +22,9 @@ import httpx
 import pytest
 from kubernetes import client
 
-from detection_operator.testing.host import leftovers, snapshot
-from detection_operator.testing.images import Images
-from detection_operator.testing.kube import api_client, wait_for
+from detection_testing.host import leftovers, snapshot
+from detection_testing.images import Images
+from detection_testing.kube import api_client, wait_for
 
 from ..conftest import Cluster, Node
 
@@ -107,7 +107,7 @@ def own_node_workdir(tmp_path: Path) -> Iterator[Path]:
 
 def _start_node_process(workdir: Path) -> tuple[subprocess.Popen[str], Path]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "detection_operator.testing.node", "up", str(workdir)],
+        [sys.executable, "-m", "detection_testing.node", "up", str(workdir)],
         stdout=subprocess.PIPE,
         stderr=open(workdir / "node-up.log", "w"),  # noqa: SIM115 (the child owns it)
         text=True,
@@ -165,7 +165,7 @@ def test_a_killed_run_is_swept_by_the_next(own_node_workdir: Path) -> None:
     left = leftovers(before, snapshot())
     assert any("mounts:" in line for line in left) and any("links: detop0" in line for line in left), left
     done = subprocess.run(
-        [sys.executable, "-m", "detection_operator.testing.node", "sweep"], capture_output=True, text=True
+        [sys.executable, "-m", "detection_testing.node", "sweep"], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
     assert "deleted link detop0" in done.stdout

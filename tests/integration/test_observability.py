@@ -14,12 +14,12 @@ import pytest
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.ports import free_port
-from detection_operator.testing.prometheus import PrometheusServer
-from detection_operator.testing.receiver import WebhookReceiver
+from detection_testing.exporter import MetricExporter
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.ports import free_port
+from detection_testing.prometheus import PrometheusServer
+from detection_testing.receiver import WebhookReceiver
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "charts/detection-operator/dashboards/detection-operator.json"

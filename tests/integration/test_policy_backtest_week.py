@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.prometheus import PrometheusServer
+from detection_testing.prometheus import PrometheusServer
 
 DAY, HOUR, MINUTE = 86400, 3600, 60
 FAST_BURN = (1 * DAY + 10 * HOUR, 40 * MINUTE, 0.03)

@@ -16,11 +16,11 @@ from typing import Any
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.detector import ProfiledDetector
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.policy_loop import (
+from detection_testing.detector import ProfiledDetector
+from detection_testing.exporter import MetricExporter
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.policy_loop import (
     BURST,
     CALM,
     CONFIG_MAP,
@@ -30,7 +30,7 @@ from detection_operator.testing.policy_loop import (
     loop_policy,
     switches,
 )
-from detection_operator.testing.prometheus import PrometheusServer
+from detection_testing.prometheus import PrometheusServer
 
 BURST_SECONDS = 40
 

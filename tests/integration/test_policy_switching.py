@@ -16,11 +16,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.consumer import ProfileReader
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.prometheus import PrometheusServer
+from detection_operator.client.readers import ProfileReader
+from detection_testing.exporter import MetricExporter
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.prometheus import PrometheusServer
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE_SCHEMA = json.loads((REPO / "docs/schemas/profile.schema.json").read_text())

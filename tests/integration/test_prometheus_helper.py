@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.prometheus import PrometheusServer
+from detection_testing.exporter import MetricExporter
+from detection_testing.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from kubernetes.client.rest import ApiException
 
 from detection_operator.api.base import GROUP, VERSION
 from detection_operator.api.kinds import by_kind
-from detection_operator.testing.documents import edited
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.operator_process import OperatorProcess
+from detection_testing.documents import edited
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
 MALFORMED: list[dict[str, Any]] = yaml.safe_load((REPO / "tests/data/malformed.yaml").read_text())

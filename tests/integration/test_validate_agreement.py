@@ -29,8 +29,8 @@ from kubernetes.client.exceptions import ApiException
 from detection_operator.api.admission import ADMISSION, OPERATOR, spec_schema
 from detection_operator.api.base import GROUP, VERSION
 from detection_operator.api.kinds import by_kind
-from detection_operator.testing.documents import edited
 from detection_operator.tools import validate
+from detection_testing.documents import edited
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = [

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from detection_operator.testing.faultproxy import FaultProxy
-from detection_operator.testing.prometheus import PrometheusServer
-from detection_operator.testing.receiver import WebhookReceiver
-from detection_operator.testing.report import Report
+from detection_testing.faultproxy import FaultProxy
+from detection_testing.prometheus import PrometheusServer
+from detection_testing.receiver import WebhookReceiver
+from detection_testing.report import Report
 
 REPO = Path(__file__).resolve().parents[2]
 SUMMARY = REPO / ".cache" / "reliability" / "summary.md"

@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from detection_operator.act.outputs import MANAGED_BY, MANAGED_BY_LABEL
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.outputs import MANAGED_BY, MANAGED_BY_LABEL
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.report import Report
-from detection_operator.testing.specs import latency_policy, simple_route
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.report import Report
+from detection_testing.specs import latency_policy, simple_route
 
 CHURN_SECONDS = float(os.environ.get("RELIABILITY_CHURN_SECONDS", "180"))
 MIN_OBJECTS = 1000

@@ -23,9 +23,9 @@ from kubernetes.client.exceptions import ApiException
 from detection_operator.api.base import GROUP, VERSION
 from detection_operator.api.kinds import by_kind
 from detection_operator.api.validation import summary, validate_spec
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.report import Report
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.report import Report
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = [

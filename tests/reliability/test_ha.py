@@ -19,10 +19,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.prometheus import PrometheusServer
+from detection_testing.exporter import MetricExporter
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.prometheus import PrometheusServer
 
 LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 4.0, 3.0, 1.0
 TAKEOVER_BOUND = LEASE_DURATION + RETRY_PERIOD

@@ -12,15 +12,15 @@ import time
 import pytest
 from kubernetes import client
 
-from detection_operator.testing.exporter import MetricExporter
-from detection_operator.testing.faultproxy import FaultProxy
-from detection_operator.testing.kube import wait_for
-from detection_operator.testing.operator_process import OperatorProcess
-from detection_operator.testing.prometheus import PrometheusServer
-from detection_operator.testing.receiver import WebhookReceiver
-from detection_operator.testing.report import Report
-from detection_operator.testing.specs import LATENCY_METRIC, latency_policy
-from detection_operator.testing.watched import Watched
+from detection_testing.exporter import MetricExporter
+from detection_testing.faultproxy import FaultProxy
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.prometheus import PrometheusServer
+from detection_testing.receiver import WebhookReceiver
+from detection_testing.report import Report
+from detection_testing.specs import LATENCY_METRIC, latency_policy
+from detection_testing.watched import Watched
 
 ATTEMPTS = 3
 # (receiver fault, tries the receiver should see, words the AlertsDelivered message must contain)

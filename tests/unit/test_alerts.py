@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from detection_operator.api.common import AlertRecord
+from detection_operator.core.signing import ReplayGuard, SignatureError, sign_webhook, verify_webhook
 from detection_operator.decide.alerts import (
     Alert,
     ObjectKey,
@@ -17,12 +18,11 @@ from detection_operator.decide.alerts import (
     route_alerts,
 )
 from detection_operator.decide.route import RouteMemory, decide_route
-from detection_operator.metrics.source import Value
 from detection_operator.notify.delivery import Notifier
 from detection_operator.notify.payloads import alertmanager_alerts, webhook_body
 from detection_operator.notify.receivers import ReceiverConfig
-from detection_operator.signing import ReplayGuard, SignatureError, sign_webhook, verify_webhook
-from detection_operator.testing.receiver import WebhookReceiver
+from detection_operator.observe.source import Value
+from detection_testing.receiver import WebhookReceiver
 
 from .test_decide_route import CRITICAL, SPEC, obs
 
@@ -205,7 +205,7 @@ def test_delivery_signs_retries_and_reports_to_a_real_receiver() -> None:
 def test_policy_alerts_metrics_unavailable_escalates_on_fallback_and_switch_notice() -> None:
     from detection_operator.decide.alerts import policy_alerts
     from detection_operator.decide.policy import PolicyMemory, decide_policy
-    from detection_operator.metrics.source import Missing
+    from detection_operator.observe.source import Missing
 
     from .test_decide_policy import SPEC as POLICY
 

@@ -14,7 +14,7 @@ from detection_operator.api.generate import generated_files
 from detection_operator.api.kinds import KINDS, by_kind, by_plural
 from detection_operator.api.model_route import ModelRouteSpec
 from detection_operator.api.validation import ValidatedSpecs, validate_spec
-from detection_operator.testing.documents import edited
+from detection_testing.documents import edited
 
 REPO = Path(__file__).resolve().parents[2]
 MALFORMED: list[dict[str, Any]] = yaml.safe_load((REPO / "tests/data/malformed.yaml").read_text())

@@ -8,9 +8,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
-from detection_operator.metrics.coalesce import CoalescingSource
-from detection_operator.metrics.connections import Connections
-from detection_operator.metrics.source import (
+from detection_operator.observe.coalesce import CoalescingSource
+from detection_operator.observe.connections import Connections
+from detection_operator.observe.source import (
     Missing,
     PrometheusConfig,
     PrometheusSource,

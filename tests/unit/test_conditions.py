@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from detection_operator import conditions
+from detection_operator.record import conditions
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

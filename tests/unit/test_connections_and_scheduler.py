@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from detection_operator.api.common import PrometheusRef
-from detection_operator.metrics.connections import Connections, InvalidConnection, check_url
-from detection_operator.metrics.source import Missing, PrometheusConfig, Value, normalise
-from detection_operator.scheduler import Key, Scheduler, namespace_phase
+from detection_operator.observe.connections import Connections, InvalidConnection, check_url
+from detection_operator.observe.source import Missing, PrometheusConfig, Value, normalise
+from detection_operator.runtime.scheduler import Key, Scheduler, namespace_phase
 
 DEFAULT = PrometheusConfig(url="http://prometheus:9090", timeout_seconds=5, headers={"X-Scope-OrgID": "ops"})
 

@@ -18,7 +18,7 @@ from detection_operator.decide.policy import (
     decide_policy,
     query_plan,
 )
-from detection_operator.metrics.source import Missing, Reading, Value
+from detection_operator.observe.source import Missing, Reading, Value
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -18,7 +18,7 @@ from detection_operator.decide.policy import (
     prometheus_duration,
     query_plan,
 )
-from detection_operator.metrics.source import Missing, Reading, Value
+from detection_operator.observe.source import Missing, Reading, Value
 
 from .test_decide_policy import Run, make_spec
 

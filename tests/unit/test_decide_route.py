@@ -19,7 +19,7 @@ from detection_operator.decide.route import (
     metric_score,
     query_plan,
 )
-from detection_operator.metrics.source import Missing, Reading, Value
+from detection_operator.observe.source import Missing, Reading, Value
 
 T0 = datetime(2026, 1, 1, 12, tzinfo=UTC)
 MODELS = ["primary", "backup1", "backup2"]

@@ -18,7 +18,7 @@ from detection_operator.decide.route import (
     TrafficSpan,
     traffic_sent,
 )
-from detection_operator.metrics.source import Missing, Reading, Value
+from detection_operator.observe.source import Missing, Reading, Value
 
 from .test_decide_route import HEALTHY, MODELS, T0, WARNING, Run, make_spec
 

@@ -9,8 +9,9 @@ import pytest
 import yaml
 from kubernetes import client
 
-from detection_operator.demo.runner import demo_objects
-from detection_operator.demo.scenario import (
+from detection_operator.tools.validate import validate
+from detection_testing.demo.runner import demo_objects
+from detection_testing.demo.scenario import (
     CALM,
     CONTRIBUTORS,
     EXTERNALS,
@@ -21,16 +22,9 @@ from detection_operator.demo.scenario import (
     Expectation,
     scenario,
 )
-from detection_operator.demo.timeline import elapsed, event_line, transition_line, transitions
-from detection_operator.testing.detector import profile_traffic
-from detection_operator.testing.simulator import (
-    BUCKETS,
-    DetectorLoad,
-    Traffic,
-    counter_increments,
-    gauge_values,
-)
-from detection_operator.tools.validate import validate
+from detection_testing.demo.timeline import elapsed, event_line, transition_line, transitions
+from detection_testing.detector import profile_traffic
+from detection_testing.simulator import BUCKETS, DetectorLoad, Traffic, counter_increments, gauge_values
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from detection_operator.testing.detector import profile_traffic
-from detection_operator.testing.simulator import ContributorLoad, DetectorLoad, ExternalLoad
+from detection_testing.detector import profile_traffic
+from detection_testing.simulator import ContributorLoad, DetectorLoad, ExternalLoad
 
 COSTS = {
     "strict-rules": ContributorLoad(runtime_seconds=0.005, memory_bytes=20e6),

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from detection_operator.election import LeaseRecord, Observed, Step, decide, leading, observe
-from detection_operator.scheduler import Key, Scheduler
-from detection_operator.settings import LeaderElection, Settings
+from detection_operator.runtime.election import LeaseRecord, Observed, Step, decide, leading, observe
+from detection_operator.runtime.scheduler import Key, Scheduler
+from detection_operator.runtime.settings import LeaderElection, Settings
 
 ME, OTHER = "operator-0", "operator-1"
 

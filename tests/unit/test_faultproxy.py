@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from detection_operator.metrics.source import Missing, normalise
-from detection_operator.testing.faultproxy import fault_answer
+from detection_operator.observe.source import Missing, normalise
+from detection_testing.faultproxy import fault_answer
 
 
 @pytest.mark.parametrize(

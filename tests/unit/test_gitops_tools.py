@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from detection_operator.api.detection_policy import DetectionPolicySpec
-from detection_operator.metrics.source import Missing, Value
-from detection_operator.testing.documents import edited
+from detection_operator.observe.source import Missing, Value
 from detection_operator.tools import backtest, validate
+from detection_testing.documents import edited
 
 REPO = Path(__file__).resolve().parents[2]
 MALFORMED: list[dict[str, Any]] = yaml.safe_load((REPO / "tests/data/malformed.yaml").read_text())

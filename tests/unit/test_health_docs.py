@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from detection_operator.testing.health import HEALTH_LUA, argocd_health
+from detection_testing.health import HEALTH_LUA, argocd_health
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS, CHART = REPO / "docs/argocd", REPO / "charts/detection-operator/docs/argocd"

@@ -7,7 +7,7 @@ import logging
 
 import kopf
 
-from detection_operator.logref import about
+from detection_operator.runtime.logref import about
 
 
 def test_a_line_about_an_object_names_it_and_keeps_structured_fields() -> None:
@@ -18,7 +18,7 @@ def test_a_line_about_an_object_names_it_and_keeps_structured_fields() -> None:
     root.handlers[:], root.level = handlers, level
     assert formatter is not None
     record = logging.LogRecord(
-        "detection_operator.reconcile", logging.INFO, __file__, 1, "applied %s", ("x",), None
+        "detection_operator.reconcile.reconciler", logging.INFO, __file__, 1, "applied %s", ("x",), None
     )
     for key, value in about("DetectionPolicy", "prod", "bot-detector", identity="operator-0").items():
         setattr(record, key, value)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from detection_operator.testing import model_server
-from detection_operator.testing.exporter import parse_sample_line
+from detection_testing import model_server
+from detection_testing.exporter import parse_sample_line
 
 SCRIPT = Path(model_server.__file__)
 

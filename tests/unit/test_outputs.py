@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from detection_operator.outputs import AppliedOutputs, owner_key
+from detection_operator.act.outputs import AppliedOutputs, owner_key
 
 KEY = ("detectionpolicies", "prod", "detector")
 DATA = {"profile.json": "{}", "scorecard.json": "{}"}

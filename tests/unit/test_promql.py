@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from detection_operator.metrics import promql
+from detection_operator.observe import promql
 
 ALLOWED = {"namespace", "window"}
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from detection_operator.consumer import ProfileReader
+from detection_operator.client.readers import ProfileReader
+from detection_operator.core.signing import sign, verify
 from detection_operator.decide.policy import PolicyDecision, PolicyMemory, decide_policy
 from detection_operator.decide.publish import publication, switch_message
-from detection_operator.metrics.source import Missing, Value
-from detection_operator.signing import sign, verify
+from detection_operator.observe.source import Missing, Value
 
 from .test_decide_policy import make_spec
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from detection_operator.consumer import RouteReader
+from detection_operator.client.readers import RouteReader
 from detection_operator.decide.publish import route_publication
 
 from .test_decide_route import HEALTHY, T0, Run, make_spec

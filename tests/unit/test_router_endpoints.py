@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from detection_operator.testing.router import Router, on_this_machine
+from detection_testing.router import Router, on_this_machine
 
 
 @pytest.mark.parametrize(

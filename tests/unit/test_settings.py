@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from detection_operator.settings import Settings
+from detection_operator.runtime.settings import Settings
 
 
 def test_defaults() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from detection_operator.status_writes import must_write, settled
+from detection_operator.record.status_writes import must_write, settled
 
 STATUS: dict[str, Any] = {
     "profile": "balanced",

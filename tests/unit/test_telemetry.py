@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from detection_operator import telemetry
-from detection_operator.scheduler import Key
+from detection_operator.runtime import telemetry
+from detection_operator.runtime.scheduler import Key
 
 KEY: Key = ("detectionpolicies", "unit-telemetry", "bot-detector")
 

@@ -23,9 +23,9 @@ from detection_operator.api import admission, crd
 from detection_operator.api.detection_policy import DetectionPolicySpec
 from detection_operator.api.kinds import KINDS
 from detection_operator.api.validation import validate_spec
-from detection_operator.testing.documents import edited
 from detection_operator.tools import validate
 from detection_operator.tools.documents import go_scalar, parse
+from detection_testing.documents import edited
 
 REPO = Path(__file__).resolve().parents[2]
 POLICY = yaml.safe_load((REPO / "examples/detection-policy.yaml").read_text())

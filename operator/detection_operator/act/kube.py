@@ -14,7 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ..api.base import GROUP, VERSION
-from ..conditions import rfc3339
+from ..record.conditions import rfc3339
 
 FIELD_MANAGER = "detection-operator"
 CHECKSUM_ANNOTATION = f"{GROUP}/config-checksum"

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo
 from pydantic.alias_generators import to_camel
 
-from ..metrics import promql
+from ..observe import promql
 from .base import Duration, Name, ObjectName, SpecModel
 
 LINT_QUERIES = "lint_queries"

@@ -1,7 +1,7 @@
 """The data-plane contract: documents the operator publishes in its ConfigMaps.
 
 These models are the source of the JSON Schemas under ``docs/schemas/`` (``make crds`` writes them), which
-detection services can validate against; :mod:`detection_operator.consumer` reads them.
+detection services can validate against; :mod:`detection_operator.client.readers` reads them.
 """
 
 from __future__ import annotations

@@ -49,8 +49,8 @@ from ..api.detection_policy import (
     Profile,
     Rule,
 )
-from ..metrics import promql
-from ..metrics.source import Missing, Reading
+from ..observe import promql
+from ..observe.source import Missing, Reading
 from .memory import Memory
 
 Verdict = Literal["holds", "clear", "unknown", "insufficient"]

@@ -23,7 +23,7 @@ from ..api.contract import (
 )
 from ..api.detection_policy import DetectionPolicySpec
 from ..api.model_route import ModelRouteSpec
-from ..signing import digest
+from ..core.signing import digest
 from .policy import PolicyDecision, RuleResult
 from .route import RouteDecision
 

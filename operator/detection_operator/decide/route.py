@@ -58,15 +58,9 @@ from pydantic import Field
 
 from ..api.base import parse_duration
 from ..api.common import Severity
-from ..api.model_route import (
-    DEFAULT_ALERT_THRESHOLDS,
-    PROBATION_CAP,
-    ModelMetric,
-    ModelRouteSpec,
-    ModelState,
-)
-from ..metrics import promql
-from ..metrics.source import Missing, Reading
+from ..api.model_route import DEFAULT_ALERT_THRESHOLDS, PROBATION_CAP, ModelMetric, ModelRouteSpec, ModelState
+from ..observe import promql
+from ..observe.source import Missing, Reading
 from .memory import Memory
 
 Level = Literal["ok", "warning", "critical", "unknown"]

@@ -18,10 +18,10 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from .. import telemetry
+from ..core.signing import WEBHOOK_HEADER, sign_webhook
 from ..decide.alerts import ObjectKey, Outgoing
-from ..logref import about
-from ..signing import WEBHOOK_HEADER, sign_webhook
+from ..runtime import telemetry
+from ..runtime.logref import about
 from .payloads import alertmanager_alerts, webhook_body
 from .receivers import Receiver, ReceiverConfig
 

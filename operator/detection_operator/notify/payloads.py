@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..conditions import rfc3339
 from ..decide.alerts import ObjectKey, Outgoing
+from ..record.conditions import rfc3339
 
 WEBHOOK_VERSION = "1"
 

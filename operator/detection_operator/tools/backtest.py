@@ -27,7 +27,7 @@ from ..api.validation import validate_spec
 from ..decide import policy as policy_decide
 from ..decide import route as route_decide
 from ..decide.alerts import Alert, ObjectKey, plan_alerts, policy_alerts, route_alerts
-from ..metrics.source import Missing, Reading, normalise
+from ..observe.source import Missing, Reading, normalise
 from .documents import Document, read_documents
 
 MAX_POINTS = 10_000  # Prometheus refuses ranges over 11,000 points per series

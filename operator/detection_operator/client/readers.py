@@ -1,0 +1,179 @@
+"""For data-plane services: read the documents the operator published, verify them, reload on change.
+
+Mount the policy's (or route's) ConfigMap as a volume and point a reader at the directory::
+
+    reader = ProfileReader("/etc/detection", key=open("/etc/detection-key/hmac", "rb").read())
+    profile = reader.load()
+    reader.watch(lambda p: detector.apply(p), stop=shutdown_event)
+
+    routes = RouteReader("/etc/model-route")
+    routes.watch(lambda r: None, stop=shutdown_event)
+    for model in routes.attempts():  # the model route.json's weights chose, then its fallbacks
+        if send(model):
+            break
+
+Kubernetes updates ConfigMap volumes by swapping a symlink, so a read never sees half a file. A service
+that follows the ConfigMap through the API instead hands each new payload to :meth:`accept`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from ..api.contract import ProfileDocument, RouteDocument
+from ..core.signing import verify
+
+PROFILE = "profile.json"
+SIGNATURE = "profile.json.sig"
+ROUTE = "route.json"
+
+D = TypeVar("D", bound=BaseModel)
+
+
+class _DocumentReader(Generic[D]):
+    """Loads one JSON document (optionally HMAC-signed) from a directory; keeps the last good one."""
+
+    document_type: type[D]
+    file_name: str
+
+    def __init__(self, directory: str | Path | None = None, key: bytes | None = None) -> None:
+        self.directory = None if directory is None else Path(directory)
+        self.key = key
+        self._last_digest: str | None = None
+        self._lock = threading.Lock()
+        self._current: D | None = None
+
+    @property
+    def current(self) -> D | None:
+        """The last document that verified and validated (None before the first)."""
+        with self._lock:
+            return self._current
+
+    def _path(self, name: str) -> Path:
+        if self.directory is None:
+            raise ValueError("this reader has no directory: hand it payloads with accept()")
+        return self.directory / name
+
+    def accept(self, payload: bytes, signature: str | None = None) -> D:
+        """Verify (when a key is set) and validate ``payload``, and keep it as the current document.
+
+        Raises ValueError when it is not acceptable; the current document then stays what it was.
+        """
+        if self.key is not None:
+            if signature is None:
+                raise ValueError(f"{self.file_name} has no signature but a key is configured")
+            if not verify(self.key, payload, signature):
+                raise ValueError(f"{self.file_name} does not match its signature: refusing it")
+        try:
+            document = self.document_type.model_validate_json(payload)
+        except ValidationError as exc:
+            raise ValueError(f"{self.file_name} is not a valid document: {exc}") from exc
+        with self._lock:
+            self._last_digest = hashlib.sha256(payload).hexdigest()
+            self._current = document
+            self._accepted(document)
+        return document
+
+    def _accepted(self, document: D) -> None:
+        """Hook for subclasses, called under the lock when a new document is accepted."""
+
+    def load(self) -> D:
+        """Read, verify (when a key is set) and validate the file. Raises ValueError when it is not."""
+        payload = self._path(self.file_name).read_bytes()
+        signature = None
+        if self.key is not None:
+            signature_file = self._path(f"{self.file_name}.sig")
+            if not signature_file.exists():
+                missing = signature_file.name
+                raise ValueError(
+                    f"{self.file_name} has no signature ({missing} missing) but a key is configured"
+                )
+            signature = signature_file.read_text()
+        return self.accept(payload, signature)
+
+    def reload_if_changed(self) -> D | None:
+        """The document if its file changed since the last successful load, else None."""
+        digest = hashlib.sha256(self._path(self.file_name).read_bytes()).hexdigest()
+        return None if digest == self._last_digest else self.load()
+
+    def watch(
+        self,
+        on_change: Callable[[D], None],
+        stop: threading.Event,
+        interval: float = 2.0,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> threading.Thread:
+        """Poll in a daemon thread and call ``on_change`` with each new valid document until ``stop`` is set.
+
+        A document that fails verification is reported to ``on_error`` and not applied: the service keeps
+        the last good one.
+        """
+
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    changed = self.reload_if_changed()
+                except (OSError, ValueError) as exc:
+                    if on_error is not None:
+                        on_error(exc)
+                else:
+                    if changed is not None:
+                        on_change(changed)
+                stop.wait(interval)
+
+        thread = threading.Thread(target=loop, name=f"{self.file_name}-watch", daemon=True)
+        thread.start()
+        return thread
+
+
+class ProfileReader(_DocumentReader[ProfileDocument]):
+    """Loads ``profile.json`` from a mounted ConfigMap directory."""
+
+    document_type = ProfileDocument
+    file_name = PROFILE
+
+
+class RouteReader(_DocumentReader[RouteDocument]):
+    """Loads ``route.json`` and chooses a model per request by its ``traffic`` weights.
+
+    :meth:`choose` is a smooth weighted round robin: over any 100 consecutive choices each model gets
+    exactly its percent, spread evenly (a 5 % trickle is one request in twenty, not a random burst).
+    """
+
+    document_type = RouteDocument
+    file_name = ROUTE
+
+    def __init__(self, directory: str | Path | None = None, key: bytes | None = None) -> None:
+        super().__init__(directory, key)
+        self._credit: dict[str, int] = {}
+
+    def _accepted(self, document: RouteDocument) -> None:
+        self._credit = {model: self._credit.get(model, 0) for model in document.traffic}
+
+    def choose(self) -> str | None:
+        """The model for the next request (None before the first document)."""
+        with self._lock:
+            if self._current is None:
+                return None
+            weights = self._current.traffic or {self._current.active: 100}
+            for model, weight in weights.items():
+                self._credit[model] = self._credit.get(model, 0) + weight
+            chosen = max(weights, key=lambda m: self._credit[m])
+            self._credit[chosen] -= sum(weights.values())
+            return chosen
+
+    def attempts(self) -> list[str]:
+        """The models to try for the next request, in order: the chosen one, then the active model if it
+        was not chosen, then the fallbacks. Empty before the first document."""
+        chosen = self.choose()
+        document = self.current
+        if chosen is None or document is None:
+            return []
+        order = [chosen, document.active, *document.fallbacks]
+        return list(dict.fromkeys(order))

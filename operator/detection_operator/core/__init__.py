@@ -1,0 +1,1 @@
+"""Shared vocabulary of every layer, free of I/O: object identity, readings, durations, signatures."""

@@ -1,0 +1,1 @@
+"""What a status holds: conditions and the typed status each evaluation writes."""

@@ -1,0 +1,1 @@
+"""The running process: kopf wiring, scheduling, leader election, HTTP endpoints, settings, telemetry."""

@@ -1,0 +1,160 @@
+"""kopf wiring only: startup and shutdown, and the watch feeding the scheduler. Logic lives elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+from ..act.kube import read_secret
+from ..act.outputs import MANAGED_BY, MANAGED_BY_LABEL, owner_key
+from ..api.base import GROUP, VERSION, parse_duration
+from ..api.kinds import KINDS, by_plural
+from ..notify.delivery import Notifier
+from ..notify.receivers import ReceiverConfig
+from ..observe.connections import Connections
+from ..reconcile.reconciler import Reconciler
+from . import telemetry
+from .http_server import HttpServer
+from .lease import LeaderElector
+from .scheduler import Key, Scheduler, namespace_phase
+from .settings import Settings
+
+DEFAULT_INTERVAL = 30.0
+
+log = logging.getLogger(__name__)
+
+
+def _api_client() -> client.ApiClient:
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return client.ApiClient(configuration)
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Configure kopf, then start the HTTP endpoints, the leader election and the scheduler."""
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # A server-side watch timeout makes kopf re-list periodically, which heals a silently broken stream.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    settings.posting.level = logging.INFO
+    # The owned-ConfigMap watch (restore_output) streams only our ConfigMaps, filtered by the apiserver.
+    settings.watching.label_selectors["configmaps"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+    operator_settings = Settings.from_env()
+    election = operator_settings.election
+    api = _api_client()
+    executor = ThreadPoolExecutor(max_workers=operator_settings.max_workers, thread_name_prefix="blocking")
+    connections = Connections(
+        operator_settings.prometheus,
+        lambda namespace, name: read_secret(api, namespace, name),
+        coalesce_seconds=operator_settings.query_coalesce_seconds,
+    )
+    notifier = Notifier(ReceiverConfig.load(operator_settings.receivers_file))
+    reconciler = Reconciler(
+        api,
+        connections,
+        executor,
+        notifier,
+        identity=election.identity,
+        may_write=lambda: _leading(memo),
+        status_refresh_seconds=operator_settings.status_refresh_seconds,
+    )
+    scheduler = Scheduler(
+        reconciler,
+        operator_settings.max_concurrent_evaluations,
+        may_dispatch=lambda: _leading(memo),
+        on_lag=telemetry.SCHEDULE_LAG.observe,
+        phase=namespace_phase,
+        on_removed=reconciler.forget,
+    )
+
+    def leadership_changed(leading: bool) -> None:
+        reconciler.reset()
+        if leading:
+            scheduler.wake()
+
+    elector = None
+    if election.enabled:
+        elector = LeaderElector(api, election, reconciler.blocking, leadership_changed)
+    memo.elector = elector  # before anything can ask _leading(): without it, this replica counts as leader
+    # Read at each scrape, so the gauge drops the moment a renewal misses its deadline.
+    telemetry.LEADER.set_function(lambda: float(_leading(memo)))
+    ready = memo.get("ready")
+    http = HttpServer("0.0.0.0", operator_settings.http_port, ready=ready.is_set if ready else lambda: True)
+    await http.start()
+    memo.api, memo.executor, memo.reconciler, memo.scheduler = api, executor, reconciler, scheduler
+    memo.notifier, memo.http = notifier, http
+    memo.scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
+    if elector is not None:
+        memo.elector_task = asyncio.create_task(elector.run(), name="leader-election")
+    log.info(
+        "replica %s serving /healthz, /readyz, /metrics on port %d; leader election %s",
+        election.identity,
+        operator_settings.http_port,
+        f"on lease {election.lease_namespace}/{election.lease_name}" if election.enabled else "off",
+    )
+
+
+def _leading(memo: kopf.Memo) -> bool:
+    elector: LeaderElector | None = memo.elector
+    return elector is None or elector.leading()
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """Stop scheduling, let running evaluations finish, hand the Lease over, release clients."""
+    memo.scheduler_task.cancel()
+    await memo.scheduler.drain()
+    if memo.elector is not None:
+        memo.elector_task.cancel()
+        await memo.elector.release()
+    await memo.notifier.close()
+    await memo.http.stop()
+    memo.executor.shutdown(wait=False)
+    memo.api.close()
+
+
+def _interval(body: kopf.Body) -> float:
+    try:
+        return parse_duration(str(body.get("spec", {}).get("interval", "30s")))
+    except ValueError:
+        return DEFAULT_INTERVAL
+
+
+async def track(
+    event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, resource: kopf.Resource, **_: Any
+) -> None:
+    """Keep the scheduler's view of each object current; deleted objects are forgotten."""
+    key: Key = (resource.plural, body.metadata.namespace or "", body.metadata.name or "")
+    if event.get("type") == "DELETED":
+        memo.scheduler.remove(key)
+    else:
+        snapshot = {field: body.get(field) for field in ("metadata", "spec", "status")}
+        memo.scheduler.upsert(key, snapshot, _interval(body))
+    telemetry.OBJECTS.labels(by_plural(resource.plural).kind).set(memo.scheduler.count(resource.plural))
+
+
+for _kind in KINDS:
+    kopf.on.event(GROUP, VERSION, _kind.plural, id="track")(track)
+
+
+@kopf.on.event("", "v1", "configmaps", labels={MANAGED_BY_LABEL: MANAGED_BY}, id="restore-output")
+async def restore_output(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """A deleted or hand-edited owned ConfigMap makes its owner due now, which re-applies it."""
+    key = owner_key(body)
+    if key is None:
+        return
+    data = None if event.get("type") == "DELETED" else dict(body.get("data") or {})
+    if memo.reconciler.outputs.drifted(key, body.metadata.name or "", data):
+        memo.scheduler.due_now(key)

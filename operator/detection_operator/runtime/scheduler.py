@@ -1,0 +1,175 @@
+"""One scheduler for every object's periodic evaluation.
+
+Why not a kopf timer or daemon per object: kopf puts a finalizer on every object that has one, so an object
+(and its namespace) cannot be deleted while the operator is down, which fights GitOps pruning. A single
+scheduler fed by the watch needs no finalizer, keeps per-object intervals from the spec, bounds how many
+evaluations run at once, and is where identical queries could later be coalesced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.kinds import by_plural
+from .election import NotLeader
+from .logref import about
+
+Key = tuple[str, str, str]
+"""(plural, namespace, name)."""
+
+Evaluate = Callable[[Key, Mapping[str, Any]], Awaitable[None]]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Entry:
+    body: Mapping[str, Any]
+    interval: float
+    due: float
+    generation: int | None
+    running: bool = False
+
+
+class Scheduler:
+    """Runs ``evaluate(key, body)`` for each known object every ``interval`` seconds, and at once on a
+    spec change (new generation). Bodies are refreshed from the watch between evaluations."""
+
+    def __init__(
+        self,
+        evaluate: Evaluate,
+        max_concurrency: int,
+        clock: Callable[[], float] = time.monotonic,
+        may_dispatch: Callable[[], bool] = lambda: True,
+        on_lag: Callable[[float], None] = lambda _: None,
+        phase: Callable[[Key], float] | None = None,
+        on_removed: Callable[[Key], None] = lambda _: None,
+    ) -> None:
+        self._evaluate = evaluate
+        # Called when an object is removed, and again when an evaluation that was running then ends: what
+        # that evaluation recorded (metric series, cached status) must not outlive the object.
+        self._on_removed = on_removed
+        self._clock = clock
+        # A standby replica keeps its entries current from the watch but dispatches nothing: the objects
+        # it holds are due at once when it becomes the leader.
+        self._may_dispatch = may_dispatch
+        self._on_lag = on_lag
+        self._phase = phase
+        self._entries: dict[Key, _Entry] = {}
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def upsert(self, key: Key, body: Mapping[str, Any], interval: float) -> None:
+        """Record the latest body of an object; a new generation makes it due now."""
+        generation = body.get("metadata", {}).get("generation")
+        entry = self._entries.get(key)
+        if entry is None:
+            self._entries[key] = _Entry(
+                body=body, interval=interval, due=self._clock(), generation=generation
+            )
+            self._wake.set()
+            return
+        entry.body, entry.interval = body, interval
+        if generation != entry.generation:
+            entry.generation = generation
+            entry.due = self._clock()
+            self._wake.set()
+
+    def due_now(self, key: Key) -> None:
+        """Evaluate a known object as soon as possible (its output needs repair); unknown keys are ignored."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.due = self._clock()
+            self._wake.set()
+
+    def remove(self, key: Key) -> None:
+        """Forget a deleted object; an evaluation already running finishes on its own, then is forgotten."""
+        self._entries.pop(key, None)
+        self._on_removed(key)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def count(self, plural: str) -> int:
+        """How many objects of one kind are known."""
+        return sum(1 for key in self._entries if key[0] == plural)
+
+    def wake(self) -> None:
+        """Look at due entries now (e.g. on becoming the leader) instead of at the next tick."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Dispatch due evaluations until cancelled."""
+        while True:
+            now = self._clock()
+            next_due = now + 1.0
+            entries = list(self._entries.items()) if self._may_dispatch() else []
+            for key, entry in entries:
+                if entry.running:
+                    continue
+                if entry.due <= now:
+                    due = entry.due
+                    entry.due = self._next_due(key, entry, now)
+                    entry.running = True
+                    task = asyncio.create_task(self._run_one(key, entry, due))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                next_due = min(next_due, entry.due)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_due - self._clock()))
+
+    def _next_due(self, key: Key, entry: _Entry, now: float) -> float:
+        if self._phase is None:
+            # Keep the phase: the next run is an interval after this one was due, not after it ran.
+            due = entry.due + entry.interval
+            return due if due > now else now + entry.interval
+        # On the key's grid, at least half an interval away: the first gap after a start or a spec change
+        # is between half and one and a half intervals, every later one exactly an interval.
+        offset = self._phase(key) * entry.interval
+        return (
+            offset + (math.floor((now + entry.interval / 2 - offset) / entry.interval) + 1) * entry.interval
+        )
+
+    async def _run_one(self, key: Key, entry: _Entry, due: float) -> None:
+        try:
+            async with self._slots:
+                self._on_lag(self._clock() - due)
+                await self._evaluate(key, entry.body)
+        except asyncio.CancelledError:
+            raise
+        except NotLeader:
+            log.info("evaluation of %s/%s/%s stopped: leadership lost", *key, extra=_about(key))
+        except Exception:  # one object's failure must never stop the others
+            log.exception("evaluation of %s/%s/%s failed", *key, extra=_about(key))
+        finally:
+            entry.running = False
+            if self._entries.get(key) is not entry:
+                self._on_removed(key)
+
+    async def drain(self) -> None:
+        """Wait for running evaluations (used at shutdown)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def namespace_phase(key: Key) -> float:
+    """Where in its interval an object is due, as a fraction: the same for every object of a namespace.
+
+    Objects of one namespace mostly ask the same `$namespace` queries; evaluated together they share one
+    request per query (see metrics.coalesce), while namespaces spread evenly over the interval.
+    """
+    return zlib.crc32(key[1].encode()) / 2**32
+
+
+def _about(key: Key) -> dict[str, Any]:
+    return about(by_plural(key[0]).kind, key[1], key[2])

@@ -1,0 +1,126 @@
+"""Operator settings, read once from the environment (the Helm chart sets these)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..observe.source import PrometheusConfig
+
+_PREFIX = "DETECTION_OPERATOR_"
+
+
+def _read_file(path: str | None) -> str | None:
+    # A mounted Secret may lack some keys (no CA, say): an absent file means "not configured".
+    return Path(path).read_text().strip() if path and Path(path).is_file() else None
+
+
+def _existing(path: str | None) -> str | None:
+    return path if path and Path(path).is_file() else None
+
+
+@dataclass(frozen=True)
+class LeaderElection:
+    """The coordination.k8s.io/v1 Lease that decides which replica evaluates and writes."""
+
+    enabled: bool = True
+    lease_name: str = "detection-operator"
+    lease_namespace: str = "default"
+    identity: str = ""
+    """This replica's holderIdentity: $POD_NAME, else <hostname>-<pid>."""
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+    def __post_init__(self) -> None:
+        # client-go's rule: the holder must give up before others may take over, and retry in between.
+        if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ValueError(
+                f"{_PREFIX}RETRY_PERIOD_SECONDS ({self.retry_period:g}) < RENEW_DEADLINE_SECONDS "
+                f"({self.renew_deadline:g}) < LEASE_DURATION_SECONDS ({self.lease_duration:g}) must hold"
+            )
+
+
+def _flag(name: str, raw: str | None, default: bool) -> bool:
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"{_PREFIX}{name} must be true or false, not {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the operator process is configured with."""
+
+    namespaces: tuple[str, ...] = ()
+    """Namespaces to watch; empty means cluster-wide."""
+    max_workers: int = 16
+    """Threads for blocking Kubernetes and Prometheus calls."""
+    max_concurrent_evaluations: int = 32
+    """Evaluations in flight at once; the rest wait their turn."""
+    http_port: int = 8080
+    """Port of /healthz, /readyz and /metrics."""
+    election: LeaderElection = field(default_factory=LeaderElection)
+    status_refresh_seconds: float = 0.0
+    """A status whose only changes are `lastEvaluated` and measured values is rewritten at most this often;
+    decisions, conditions and memory are always written at once. 0 writes after every evaluation."""
+    query_coalesce_seconds: float = 1.0
+    """Identical queries within this many seconds share one Prometheus request; 0 turns that off."""
+    receivers_file: str | None = None
+    """YAML/JSON file (a mounted Secret) listing alert receivers; see notify.receivers."""
+    prometheus: PrometheusConfig = field(
+        default_factory=lambda: PrometheusConfig(url="http://prometheus-operated.monitoring.svc:9090")
+    )
+    """Default Prometheus connection; objects may override it through a Secret."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read ``DETECTION_OPERATOR_*`` variables; unset ones keep their defaults.
+
+        Credentials come from files (mounted Secrets), never from plain environment values.
+        """
+        env = os.environ if env is None else env
+
+        def get(name: str, default: str | None = None) -> str | None:
+            return env.get(_PREFIX + name, default)
+
+        namespaces = tuple(n.strip() for n in (get("NAMESPACES") or "").split(",") if n.strip())
+        username, password = get("PROMETHEUS_USERNAME"), _read_file(get("PROMETHEUS_PASSWORD_FILE"))
+        default = cls()
+        prometheus = PrometheusConfig(
+            url=get("PROMETHEUS_URL") or default.prometheus.url,
+            timeout_seconds=float(get("PROMETHEUS_TIMEOUT_SECONDS") or default.prometheus.timeout_seconds),
+            bearer_token=_read_file(get("PROMETHEUS_BEARER_TOKEN_FILE")),
+            basic_auth=(username, password) if username and password else None,
+            ca_file=_existing(get("PROMETHEUS_CA_FILE")),
+            headers=json.loads(get("PROMETHEUS_HEADERS") or "{}") or None,
+            pool_size=int(get("MAX_WORKERS") or default.max_workers),
+        )
+        return cls(
+            namespaces=namespaces,
+            max_workers=int(get("MAX_WORKERS") or default.max_workers),
+            max_concurrent_evaluations=int(
+                get("MAX_CONCURRENT_EVALUATIONS") or default.max_concurrent_evaluations
+            ),
+            http_port=int(get("HTTP_PORT") or default.http_port),
+            election=LeaderElection(
+                enabled=_flag("LEADER_ELECTION", get("LEADER_ELECTION"), default.election.enabled),
+                lease_name=get("LEASE_NAME") or default.election.lease_name,
+                lease_namespace=get("LEASE_NAMESPACE") or env.get("POD_NAMESPACE") or "default",
+                identity=env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+                lease_duration=float(get("LEASE_DURATION_SECONDS") or default.election.lease_duration),
+                renew_deadline=float(get("RENEW_DEADLINE_SECONDS") or default.election.renew_deadline),
+                retry_period=float(get("RETRY_PERIOD_SECONDS") or default.election.retry_period),
+            ),
+            status_refresh_seconds=float(get("STATUS_REFRESH_SECONDS") or default.status_refresh_seconds),
+            query_coalesce_seconds=float(get("QUERY_COALESCE_SECONDS") or default.query_coalesce_seconds),
+            receivers_file=get("RECEIVERS_FILE"),
+            prometheus=prometheus,
+        )
