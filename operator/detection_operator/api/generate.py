@@ -19,6 +19,8 @@ from .kinds import KINDS
 
 CRD_DIRS = ("crds", "charts/detection-operator/crds")
 SCHEMA_DIR = "docs/schemas"
+# The copies every client SDK's tests read with the shared vectors (clients/vectors/README.md).
+VECTOR_SCHEMA_DIR, VECTOR_SCHEMAS = "clients/vectors/schemas", ("profile.schema.json", "route.schema.json")
 ARGOCD_DIR, CHART_ARGOCD_DIR = "docs/argocd", "charts/detection-operator/docs/argocd"
 
 
@@ -40,6 +42,8 @@ def generated_files(root: Path) -> dict[Path, str]:
         schema = model.model_json_schema(by_alias=True, mode="serialization")
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         files[root / SCHEMA_DIR / name] = json.dumps(schema, indent=2) + "\n"
+        if name in VECTOR_SCHEMAS:
+            files[root / VECTOR_SCHEMA_DIR / name] = files[root / SCHEMA_DIR / name]
     argocd = root / ARGOCD_DIR
     files[argocd / "argocd-cm-patch.yaml"] = argocd_cm_patch((argocd / "health.lua").read_text())
     for name in ("README.md", "health.lua"):

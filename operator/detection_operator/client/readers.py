@@ -28,6 +28,8 @@ from pydantic import BaseModel, ValidationError
 
 from ..api.contract import ProfileDocument, RouteDocument
 from ..core.signing import verify
+from . import routing
+from .routing import EvenSequence
 
 PROFILE = "profile.json"
 SIGNATURE = "profile.json.sig"
@@ -71,17 +73,13 @@ class _DocumentReader(Generic[D]):
             if not verify(self.key, payload, signature):
                 raise ValueError(f"{self.file_name} does not match its signature: refusing it")
         try:
-            document = self.document_type.model_validate_json(payload)
+            document = self.document_type.model_validate_json(payload, strict=True)
         except ValidationError as exc:
             raise ValueError(f"{self.file_name} is not a valid document: {exc}") from exc
         with self._lock:
             self._last_digest = hashlib.sha256(payload).hexdigest()
             self._current = document
-            self._accepted(document)
         return document
-
-    def _accepted(self, document: D) -> None:
-        """Hook for subclasses, called under the lock when a new document is accepted."""
 
     def load(self) -> D:
         """Read, verify (when a key is set) and validate the file. Raises ValueError when it is not."""
@@ -142,8 +140,9 @@ class ProfileReader(_DocumentReader[ProfileDocument]):
 class RouteReader(_DocumentReader[RouteDocument]):
     """Loads ``route.json`` and chooses a model per request by its ``traffic`` weights.
 
-    :meth:`choose` is a smooth weighted round robin: over any 100 consecutive choices each model gets
-    exactly its percent, spread evenly (a 5 % trickle is one request in twenty, not a random burst).
+    :meth:`choose` feeds :func:`~detection_operator.client.routing.choose` from an
+    :class:`~detection_operator.client.routing.EvenSequence`: over any 100 consecutive choices each model
+    gets exactly its percent, spread out (a 5 % trickle is one request in about twenty, not a burst).
     """
 
     document_type = RouteDocument
@@ -151,29 +150,21 @@ class RouteReader(_DocumentReader[RouteDocument]):
 
     def __init__(self, directory: str | Path | None = None, key: bytes | None = None) -> None:
         super().__init__(directory, key)
-        self._credit: dict[str, int] = {}
+        self._sequence = EvenSequence()
 
-    def _accepted(self, document: RouteDocument) -> None:
-        self._credit = {model: self._credit.get(model, 0) for model in document.traffic}
+    def choose(self, r: float | None = None) -> str | None:
+        """The model for the next request (None before the first document); ``r`` in [0, 1) overrides the
+        even sequence (pass ``random.random()`` for independent draws)."""
+        document = self.current
+        if document is None:
+            return None
+        return routing.choose(document.traffic, document.active, self._sequence.next() if r is None else r)
 
-    def choose(self) -> str | None:
-        """The model for the next request (None before the first document)."""
-        with self._lock:
-            if self._current is None:
-                return None
-            weights = self._current.traffic or {self._current.active: 100}
-            for model, weight in weights.items():
-                self._credit[model] = self._credit.get(model, 0) + weight
-            chosen = max(weights, key=lambda m: self._credit[m])
-            self._credit[chosen] -= sum(weights.values())
-            return chosen
-
-    def attempts(self) -> list[str]:
+    def attempts(self, r: float | None = None) -> list[str]:
         """The models to try for the next request, in order: the chosen one, then the active model if it
         was not chosen, then the fallbacks. Empty before the first document."""
-        chosen = self.choose()
         document = self.current
-        if chosen is None or document is None:
+        if document is None:
             return []
-        order = [chosen, document.active, *document.fallbacks]
-        return list(dict.fromkeys(order))
+        r = self._sequence.next() if r is None else r
+        return routing.attempts(document.traffic, document.active, document.fallbacks, r)
