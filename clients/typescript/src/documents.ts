@@ -3,7 +3,7 @@
  * and their parsing: JSON, then the generated JSON Schema of the operator's model.
  */
 
-import { loadSchema, problems } from "./schema";
+import { loadSchema, problems, withDefaults } from "./schema";
 
 export interface ObjectIdentity {
   namespace: string;
@@ -28,20 +28,20 @@ export interface ExternalContributorEntry {
   /** The only signals it may receive. */
   signals: string[];
   circuit: Circuit;
-  verificationKeyRef?: SecretKeyRef | null;
+  verificationKeyRef: SecretKeyRef | null;
 }
 
-/** `profile.json`: what the detector should run now. */
+/** `profile.json`: what the detector should run now (optional fields filled with their defaults). */
 export interface ProfileDocument {
-  apiVersion?: "detection.adaptive.io/v1alpha1";
-  kind?: "DetectionProfile";
+  apiVersion: "detection.adaptive.io/v1alpha1";
+  kind: "DetectionProfile";
   policy: ObjectIdentity;
   profile: string;
   /** Increases by one each time the content changes. */
   revision: number;
   decidedAt: string;
   reason: string;
-  latencyTargetMs?: number | null;
+  latencyTargetMs: number | null;
   /** In-process contributors to run, in policy order. */
   contributors: string[];
   external: ExternalContributorEntry[];
@@ -56,14 +56,14 @@ export interface CandidateEntry {
   priority: number;
   level: "ok" | "warning" | "critical" | "unknown";
   state: "healthy" | "warning" | "critical" | "idle" | "failing" | "unknown";
-  score?: number | null;
+  score: number | null;
   trend: "improving" | "stable" | "degrading" | "unknown";
 }
 
 /** `route.json`: which model the router should send the route's traffic to. */
 export interface RouteDocument {
-  apiVersion?: "detection.adaptive.io/v1alpha1";
-  kind?: "ModelRouteDecision";
+  apiVersion: "detection.adaptive.io/v1alpha1";
+  kind: "ModelRouteDecision";
   route: ObjectIdentity;
   /** The model to serve now. */
   active: string;
@@ -113,11 +113,12 @@ export function parseDocument<D>(kind: DocumentKind<D>, payload: Uint8Array | st
   } catch (error) {
     throw new DocumentError(`${kind.fileName} is not JSON: ${(error as Error).message}`);
   }
-  const found = problems(value, loadSchema(kind.schemaName));
+  const schema = loadSchema(kind.schemaName);
+  const found = problems(value, schema);
   if (found.length > 0) {
     throw new DocumentError(`${kind.fileName} is not a valid document: ${found.join("; ")}`);
   }
-  return value as D;
+  return withDefaults(value, schema) as D;
 }
 
 /** Parse and validate profile.json. */

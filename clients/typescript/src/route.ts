@@ -1,86 +1,87 @@
 /**
  * Choosing a model per request from route.json: by its `traffic` weights, then along its `fallbacks`.
+ *
+ * choose() maps a number `r` in [0, 1) to a model: the models are taken in order of their names (by code
+ * point), `x = r × (sum of the weights)`, and the first model whose cumulative weight exceeds `x` is
+ * chosen; empty `traffic` sends everything to `active`. The shared vectors (clients/vectors/choose.json)
+ * pin this for every language, so the Python and TypeScript clients route a given `r` alike.
  */
 
 import { ROUTE, RouteDocument } from "./documents";
 import { DocumentReader, ReaderOptions } from "./readers";
 
-/** The weights to choose by: `traffic`, or all to `active` when a document has none. */
-export function weights(document: RouteDocument): [string, number][] {
-  const entries = Object.entries(document.traffic);
-  return entries.length > 0 ? entries : [[document.active, 100]];
-}
-
-/**
- * The model a request goes to for a uniform random number `random` in [0, 1): each model gets the share
- * of [0, 1) its weight gives it, in the document's order. Deterministic, so tests can give the number.
- */
-export function pick(document: RouteDocument, random: number): string {
-  const entries = weights(document);
-  const total = entries.reduce((sum, [, weight]) => sum + weight, 0);
-  let point = Math.min(Math.max(random, 0), 1) * total;
-  for (const [model, weight] of entries) {
-    if (point < weight) return model;
-    point -= weight;
+/** Order of two strings by Unicode code point (as Python sorts), not by UTF-16 code unit. */
+export function byCodePoint(a: string, b: string): number {
+  const [x, y] = [Array.from(a), Array.from(b)];
+  for (let i = 0; i < Math.min(x.length, y.length); i += 1) {
+    const d = (x[i].codePointAt(0) as number) - (y[i].codePointAt(0) as number);
+    if (d !== 0) return d;
   }
-  return entries[entries.length - 1][0];
+  return x.length - y.length;
+}
+
+/** The model `r` (0 <= r < 1) falls on by `traffic`'s weights; `active` when there are none. */
+export function choose(traffic: Record<string, number>, active: string, r: number): string {
+  if (!(r >= 0 && r < 1)) throw new RangeError(`r must be in [0, 1), not ${r}`);
+  const weights = Object.entries(traffic);
+  if (weights.some(([, w]) => !(w >= 0))) throw new RangeError(`traffic weights must not be negative: ${JSON.stringify(traffic)}`);
+  const total = weights.reduce((sum, [, w]) => sum + w, 0);
+  if (total === 0) return active;
+  const x = r * total;
+  let cumulative = 0;
+  const ordered = weights.sort(([a], [b]) => byCodePoint(a, b));
+  for (const [model, weight] of ordered) {
+    cumulative += weight;
+    if (cumulative > x) return model;
+  }
+  return ordered[ordered.length - 1][0]; // unreachable: r < 1 keeps x below the total
+}
+
+/** The models to try for one request, in order: choose()'s, then `active`, then `fallbacks`, each once. */
+export function attempts(traffic: Record<string, number>, active: string, fallbacks: string[], r: number): string[] {
+  return [...new Set([choose(traffic, active, r), active, ...fallbacks])];
 }
 
 /**
- * The models to try for a request that `chosen` was picked for, in order: the chosen one, then the active
- * model if it was not chosen, then the fallbacks; each once.
+ * Numbers in [0, 1) that cover every hundredth exactly once per 100 calls, in a scattered order: the n-th
+ * is `((n × 61) mod 100 + 0.5) / 100` (61 is coprime with 100 and near 100/φ). Over any 100 consecutive
+ * requests a route whose weights are integer percents sends each model exactly its percent.
  */
-export function attemptsFor(document: RouteDocument, chosen: string): string[] {
-  return [...new Set([chosen, document.active, ...document.fallbacks])];
+export class EvenSequence {
+  static readonly STEP = 61;
+  static readonly SLOTS = 100;
+  private n = 0;
+
+  /** The next number of the sequence (the first is 0.005). */
+  next(): number {
+    const slot = (this.n * EvenSequence.STEP) % EvenSequence.SLOTS;
+    this.n += 1;
+    return (slot + 0.5) / EvenSequence.SLOTS;
+  }
 }
 
 /**
- * Reads `route.json` and chooses a model per request.
- *
- * `choose()` is a smooth weighted round robin, the same as the Python RouteReader's: over any 100
- * consecutive choices each model gets exactly its percent, spread evenly (a 5 % trickle is one request in
- * twenty, not a random burst). `chooseRandom()` draws by the weights instead, for routers spread over
- * many processes where a shared round robin does not exist.
+ * Reads `route.json` and chooses a model per request: by default with an EvenSequence (a 5 % trickle is
+ * one request in about twenty, never a burst or a drought); pass `r` (e.g. Math.random()) to draw instead.
  */
 export class RouteReader extends DocumentReader<RouteDocument> {
-  private credit = new Map<string, number>();
+  private readonly sequence = new EvenSequence();
 
   constructor(options: ReaderOptions = {}) {
     super(ROUTE, options);
   }
 
-  protected override accepted(document: RouteDocument): void {
-    this.credit = new Map(Object.keys(document.traffic).map((m) => [m, this.credit.get(m) ?? 0]));
-  }
-
   /** The model for the next request (undefined before the first document). */
-  choose(): string | undefined {
+  choose(r?: number): string | undefined {
     const document = this.current;
     if (document === undefined) return undefined;
-    const entries = weights(document);
-    let chosen = entries[0][0];
-    let best = -Infinity;
-    let total = 0;
-    for (const [model, weight] of entries) {
-      const credit = (this.credit.get(model) ?? 0) + weight;
-      this.credit.set(model, credit);
-      total += weight;
-      if (credit > best) [chosen, best] = [model, credit]; // strict: the first of equals, as Python's max()
-    }
-    this.credit.set(chosen, best - total);
-    return chosen;
+    return choose(document.traffic, document.active, r ?? this.sequence.next());
   }
 
-  /** The model for the next request drawn with `random` in [0, 1) (default Math.random()). */
-  chooseRandom(random: number = Math.random()): string | undefined {
+  /** The models to try for the next request: the chosen one, then the active model, then the fallbacks. */
+  attempts(r?: number): string[] {
     const document = this.current;
-    return document === undefined ? undefined : pick(document, random);
-  }
-
-  /** The models to try for the next request: choose(), then the active model, then the fallbacks. */
-  attempts(): string[] {
-    const chosen = this.choose();
-    const document = this.current;
-    return chosen === undefined || document === undefined ? [] : attemptsFor(document, chosen);
+    if (document === undefined) return [];
+    return attempts(document.traffic, document.active, document.fallbacks, r ?? this.sequence.next());
   }
 }

@@ -128,18 +128,49 @@ export function problems(value: unknown, schema: Schema, root: Schema = schema, 
   if (isObject(value)) {
     const properties = (schema.properties ?? {}) as Record<string, Schema>;
     for (const name of (schema.required ?? []) as string[]) {
-      if (!(name in value)) found.push(`${path}: missing required field ${JSON.stringify(name)}`);
+      if (!(name in value)) found.push(`${path}.${name}: required field is missing`);
     }
     for (const [name, child] of Object.entries(value)) {
       const where = `${path}.${name}`;
       if (Object.hasOwn(properties, name)) {
         found.push(...problems(child, properties[name], root, where));
       } else if (schema.additionalProperties === false) {
-        found.push(`${path}: unknown field ${JSON.stringify(name)}`);
+        found.push(`${where}: unknown field`);
       } else if (isObject(schema.additionalProperties)) {
         found.push(...problems(child, schema.additionalProperties as Schema, root, where));
       }
     }
   }
   return found;
+}
+
+/**
+ * `value` (valid against `schema`) with every absent property that has a `default` filled in, as the
+ * operator's models fill them: a reader hands out complete documents (`score: null`, not absent).
+ */
+export function withDefaults(value: unknown, schema: Schema, root: Schema = schema): unknown {
+  if (typeof schema.$ref === "string") {
+    const target = (root.$defs as Record<string, Schema> | undefined)?.[schema.$ref.replace(/^#\/\$defs\//, "")];
+    return target === undefined ? value : withDefaults(value, target, root);
+  }
+  if (Array.isArray(schema.anyOf)) {
+    const branch = (schema.anyOf as Schema[]).find((b) => problems(value, b, root).length === 0);
+    return branch === undefined ? value : withDefaults(value, branch, root);
+  }
+  if (Array.isArray(value)) {
+    return isObject(schema.items) ? value.map((item) => withDefaults(item, schema.items as Schema, root)) : value;
+  }
+  if (!isObject(value)) return value;
+  const properties = (schema.properties ?? {}) as Record<string, Schema>;
+  const filled: Record<string, unknown> = {};
+  for (const [name, child] of Object.entries(properties)) {
+    if (Object.hasOwn(value, name)) filled[name] = withDefaults(value[name], child, root);
+    else if ("default" in child) filled[name] = structuredClone(child.default);
+  }
+  for (const [name, child] of Object.entries(value)) {
+    if (!Object.hasOwn(filled, name)) {
+      filled[name] = isObject(schema.additionalProperties) ? withDefaults(child, schema.additionalProperties as Schema, root) : child;
+    }
+  }
+  return filled;
 }
