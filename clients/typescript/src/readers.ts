@@ -171,15 +171,16 @@ export class DocumentReader<D> {
     } catch (error) {
       onError?.(error as Error); // no inotify (or no directory yet): polling alone still works
     }
-    const onAbort = (): void => wake?.();
-    signal?.addEventListener("abort", onAbort);
     try {
       while (!signal?.aborted) {
         if (!pending) {
-          await new Promise<void>((resolve) => {
-            wake = resolve;
-            sleep(options.pollMs ?? DEFAULT_POLL_MS, signal).then(resolve, resolve);
-          });
+          // Until the next poll, a file-system event or the stop, whichever comes first.
+          const pause = new AbortController();
+          const onStop = (): void => pause.abort();
+          signal?.addEventListener("abort", onStop, { once: true });
+          wake = onStop;
+          await sleep(options.pollMs ?? DEFAULT_POLL_MS, pause.signal);
+          signal?.removeEventListener("abort", onStop);
           wake = undefined;
           if (signal?.aborted) break;
         }
@@ -193,7 +194,6 @@ export class DocumentReader<D> {
       }
     } finally {
       watcher?.close();
-      signal?.removeEventListener("abort", onAbort);
     }
   }
 
