@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from detection_testing.watched import Watched
 REPO = Path(__file__).resolve().parents[2]
 ROUTE_SCHEMA = json.loads((REPO / "docs/schemas/route.schema.json").read_text())
 NAME = "classifier"
+CONFIG_MAP = f"{NAME}-model-route"
 MODELS = ["nw-primary", "nw-backup1", "nw-backup2"]
 PRIMARY, BACKUP1, BACKUP2 = MODELS
 
@@ -38,7 +40,7 @@ class Loop(Watched):
     def __init__(
         self, kube: client.ApiClient, namespace: str, fleet: ModelFleet, router: Router | NodeRouter
     ) -> None:
-        super().__init__(kube, namespace, "ModelRoute", NAME, f"{NAME}-model-route")
+        super().__init__(kube, namespace, "ModelRoute", NAME, CONFIG_MAP)
         self.fleet, self.router = fleet, router
         self.apps = client.AppsV1Api(kube)
 
@@ -88,18 +90,34 @@ class Loop(Watched):
         return int(self.apps.read_namespaced_deployment(name, self.namespace).spec.replicas)
 
 
-@pytest.fixture
-def loop(
-    kube: client.ApiClient, namespace: str, prometheus: PrometheusServer, tmp_path: Path
+@contextmanager
+def closed_loop(
+    kube: client.ApiClient,
+    namespace: str,
+    prometheus: PrometheusServer,
+    tmp_path: Path,
+    router: Callable[[ModelFleet], Router | NodeRouter],
 ) -> Iterator[Loop]:
+    """Model servers scraped by the session's Prometheus, and ``router(fleet)`` sending to them."""
     before = prometheus.targets
     with ModelFleet(MODELS, tmp_path / "models", namespace=namespace, latency_ms=5) as fleet:
         prometheus.set_targets([*before, *fleet.targets])
         try:
-            with Router(kube, namespace, f"{NAME}-model-route", fleet.endpoints, rate=40) as router:
-                yield Loop(kube, namespace, fleet, router)
+            with router(fleet) as started:
+                yield Loop(kube, namespace, fleet, started)
         finally:
             prometheus.set_targets(before)
+
+
+@pytest.fixture
+def loop(
+    kube: client.ApiClient, namespace: str, prometheus: PrometheusServer, tmp_path: Path
+) -> Iterator[Loop]:
+    def router(fleet: ModelFleet) -> Router:
+        return Router(kube, namespace, CONFIG_MAP, fleet.endpoints, rate=40)
+
+    with closed_loop(kube, namespace, prometheus, tmp_path, router) as built:
+        yield built
 
 
 @pytest.fixture
@@ -107,17 +125,12 @@ def node_loop(
     kube: client.ApiClient, namespace: str, prometheus: PrometheusServer, tmp_path: Path
 ) -> Iterator[Loop]:
     """The same loop with the router run by Node.js through the TypeScript client."""
-    before = prometheus.targets
-    with ModelFleet(MODELS, tmp_path / "models", namespace=namespace, latency_ms=5) as fleet:
-        prometheus.set_targets([*before, *fleet.targets])
-        try:
-            config_map = f"{NAME}-model-route"
-            with NodeRouter(
-                kube, namespace, config_map, fleet.endpoints, tmp_path / "router", rate=40
-            ) as router:
-                yield Loop(kube, namespace, fleet, router)
-        finally:
-            prometheus.set_targets(before)
+
+    def router(fleet: ModelFleet) -> NodeRouter:
+        return NodeRouter(kube, namespace, CONFIG_MAP, fleet.endpoints, tmp_path / "router", rate=40)
+
+    with closed_loop(kube, namespace, prometheus, tmp_path, router) as built:
+        yield built
 
 
 def served_by(loop: Loop, model: str, since: float = 0.0) -> int:
