@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client
 
 from detection_testing.kube import wait_for
-from detection_testing.node_router import NodeRouter
+from detection_testing.node_client import NodeRouter
 from detection_testing.operator_process import OperatorProcess
 from detection_testing.prometheus import PrometheusServer
 from detection_testing.router import ModelFleet, Router

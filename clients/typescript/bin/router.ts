@@ -17,6 +17,7 @@ import { parseArgs } from "node:util";
 import { DocumentError } from "../src/documents";
 import { inClusterConnection, KubeConnection } from "../src/kube";
 import { RouteReader } from "../src/route";
+import { monotonicSeconds } from "./clock";
 
 const USAGE = `usage: router --endpoint MODEL=URL... (--namespace NS --config-map NAME [--api-server URL
   --token-file FILE [--ca-file FILE]] | --directory DIR) [--key-file FILE] [--rate N] [--workers N]
@@ -38,11 +39,6 @@ export function onThisMachine(url: string): boolean {
   }
   if (isIP(host) === 6) return host === "::1" || /^f[cd]/i.test(host) || /^fe[89ab]/i.test(host);
   return false;
-}
-
-function monotonicSeconds(): number {
-  // CLOCK_MONOTONIC on Linux, the clock of Python's time.monotonic(): the log's times compare with the tests'.
-  return Number(process.hrtime.bigint()) / 1e9;
 }
 
 function fail(message: string): never {

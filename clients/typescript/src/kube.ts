@@ -73,8 +73,9 @@ function token(connection: KubeConnection): string | undefined {
 
 /**
  * Call `onData` with the ConfigMap's data at start and at each change, until `signal` aborts.
- * Resolves when stopped. Apiserver restarts, expired resource versions (410) and broken connections
- * restart the list-then-watch with a growing pause; nothing is missed because each restart lists first.
+ * Resolves when stopped. A watch that times out resumes from the last version it saw (bookmarks keep it
+ * fresh); apiserver restarts, expired versions (410) and broken connections list again after a growing
+ * pause, so nothing is missed.
  */
 export async function watchConfigMap(options: ConfigMapWatchOptions): Promise<void> {
   const { connection, namespace, name, onData, onError, signal } = options;
@@ -84,27 +85,35 @@ export async function watchConfigMap(options: ConfigMapWatchOptions): Promise<vo
   const agent = base.startsWith("https:") ? new Agent({ ca: connection.ca, keepAlive: true }) : undefined;
   let pause = MIN_RETRY_MS;
   try {
+    let version: string | undefined; // where the next watch resumes; undefined: list first
     while (!signal?.aborted) {
       try {
-        const listed = JSON.parse(await get(`${base}${path}?${selector}`, connection, agent, signal)) as {
-          metadata?: { resourceVersion?: string };
-          items?: { data?: Record<string, string> }[];
-        };
-        const items = listed.items ?? [];
-        onData(items.length > 0 ? { ...(items[0].data ?? {}) } : null);
-        const version = listed.metadata?.resourceVersion ?? "";
+        if (version === undefined) {
+          const listed = JSON.parse(await get(`${base}${path}?${selector}`, connection, agent, signal)) as {
+            metadata?: { resourceVersion?: string };
+            items?: { data?: Record<string, string> }[];
+          };
+          const items = listed.items ?? [];
+          onData(items.length > 0 ? { ...(items[0].data ?? {}) } : null);
+          version = listed.metadata?.resourceVersion ?? "";
+        }
         const url =
           `${base}${path}?${selector}&watch=1&allowWatchBookmarks=true&timeoutSeconds=${WATCH_SECONDS}` +
           `&resourceVersion=${encodeURIComponent(version)}`;
         await stream(url, connection, agent, signal, (event) => {
           pause = MIN_RETRY_MS; // the watch works: the next failure starts the backoff afresh
+          if (event.type === "ERROR") {
+            version = undefined; // e.g. 410 Gone: the version expired; list again
+            return false;
+          }
+          version = event.object?.metadata?.resourceVersion ?? version;
           if (event.type === "ADDED" || event.type === "MODIFIED") onData({ ...(event.object?.data ?? {}) });
           else if (event.type === "DELETED") onData(null);
-          else if (event.type === "ERROR") return false; // e.g. 410 Gone: list again
-          return true;
+          return true; // BOOKMARK: only the version moves
         });
       } catch (error) {
         if (signal?.aborted) break;
+        version = undefined; // after a failure, list again: nothing is missed
         onError?.(error as Error);
         await sleep(pause, signal);
         pause = Math.min(pause * 2, MAX_RETRY_MS);
@@ -117,7 +126,7 @@ export async function watchConfigMap(options: ConfigMapWatchOptions): Promise<vo
 
 interface WatchEvent {
   type: string;
-  object?: { data?: Record<string, string> };
+  object?: { data?: Record<string, string>; metadata?: { resourceVersion?: string } };
 }
 
 function open(

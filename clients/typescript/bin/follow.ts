@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+/**
+ * Follow one published document through this client and print what a service would be handed: one JSON
+ * line per accepted document (`{"at", "revision", "document"}`) or refusal (`{"at", "error"}`), `at` on
+ * the monotonic clock. For checking a deployment's signing and RBAC, and for the tests.
+ */
+
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+
+import { DocumentMissing, PROFILE, ProfileDocument, ROUTE, RouteDocument } from "../src/documents";
+import { inClusterConnection } from "../src/kube";
+import { DocumentReader, ProfileReader } from "../src/readers";
+import { RouteReader } from "../src/route";
+import { monotonicSeconds } from "./clock";
+
+const { values } = parseArgs({
+  options: {
+    document: { type: "string", default: "profile.json" },
+    namespace: { type: "string" },
+    "config-map": { type: "string" },
+    "api-server": { type: "string" },
+    "token-file": { type: "string" },
+    "ca-file": { type: "string" },
+    directory: { type: "string" },
+    "key-file": { type: "string" },
+  },
+  strict: true,
+});
+
+if (values.document !== PROFILE.fileName && values.document !== ROUTE.fileName) {
+  process.stderr.write(`follow: --document must be ${PROFILE.fileName} or ${ROUTE.fileName}\n`);
+  process.exit(2);
+}
+const options = { directory: values.directory, key: values["key-file"] ? readFileSync(values["key-file"]) : undefined };
+const reader: DocumentReader<ProfileDocument | RouteDocument> =
+  values.document === ROUTE.fileName ? new RouteReader(options) : new ProfileReader(options);
+const stop = new AbortController();
+for (const signal of ["SIGTERM", "SIGINT"] as const) process.on(signal, () => stop.abort());
+
+const print = (line: object): void => void process.stdout.write(JSON.stringify({ at: monotonicSeconds(), ...line }) + "\n");
+const onChange = (document: { revision: number }): void => print({ revision: document.revision, document });
+const onError = (error: Error): void => {
+  if (!(error instanceof DocumentMissing)) print({ error: error.message });
+};
+
+const following = values.directory
+  ? reader.watchDirectory({ onChange, onError, signal: stop.signal })
+  : reader.watchApi({
+      connection: values["api-server"]
+        ? {
+            baseUrl: values["api-server"],
+            tokenFile: values["token-file"],
+            ca: values["ca-file"] ? readFileSync(values["ca-file"]) : undefined,
+          }
+        : inClusterConnection(),
+      namespace: values.namespace ?? "",
+      configMap: values["config-map"] ?? "",
+      onChange,
+      onError,
+      signal: stop.signal,
+    });
+following.catch((error: Error) => {
+  process.stderr.write(`follow: ${error.message}\n`);
+  process.exit(1);
+});
