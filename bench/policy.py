@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from detection_operator.reconcile.reconciler.reconciler import Reconciler
+from detection_operator.reconcile.reconciler import Reconciler
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION

@@ -12,7 +12,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import alerts, backtest, closed_loop, hotspots, policy, policy_loop, reaction, route, scale
+from bench import (
+    alerts,
+    backtest,
+    closed_loop,
+    hotspots,
+    policy,
+    policy_loop,
+    reaction,
+    route,
+    scale,
+    ts_reader,
+)
 from bench import validate as validate_bench
 from bench.harness import write_results
 
@@ -146,6 +157,17 @@ def profile_at_scale() -> list[str]:
         return hotspots.section(Path(tmp))
 
 
+def typescript_reader() -> list[str]:
+    """Issue 20: a published document -> the TypeScript reader's callback, API watch vs directory."""
+    return [
+        "## Document -> TypeScript reader callback",
+        "",
+        *(ts_reader.__doc__ or "").strip().split("\n")[2:],
+        "",
+        *ts_reader.section(),
+    ]
+
+
 SECTIONS: list[Callable[[], list[str]]] = [
     decision_cost,
     alert_delivery,
@@ -157,6 +179,7 @@ SECTIONS: list[Callable[[], list[str]]] = [
     policy_closed_loop,
     scale_steps,
     profile_at_scale,
+    typescript_reader,
 ]
 
 

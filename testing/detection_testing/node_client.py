@@ -210,32 +210,38 @@ class Followed:
 
 
 class DocumentFollower(Started):
-    """Follow ``document`` (profile.json or route.json) in ConfigMap ``config_map`` through the API with the
-    TypeScript reader, verifying with ``key`` when given."""
+    """Follow ``document`` (profile.json or route.json) with the TypeScript reader, verifying with ``key``
+    when given: in ConfigMap ``config_map`` = (api, namespace, name) through the API, or in a mounted
+    ``directory`` (its ``..data`` swaps)."""
 
     def __init__(
         self,
-        kube: client.ApiClient,
-        namespace: str,
-        config_map: str,
         log_dir: Path,
         document: str = "profile.json",
         key: bytes | None = None,
+        *,
+        config_map: tuple[client.ApiClient, str, str] | None = None,
+        directory: Path | None = None,
         service_account: str = "follower",
     ) -> None:
-        """Prepare a stopped follower."""
-        self._access = _ConfigMapReader(kube, namespace, config_map, service_account, log_dir)
+        """Prepare a stopped follower of exactly one of ``config_map`` or ``directory``."""
+        if (config_map is None) == (directory is None):
+            raise ValueError("follow exactly one of config_map or directory")
+        self._access = None if config_map is None else _ConfigMapReader(*config_map, service_account, log_dir)
+        source = self._access.argv if self._access else ["--directory", str(directory)]
         self._key_file = log_dir / "key"
         self.key = key
-        argv = [_node(), str(script("follow")), "--document", document, *self._access.argv]
+        argv = [_node(), str(script("follow")), "--document", document, *source]
         if key is not None:
             argv += ["--key-file", str(self._key_file)]
         self._out = log_dir / "follow.jsonl"
         self.process = ManagedProcess(f"node follower of {document}", argv, self._out)
 
     def start(self) -> None:
-        """Grant the follower its ServiceAccount and start it."""
-        self._access.grant()
+        """Grant the follower its ServiceAccount (API) and start it."""
+        if self._access is not None:
+            self._access.grant()
+        self._key_file.parent.mkdir(parents=True, exist_ok=True)
         if self.key is not None:
             self._key_file.write_bytes(self.key)
             self._key_file.chmod(0o600)

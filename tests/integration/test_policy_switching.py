@@ -367,7 +367,8 @@ def test_signed_profile_through_the_typescript_reader_over_the_api(
         ),
     )
     config_map = f"{NAME}-detection-profile"
-    with DocumentFollower(scenario.kube, scenario.namespace, config_map, tmp_path / "ts", key=key) as ts:
+    source = (scenario.kube, scenario.namespace, config_map)
+    with DocumentFollower(tmp_path / "ts", key=key, config_map=source) as ts:
         scenario.metrics(**CALM)
         scenario.create(policy(output={"signingKeyRef": {"name": "profile-signing", "key": "hmac"}}))
         first = scenario.wait_profile("balanced")
