@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from detection_operator.reconcile.reconciler import Reconciler
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
@@ -22,6 +21,7 @@ from detection_operator.notify.delivery import Notifier
 from detection_operator.notify.receivers import ReceiverConfig
 from detection_operator.observe.connections import Connections
 from detection_operator.observe.source import PrometheusConfig, PrometheusSource, Reading, Value, query_all
+from detection_operator.reconcile.reconciler import Reconciler
 
 from .harness import Seen, Stats, create_namespace, real_stack, watch_config_map_key
 

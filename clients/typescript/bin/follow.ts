@@ -5,25 +5,18 @@
  * the monotonic clock. For checking a deployment's signing and RBAC, and for the tests.
  */
 
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 import { DocumentMissing, PROFILE, ProfileDocument, ROUTE, RouteDocument } from "../src/documents";
-import { inClusterConnection } from "../src/kube";
 import { DocumentReader, ProfileReader } from "../src/readers";
 import { RouteReader } from "../src/route";
 import { monotonicSeconds } from "./clock";
+import { readerOptions, SOURCE_OPTIONS, watchSource } from "./source";
 
 const { values } = parseArgs({
   options: {
+    ...SOURCE_OPTIONS,
     document: { type: "string", default: "profile.json" },
-    namespace: { type: "string" },
-    "config-map": { type: "string" },
-    "api-server": { type: "string" },
-    "token-file": { type: "string" },
-    "ca-file": { type: "string" },
-    directory: { type: "string" },
-    "key-file": { type: "string" },
   },
   strict: true,
 });
@@ -32,7 +25,7 @@ if (values.document !== PROFILE.fileName && values.document !== ROUTE.fileName) 
   process.stderr.write(`follow: --document must be ${PROFILE.fileName} or ${ROUTE.fileName}\n`);
   process.exit(2);
 }
-const options = { directory: values.directory, key: values["key-file"] ? readFileSync(values["key-file"]) : undefined };
+const options = readerOptions(values);
 const reader: DocumentReader<ProfileDocument | RouteDocument> =
   values.document === ROUTE.fileName ? new RouteReader(options) : new ProfileReader(options);
 const stop = new AbortController();
@@ -44,23 +37,9 @@ const onError = (error: Error): void => {
   if (!(error instanceof DocumentMissing)) print({ error: error.message });
 };
 
-const following = values.directory
-  ? reader.watchDirectory({ onChange, onError, signal: stop.signal })
-  : reader.watchApi({
-      connection: values["api-server"]
-        ? {
-            baseUrl: values["api-server"],
-            tokenFile: values["token-file"],
-            ca: values["ca-file"] ? readFileSync(values["ca-file"]) : undefined,
-          }
-        : inClusterConnection(),
-      namespace: values.namespace ?? "",
-      configMap: values["config-map"] ?? "",
-      onChange,
-      onError,
-      signal: stop.signal,
-    });
-following.catch((error: Error) => {
-  process.stderr.write(`follow: ${error.message}\n`);
-  process.exit(1);
-});
+new Promise<void>((resolve) => resolve(watchSource(reader, values, { onChange, onError, signal: stop.signal }))).catch(
+  (error: Error) => {
+    process.stderr.write(`follow: ${error.message}\n`);
+    process.exit(1);
+  },
+);

@@ -9,15 +9,15 @@
  * `--max-requests` or `--max-seconds`, so a forgotten router cannot load anything for long.
  */
 
-import { createWriteStream, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { createWriteStream, renameSync, writeFileSync } from "node:fs";
 import { Agent, createServer, request } from "node:http";
 import { isIP } from "node:net";
 import { parseArgs } from "node:util";
 
 import { DocumentError } from "../src/documents";
-import { inClusterConnection, KubeConnection } from "../src/kube";
 import { RouteReader } from "../src/route";
 import { monotonicSeconds } from "./clock";
+import { readerOptions, SOURCE_OPTIONS, watchSource } from "./source";
 
 const USAGE = `usage: router --endpoint MODEL=URL... (--namespace NS --config-map NAME [--api-server URL
   --token-file FILE [--ca-file FILE]] | --directory DIR) [--key-file FILE] [--rate N] [--workers N]
@@ -48,14 +48,8 @@ function fail(message: string): never {
 
 const { values } = parseArgs({
   options: {
+    ...SOURCE_OPTIONS,
     endpoint: { type: "string", multiple: true, default: [] },
-    namespace: { type: "string" },
-    "config-map": { type: "string" },
-    "api-server": { type: "string" },
-    "token-file": { type: "string" },
-    "ca-file": { type: "string" },
-    directory: { type: "string" },
-    "key-file": { type: "string" },
     rate: { type: "string", default: "20" },
     workers: { type: "string", default: "8" },
     "max-requests": { type: "string", default: "200000" },
@@ -85,8 +79,7 @@ const workers = positive("workers");
 const maxRequests = positive("max-requests");
 const maxSeconds = positive("max-seconds");
 const timeoutMs = positive("request-timeout-ms");
-const key = values["key-file"] ? readFileSync(values["key-file"]) : undefined;
-const reader = new RouteReader({ directory: values.directory, key });
+const reader = new RouteReader(readerOptions(values));
 const stop = new AbortController();
 const agent = new Agent({ keepAlive: true, maxSockets: workers * 2 });
 const log = values.log ? createWriteStream(values.log, { flags: "a" }) : undefined;
@@ -103,19 +96,11 @@ function follow(): Promise<void> {
     const document = reader.current;
     process.stdout.write(`route.json revision ${document?.revision}: ${JSON.stringify(document?.traffic)}\n`);
   };
-  if (values.directory) return reader.watchDirectory({ onChange, onError, signal: stop.signal });
-  if (!values.namespace || !values["config-map"]) fail("give --namespace and --config-map, or --directory");
-  let connection: KubeConnection;
-  if (values["api-server"]) {
-    connection = {
-      baseUrl: values["api-server"],
-      tokenFile: values["token-file"],
-      ca: values["ca-file"] ? readFileSync(values["ca-file"]) : undefined,
-    };
-  } else {
-    connection = inClusterConnection();
+  try {
+    return watchSource(reader, values, { onChange, onError, signal: stop.signal });
+  } catch (error) {
+    fail((error as Error).message);
   }
-  return reader.watchApi({ connection, namespace: values.namespace, configMap: values["config-map"], onChange, onError, signal: stop.signal });
 }
 
 /** POST /infer to one model; whether it answered 200 in time. */
