@@ -27,7 +27,19 @@ const ASSERTIONS = new Set([
 ]);
 
 // RFC 3339 date-time; the offset is optional because the operator's models (pydantic) accept a naive time.
-const DATE_TIME = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:?\d{2})?$/;
+const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):?(\d{2}))?$/;
+
+/** Whether `text` is a date-time of the calendar: no February 30th, no 24:00, offsets below a day. */
+function isDateTime(text: string): boolean {
+  const m = DATE_TIME.exec(text);
+  if (m === null) return false;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number);
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day); // not Date.UTC, which reads years 0-99 as 1900-1999
+  const calendar = year >= 1 && date.getUTCFullYear() === year && date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+  const offset = m[9] === undefined || (Number(m[9]) < 24 && Number(m[10]) < 60);
+  return calendar && hour < 24 && minute < 60 && second < 60 && offset;
+}
 
 /** Where the copied schemas live next to the compiled code (dist/src -> dist/schemas). */
 export const SCHEMA_DIR = join(__dirname, "..", "schemas");
@@ -118,7 +130,7 @@ export function problems(value: unknown, schema: Schema, root: Schema = schema, 
     }
   }
   if (schema.format === "date-time" && typeof value === "string") {
-    if (!DATE_TIME.test(value) || Number.isNaN(Date.parse(value.replace(" ", "T")))) {
+    if (!isDateTime(value)) {
       found.push(`${path}: not an RFC 3339 date-time: ${JSON.stringify(value)}`);
     }
   }
