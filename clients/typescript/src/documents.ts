@@ -79,7 +79,19 @@ export interface RouteDocument {
   candidates: CandidateEntry[];
 }
 
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
+// fatal: invalid UTF-8 is refused, not replaced; ignoreBOM: a byte order mark is kept, so it is not JSON
+// (the operator never writes one, and the Python reader refuses it too).
+const UTF8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** JSON.parse reviver refusing keys and strings with a lone surrogate (`"\ud800"`): not Unicode text. */
+function wellFormed(key: string, value: unknown): unknown {
+  if (LONE_SURROGATE.test(key) || (typeof value === "string" && LONE_SURROGATE.test(value))) {
+    throw new SyntaxError(`a lone surrogate in ${JSON.stringify(key || "the document")}`);
+  }
+  return value;
+}
 
 /** A document that must not be used: unparsable, invalid, unsigned or badly signed. */
 export class DocumentError extends Error {
@@ -109,7 +121,7 @@ export const ROUTE: DocumentKind<RouteDocument> = { fileName: "route.json", sche
 export function parseDocument<D>(kind: DocumentKind<D>, payload: Uint8Array | string): D {
   let value: unknown;
   try {
-    value = JSON.parse(typeof payload === "string" ? payload : UTF8.decode(payload));
+    value = JSON.parse(typeof payload === "string" ? payload : UTF8.decode(payload), wellFormed);
   } catch (error) {
     throw new DocumentError(`${kind.fileName} is not JSON: ${(error as Error).message}`);
   }

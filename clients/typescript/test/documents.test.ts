@@ -48,6 +48,8 @@ test("what the contract refuses is a DocumentError naming the field", () => {
   assert.throws(() => parseRoute("{"), /route.json is not JSON/);
   assert.throws(() => parseRoute(Buffer.from([0x7b, 0xff, 0x7d])), /route.json is not JSON/);
   assert.throws(() => parseRoute("[]"), /expected object/);
+  assert.throws(() => parseRoute(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), fixture("route-primary.json")])), /not JSON/);
+  assert.throws(() => parseRoute(fixtureText("route-primary.json").replace('"reason": "', '"reason": "\\ud800')), /lone surrogate/);
 });
 
 test("optional fields may be null or absent", () => {
