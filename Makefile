@@ -18,17 +18,21 @@ DEB_PACKAGES += containerd runc buildah umoci skopeo containernetworking-plugins
 PYTEST_ARGS ?=
 # make demo DEMO_ARGS='--no-wait --state-dir DIR'
 DEMO_ARGS ?=
+# The TypeScript client: npm installs from the lock file into its node_modules, with npm's cache in .cache.
+TS_DIR := clients/typescript
+NPM_CACHE := $(abspath $(CACHE))/npm
+TS_STAMP := $(TS_DIR)/node_modules/.installed-$(shell sha1sum $(TS_DIR)/package-lock.json | cut -c1-12)
 
 export CONTROLPLANE_BIN := $(abspath $(CONTROLPLANE_BIN))
 export HELM_BIN := $(abspath $(HELM_BIN))
 export KSTATUS_BIN := $(abspath $(KSTATUS_BIN))
 
-.PHONY: help test demo bench deps venv controlplane node helm kstatus crds check-crds lint unit integration reliability node-tests clean
+.PHONY: help test demo bench deps venv controlplane node helm kstatus crds check-crds lint unit integration reliability node-tests ts clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-test: deps venv controlplane node helm kstatus lint check-crds ## install everything needed, then lint and run every test
+test: deps venv controlplane node helm kstatus lint check-crds ts ## install everything needed, then lint and run every test
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 demo: deps venv controlplane ## play the scenario on a local control plane + Prometheus + simulator + operator
@@ -54,6 +58,15 @@ $(VENV_STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	rm -f $(VENV)/.installed-*; touch $@
+
+ts: $(TS_STAMP) ## build the TypeScript client (clients/typescript) and run its tests (node --test)
+	cd $(TS_DIR) && rm -rf dist && npm run --silent build && npm test --silent
+
+$(TS_STAMP): $(TS_DIR)/package-lock.json
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0] < 20))' 2>/dev/null || \
+	  { echo "the TypeScript client needs Node.js >= 20 and npm on PATH"; exit 1; }
+	cd $(TS_DIR) && npm ci --cache $(NPM_CACHE) --prefer-offline --no-audit --no-fund --loglevel=error
+	touch $@
 
 controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl into .cache (once)
 	CACHE=$(abspath $(CACHE))/controlplane hack/build-controlplane.sh
@@ -83,7 +96,7 @@ lint: venv ## ruff, mypy and the import contracts (.importlinter)
 unit: venv ## only the unit tests (no control plane needed)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-integration: deps venv controlplane node helm kstatus ## only the integration tests
+integration: deps venv controlplane node helm kstatus ts ## only the integration tests
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 node-tests: deps venv controlplane node helm ## only the tests that run Pods on a node (~5 min warm)

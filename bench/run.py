@@ -23,6 +23,7 @@ from bench import (
     reader_latency,
     route,
     scale,
+    ts_reader,
 )
 from bench import validate as validate_bench
 from bench.harness import write_results
@@ -163,6 +164,17 @@ def profile_at_scale() -> list[str]:
         return hotspots.section(Path(tmp))
 
 
+def typescript_reader() -> list[str]:
+    """Issue 20: a published document -> the TypeScript reader's callback, API watch vs directory."""
+    return [
+        "## Document -> TypeScript reader callback",
+        "",
+        *(ts_reader.__doc__ or "").strip().split("\n")[2:],
+        "",
+        *ts_reader.section(),
+    ]
+
+
 SECTIONS: list[Callable[[], list[str]]] = [
     decision_cost,
     alert_delivery,
@@ -175,6 +187,7 @@ SECTIONS: list[Callable[[], list[str]]] = [
     reader_callback,
     scale_steps,
     profile_at_scale,
+    typescript_reader,
 ]
 
 

@@ -10,21 +10,27 @@ import yaml
 from kubernetes import client
 
 
-def service_account_kubeconfig(
-    api: client.ApiClient, namespace: str, name: str, path: Path, expiration_seconds: int = 3600
-) -> Path:
-    """Write a kubeconfig at ``path`` that authenticates as ServiceAccount ``namespace/name``.
-
-    The token comes from the TokenRequest API (what the kubelet mounts into a pod), so the apiserver
-    authorizes every request exactly as it would the operator's pod. Server and CA are ``api``'s.
-    """
+def service_account_token(
+    api: client.ApiClient, namespace: str, name: str, expiration_seconds: int = 3600
+) -> str:
+    """A token of ServiceAccount ``namespace/name`` from the TokenRequest API (what the kubelet mounts into
+    a pod), so the apiserver authorizes every request exactly as it would that pod's."""
     request = client.AuthenticationV1TokenRequest(
         spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_seconds)
     )
     issued = client.CoreV1Api(api).create_namespaced_service_account_token(name, namespace, request)
     if issued.status is None:
         raise RuntimeError(f"TokenRequest for ServiceAccount {namespace}/{name} returned no token")
-    token = issued.status.token
+    return str(issued.status.token)
+
+
+def service_account_kubeconfig(
+    api: client.ApiClient, namespace: str, name: str, path: Path, expiration_seconds: int = 3600
+) -> Path:
+    """Write a kubeconfig at ``path`` that authenticates as ServiceAccount ``namespace/name`` with a
+    :func:`service_account_token`. Server and CA are ``api``'s.
+    """
+    token = service_account_token(api, namespace, name, expiration_seconds)
     cluster: dict[str, Any] = {"server": api.configuration.host}
     if api.configuration.ssl_ca_cert:
         # Embedded: the client's CA file may be a temporary copy that disappears with its process.

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from kubernetes import client
 
 from detection_testing.kube import wait_for
+from detection_testing.node_client import NodeRouter
 from detection_testing.operator_process import OperatorProcess
 from detection_testing.prometheus import PrometheusServer
 from detection_testing.router import ModelFleet, Router
@@ -27,6 +29,7 @@ from detection_testing.watched import Watched
 REPO = Path(__file__).resolve().parents[2]
 ROUTE_SCHEMA = json.loads((REPO / "docs/schemas/route.schema.json").read_text())
 NAME = "classifier"
+CONFIG_MAP = f"{NAME}-model-route"
 MODELS = ["nw-primary", "nw-backup1", "nw-backup2"]
 PRIMARY, BACKUP1, BACKUP2 = MODELS
 
@@ -34,8 +37,10 @@ PRIMARY, BACKUP1, BACKUP2 = MODELS
 class Loop(Watched):
     """The route, its model servers and its router."""
 
-    def __init__(self, kube: client.ApiClient, namespace: str, fleet: ModelFleet, router: Router) -> None:
-        super().__init__(kube, namespace, "ModelRoute", NAME, f"{NAME}-model-route")
+    def __init__(
+        self, kube: client.ApiClient, namespace: str, fleet: ModelFleet, router: Router | NodeRouter
+    ) -> None:
+        super().__init__(kube, namespace, "ModelRoute", NAME, CONFIG_MAP)
         self.fleet, self.router = fleet, router
         self.apps = client.AppsV1Api(kube)
 
@@ -85,18 +90,47 @@ class Loop(Watched):
         return int(self.apps.read_namespaced_deployment(name, self.namespace).spec.replicas)
 
 
-@pytest.fixture
-def loop(
-    kube: client.ApiClient, namespace: str, prometheus: PrometheusServer, tmp_path: Path
+@contextmanager
+def closed_loop(
+    kube: client.ApiClient,
+    namespace: str,
+    prometheus: PrometheusServer,
+    tmp_path: Path,
+    router: Callable[[ModelFleet], Router | NodeRouter],
 ) -> Iterator[Loop]:
+    """Model servers scraped by the session's Prometheus, and ``router(fleet)`` sending to them."""
     before = prometheus.targets
     with ModelFleet(MODELS, tmp_path / "models", namespace=namespace, latency_ms=5) as fleet:
         prometheus.set_targets([*before, *fleet.targets])
         try:
-            with Router(kube, namespace, f"{NAME}-model-route", fleet.endpoints, rate=40) as router:
-                yield Loop(kube, namespace, fleet, router)
+            with router(fleet) as started:
+                yield Loop(kube, namespace, fleet, started)
         finally:
             prometheus.set_targets(before)
+
+
+@pytest.fixture
+def loop(
+    kube: client.ApiClient, namespace: str, prometheus: PrometheusServer, tmp_path: Path
+) -> Iterator[Loop]:
+    def router(fleet: ModelFleet) -> Router:
+        return Router(kube, namespace, CONFIG_MAP, fleet.endpoints, rate=40)
+
+    with closed_loop(kube, namespace, prometheus, tmp_path, router) as built:
+        yield built
+
+
+@pytest.fixture
+def node_loop(
+    kube: client.ApiClient, namespace: str, prometheus: PrometheusServer, tmp_path: Path
+) -> Iterator[Loop]:
+    """The same loop with the router run by Node.js through the TypeScript client."""
+
+    def router(fleet: ModelFleet) -> NodeRouter:
+        return NodeRouter(kube, namespace, CONFIG_MAP, fleet.endpoints, tmp_path / "router", rate=40)
+
+    with closed_loop(kube, namespace, prometheus, tmp_path, router) as built:
+        yield built
 
 
 def served_by(loop: Loop, model: str, since: float = 0.0) -> int:
@@ -286,3 +320,46 @@ def test_operator_restart_mid_failover_keeps_state_without_duplicates(
     assert after["revision"] == before["revision"], (before, after, loop.status()["memory"])
     assert len(loop.status()["switchHistory"]) == 1
     assert len(loop.events("ModelSwitched")) == 1
+
+
+def test_node_router_fails_over_per_request_and_gives_the_trickle(
+    node_loop: Loop, operator: OperatorProcess
+) -> None:
+    """The TypeScript client in the loop: its API watch follows route.json, choose() spreads by the weights,
+    the fallbacks catch every request a dead model refuses, and the 10 % trickle brings the primary back."""
+    loop = node_loop
+    loop.create(closed_loop_route(MODELS))
+    first = loop.wait_route(active=PRIMARY)
+    loop.wait_state(PRIMARY, "healthy")
+    assert served_by(loop, PRIMARY) > 0 and served_by(loop, BACKUP1) == served_by(loop, BACKUP2) == 0
+    died = time.monotonic()
+    loop.fleet.kill(PRIMARY)
+    failed_over = loop.wait_route(active=BACKUP1, timeout=30)
+    assert (
+        failed_over["traffic"] == {BACKUP1: 90, PRIMARY: 10} and failed_over["revision"] > first["revision"]
+    )
+    after = [s for s in loop.router.log(died + 0.5) if s.at < died + 5]
+    assert after and all(s.served_by is not None for s in after)
+    assert any(s.tried[:1] == (PRIMARY,) and s.served_by == BACKUP1 for s in after)
+    # Under the new revision the router chose by its weights: 1 request in 10 tries the primary first.
+    switched = wait_for(
+        lambda: (
+            len(r := [s for s in loop.router.log() if s.revision == failed_over["revision"]]) >= 100 and r
+        ),
+        timeout=20,
+        what="100 requests under the failed-over revision",
+    )
+    first_tries = Counter(s.tried[0] for s in switched[:100])
+    assert 5 <= first_tries[PRIMARY] <= 15 and first_tries[BACKUP1] >= 85, first_tries
+
+    loop.fleet.revive(PRIMARY)
+    recovered = time.monotonic()
+    rolled = loop.wait_route(active=PRIMARY, timeout=60)
+    assert rolled["state"] == "Primary" and "rolled back" in rolled["reason"]
+    evidence = sum(
+        1
+        for s in loop.router.log(recovered)
+        if s.served_by == PRIMARY and s.revision is not None and s.revision < rolled["revision"]
+    )
+    assert evidence >= 50
+    assert loop.router.rejected == 0

@@ -19,6 +19,7 @@ from detection_operator.api.base import GROUP, VERSION
 from detection_operator.client.readers import ProfileReader
 from detection_testing.exporter import MetricExporter
 from detection_testing.kube import wait_for
+from detection_testing.node_client import DocumentFollower
 from detection_testing.operator_process import OperatorProcess
 from detection_testing.prometheus import PrometheusServer
 
@@ -350,6 +351,55 @@ def test_signed_profile_verifies_with_the_consumer_helper(
     (tmp_path / "profile.json").write_text(data["profile.json"].replace("balanced", "lean"))
     with pytest.raises(ValueError, match="signature"):
         reader.load()
+
+
+def test_signed_profile_through_the_typescript_reader_over_the_api(
+    scenario: Scenario, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """The TypeScript client follows the operator's signed profile.json through its own API watch, as a
+    ServiceAccount that may read only that ConfigMap: each new revision verifies with the operator's key,
+    a hand edit is refused and the last good profile stays."""
+    key = b"the-typescript-reader-verifies-this"
+    scenario.core.create_namespaced_secret(
+        scenario.namespace,
+        client.V1Secret(
+            metadata=client.V1ObjectMeta(name="profile-signing"), string_data={"hmac": key.decode()}
+        ),
+    )
+    config_map = f"{NAME}-detection-profile"
+    source = (scenario.kube, scenario.namespace, config_map)
+    with DocumentFollower(tmp_path / "ts", key=key, config_map=source) as ts:
+        scenario.metrics(**CALM)
+        scenario.create(policy(output={"signingKeyRef": {"name": "profile-signing", "key": "hmac"}}))
+        first = scenario.wait_profile("balanced")
+        seen = wait_for(
+            lambda: [f for f in ts.seen() if f.document], timeout=10, what="the TS reader's profile"
+        )
+        assert seen[0].document == first  # every field, as published and verified
+        scenario.metrics(latency_p95_ms=250)
+        lean = scenario.wait_profile("lean")
+        wait_for(
+            lambda: any(f.document == lean for f in ts.seen()),
+            timeout=10,
+            what="the TS reader's lean profile",
+        )
+        # A hand edit without the key: the reader refuses it and keeps serving lean.
+        data = scenario.config_map()
+        assert data is not None
+        edited = data["profile.json"].replace('"lean"', '"paranoid"')
+        scenario.core.patch_namespaced_config_map(
+            config_map, scenario.namespace, {"data": {"profile.json": edited}}
+        )
+        refusal = wait_for(
+            lambda: [f for f in ts.seen() if f.error], timeout=10, what="the TS reader's refusal"
+        )
+        assert "does not match its signature" in str(refusal[0].error)
+        assert all(f.document is None or f.document["profile"] != "paranoid" for f in ts.seen())
+        # The operator repairs the edit with its own signed document (same revision, a new decidedAt):
+        # the reader hands that out, because it verifies.
+        handed = [f.document for f in ts.seen() if f.document]
+        assert [d["revision"] for d in handed][:2] == [first["revision"], lean["revision"]]
+        assert {d["profile"] for d in handed[1:]} == {"lean"}
 
 
 def test_detector_deployment_rolls_on_each_new_profile(scenario: Scenario, operator: OperatorProcess) -> None:

@@ -5,6 +5,7 @@ and never adds a switch. A missing target Deployment is covered by tests/integra
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from kubernetes import client
 from detection_operator.api.base import GROUP, VERSION
 from detection_testing.exporter import MetricExporter
 from detection_testing.kube import wait_for
+from detection_testing.node_client import DocumentFollower
 from detection_testing.operator_process import OperatorProcess
 from detection_testing.prometheus import PrometheusServer
 from detection_testing.report import Report
@@ -25,6 +27,7 @@ from detection_testing.specs import LATENCY_METRIC, latency_policy
 from detection_testing.tcpproxy import TcpProxy
 from detection_testing.watched import Watched
 
+REPO = Path(__file__).resolve().parents[2]
 NAME = "detector"
 CONFIG_MAP = f"{NAME}-detection-profile"
 
@@ -213,4 +216,51 @@ def test_concurrent_status_writer_is_overwritten_with_the_right_status(
         "concurrent status writer (another client edits status between reads and writes)",
         "the operator's status ends correct; no 409 can stall it; no switch",
         "status restored to lean with its history on the next evaluation; ConfigMap untouched; no switch",
+    )
+
+
+def test_typescript_reader_rides_out_an_apiserver_restart(
+    cluster: Any, kube: client.ApiClient, namespace: str, tmp_path: Path, report: Report
+) -> None:
+    """The TypeScript client's API watch (a Node.js process) through an apiserver restart: it keeps the last
+    good route.json while the apiserver is gone, lists again when it is back, and hands out the next one."""
+    plane = cluster.plane
+    if plane is None:
+        pytest.skip("restarting the apiserver needs the local control plane")
+    vectors = json.loads((REPO / "clients/vectors/documents.json").read_text())["vectors"]
+    route = json.loads(next(v["payload"] for v in vectors if v["document"] == "route.json" and v["valid"]))
+    core = client.CoreV1Api(kube)
+    name = "classifier-model-route"
+
+    def publish(revision: int) -> None:
+        data = {"route.json": json.dumps({**route, "revision": revision})}
+        core.patch_namespaced_config_map(name, namespace, {"data": data})
+
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name), data={"route.json": json.dumps(route)}),
+    )
+    source = (kube, namespace, name)
+    with DocumentFollower(tmp_path / "ts", "route.json", config_map=source) as ts:
+
+        def revisions() -> list[int]:
+            return [f.document["revision"] for f in ts.seen() if f.document]
+
+        wait_for(lambda: revisions() == [route["revision"]], timeout=15, what="the first route.json")
+        started = time.monotonic()
+        plane.restart_apiserver()
+        down_for = time.monotonic() - started
+        publish(route["revision"] + 1)
+        wait_for(
+            lambda: revisions()[-1:] == [route["revision"] + 1],
+            timeout=30,
+            what="route.json after the restart",
+        )
+        seen_after = time.monotonic() - started - down_for
+        assert ts.process.running()
+        assert revisions() == [route["revision"], route["revision"] + 1]  # nothing handed out twice or lost
+    report.fault(
+        "apiserver restarted under the TypeScript reader's API watch",
+        "the Node.js reader keeps the last good route.json, lists again, hands out the next revision",
+        f"apiserver down {down_for:.1f} s; next revision handed out {seen_after:.1f} s after it was back",
     )
