@@ -38,8 +38,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..api.contract import ProfileDocument, RouteDocument
 from ..core.signing import verify
-from . import routing
-from .routing import EvenSequence
+from .routing import EvenSequence, attempts, choose
 from .watch import ConfigMapWatch
 
 PROFILE = "profile.json"
@@ -234,7 +233,7 @@ class RouteReader(_DocumentReader[RouteDocument]):
         document = self.current
         if document is None:
             return None
-        return routing.choose(document.traffic, document.active, self._sequence.next() if r is None else r)
+        return choose(document.traffic, document.active, self._sequence.next() if r is None else r)
 
     def attempts(self, r: float | None = None) -> list[str]:
         """The models to try for the next request, in order: the chosen one, then the active model if it
@@ -243,4 +242,4 @@ class RouteReader(_DocumentReader[RouteDocument]):
         if document is None:
             return []
         r = self._sequence.next() if r is None else r
-        return routing.attempts(document.traffic, document.active, document.fallbacks, r)
+        return attempts(document.traffic, document.active, document.fallbacks, r)
