@@ -8,7 +8,7 @@ import { Counter, Gauge, Histogram, register, Registry } from "prom-client";
 import { accuracy } from "./accuracy";
 
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-export const RATIO_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+export const SCORE_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 /** Bytes per `memoryMb` (decimal megabytes, as the Python client counts them). */
 export const BYTES_PER_MB = 1_000_000;
 
@@ -43,13 +43,21 @@ function identity(subject: Subject): { model: string; kind: Kind } {
   return { model: name, kind };
 }
 
+/** A value as an error message shows it: NaN as NaN, a string quoted. */
+function shown(value: unknown): string {
+  return typeof value === "number" ? String(value) : JSON.stringify(value);
+}
+
+// typeof as well: from plain JavaScript "5" >= 0 holds, and a string would be coerced into the series.
 function amount(name: string, value: number | undefined): void {
-  if (value !== undefined && !(value >= 0)) throw new RangeError(`${name} must be a number >= 0, not ${value}`);
+  if (value !== undefined && !(typeof value === "number" && value >= 0)) {
+    throw new RangeError(`${name} must be a number >= 0, not ${shown(value)}`);
+  }
 }
 
 function share(name: string, value: number | undefined): void {
-  if (value !== undefined && !(value >= 0 && value <= 1)) {
-    throw new RangeError(`${name} must be between 0 and 1, not ${value}`);
+  if (value !== undefined && !(typeof value === "number" && value >= 0 && value <= 1)) {
+    throw new RangeError(`${name} must be a number between 0 and 1, not ${shown(value)}`);
   }
 }
 
@@ -125,21 +133,21 @@ export class PerformanceMonitor {
       name: "neuroweaver_quality",
       help: "Quality of results, 0-1.",
       labelNames: ml,
-      buckets: RATIO_BUCKETS,
+      buckets: SCORE_BUCKETS,
       registers,
     });
     this.confidence = new Histogram({
       name: "neuroweaver_confidence",
       help: "Confidence of results, 0-1.",
       labelNames: ml,
-      buckets: RATIO_BUCKETS,
+      buckets: SCORE_BUCKETS,
       registers,
     });
     this.accuracy = new Histogram({
       name: "neuroweaver_accuracy_score",
       help: "Accuracy of predictions against real outcomes, 0-1, by where the outcome came from.",
       labelNames: [...ml, "source"] as ("model" | "kind" | "source")[],
-      buckets: RATIO_BUCKETS,
+      buckets: SCORE_BUCKETS,
       registers,
     });
   }

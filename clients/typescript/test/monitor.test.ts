@@ -45,6 +45,8 @@ test("recordRun refuses what would corrupt a series, and records nothing then", 
   assert.throws(() => monitor.recordRun({ model: "m", agent: "a" } as never, { status: "success", durationMs: 1 }), TypeError);
   assert.throws(() => monitor.recordRun({ model: "" }, { status: "success", durationMs: 1 }), RangeError);
   assert.throws(() => monitor.recordRun({ model: "m" }, { status: "success", durationMs: 1, quality: 1.5 }), RangeError);
+  assert.throws(() => monitor.recordRun({ model: "m" }, { status: "success", durationMs: "5" as never }), RangeError);
+  assert.throws(() => monitor.recordRun({ model: "m" }, { status: "success", durationMs: 1, quality: "0.5" as never }), RangeError);
   assert.throws(() => monitor.recordRun({ model: "m" }, { status: "success", durationMs: 1, errorType: "x" }), RangeError);
   assert.throws(() => monitor.recordAccuracy(1, 1, "", { model: "m" }), RangeError);
   assert.doesNotMatch(await monitor.metrics(), /model="m"/);
