@@ -35,7 +35,7 @@ help: ## list the targets
 test: deps venv controlplane node helm kstatus lint check-crds ts ## install everything needed, then lint and run every test
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-demo: deps venv controlplane ## play the scenario on a local control plane + Prometheus + simulator + operator
+demo: deps venv controlplane ts ## play the scenario on a local control plane + Prometheus + simulator + operator
 	$(PY) -m detection_testing.demo $(DEMO_ARGS)
 
 deps: ## Debian packages the tests use (Prometheus, Lua 5.1 for the Argo CD health check, containerd, buildah, ...)

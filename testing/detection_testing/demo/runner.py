@@ -35,16 +35,17 @@ from ..detector import ProfiledDetector
 from ..documents import edited
 from ..exporter import MetricExporter
 from ..kube import api_client, install_crds, wait_for
+from ..node_client import NodeRouter
 from ..operator_process import OperatorProcess
 from ..prometheus import PrometheusNotFoundError, PrometheusServer
 from ..receiver import WebhookReceiver
-from ..router import ModelFleet, Router
+from ..router import ModelFleet
 from .scenario import CONTRIBUTORS, EXTERNALS, MODELS, POLICY, ROUTE, STARTUP, Phase, scenario
 from .timeline import Timeline, elapsed
 
 NAMESPACE: Final = "detection-demo"
 # What the demo creates under the state directory; only these are removed when a new run starts.
-_STATE_ENTRIES: Final = ("controlplane", "prometheus", "operator.log", "receivers.yaml", "models")
+_STATE_ENTRIES: Final = ("controlplane", "prometheus", "operator.log", "receivers.yaml", "models", "router")
 ROUTER_RATE: Final = 20.0
 _POLL_SECONDS: Final = 0.5
 
@@ -269,11 +270,16 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
         print(
             f"Operator running (log: {operator_log}); ready after {time.monotonic() - started:.0f}s", file=out
         )
+        # The router is the TypeScript client's (Node.js), following route.json through the API as its own
+        # ServiceAccount: the demo is also the data-plane SDKs' integration test.
+        router_dir = state / "router"
+        router_dir.mkdir(exist_ok=True)
         router = stack.enter_context(
-            Router(api, NAMESPACE, f"{ROUTE}-model-route", fleet.endpoints, rate=ROUTER_RATE)
+            NodeRouter(api, NAMESPACE, f"{ROUTE}-model-route", fleet.endpoints, router_dir, rate=ROUTER_RATE)
         )
         print(
-            f"Router sending {ROUTER_RATE:g} req/s where route.json says (retrying along its fallbacks)",
+            f"Router (TypeScript client on Node.js) sending {ROUTER_RATE:g} req/s where route.json says"
+            " (retrying along its fallbacks)",
             file=out,
         )
         timeline = Timeline(api, NAMESPACE, [("dp", POLICY), ("mr", ROUTE)], out)
