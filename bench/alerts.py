@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from detection_operator.core.identity import ObjectRef
 from detection_operator.decide.alerts import Alert, plan_alerts
 from detection_operator.notify.delivery import Deliverer
-from detection_operator.record.audit import Origin, alert_records
 from detection_operator.notify.receivers import ReceiverConfig
+from detection_operator.record.audit import Origin, alert_records
 from detection_testing.receiver import WebhookReceiver
 
 from .harness import Stats

@@ -1,4 +1,4 @@
-"""Audit records from real decisions, and the outbox's bookkeeping: what is sent, retried, bounded, dropped."""
+"""Audit records from real decisions, and the outbox bookkeeping: sent, retried, bounded, dropped."""
 
 from __future__ import annotations
 
