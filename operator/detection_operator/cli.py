@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from . import __version__
 
@@ -80,27 +81,71 @@ def _backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _explain(args: argparse.Namespace) -> int:
-    import json
-
+def _cluster(namespace: str | None) -> tuple[Any, str]:
+    """A Kubernetes API client from KUBECONFIG, and ``namespace`` or else the context's namespace."""
     from kubernetes import client, config
-
-    from .tools import explain
 
     configuration = client.Configuration()
     config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    namespace = args.namespace
     if namespace is None:
         _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
         namespace = (context or {}).get("context", {}).get("namespace", "default")
-    with client.ApiClient(configuration) as api:
-        try:
+    return client.ApiClient(configuration), namespace or "default"
+
+
+def _cluster_errors() -> tuple[type[Exception], ...]:
+    """What reading the cluster raises that a user should see as one line, not a traceback."""
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    return (ValueError, KeyError, ConfigException, ApiException, HTTPError, OSError)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import json
+
+    from .tools import explain
+
+    try:
+        api, namespace = _cluster(args.namespace)
+        with api:
             explained = explain.fetch(api, args.target, namespace)
-        except (ValueError, KeyError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    except _cluster_errors() as exc:
+        print(f"error: {_error_text(exc)}", file=sys.stderr)
+        return 2
     print(json.dumps(explained, indent=2) if args.output == "json" else explain.render(explained))
     return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from .tools import history
+    from .tools.backtest import parse_since
+
+    try:
+        since = timedelta(seconds=parse_since(args.since))
+        history.parse_target(args.target)
+        api, namespace = _cluster(args.namespace)
+        with api:
+            records = history.from_status(api, args.target, namespace)
+    except _cluster_errors() as exc:
+        print(f"error: {_error_text(exc)}", file=sys.stderr)
+        return 2
+    print(history.render(history.select(records, since, datetime.now(UTC)), args.output))
+    return 0
+
+
+def _error_text(exc: Exception) -> str:
+    """One line for ``exc``: an API error by its status and reason (a 404 says what was not found)."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, ApiException):
+        return "not found" if exc.status == 404 else f"the apiserver answered {exc.status} {exc.reason}"
+    if isinstance(exc, KeyError):
+        return str(exc.args[0]) if exc.args else "unknown key"
+    return str(exc) or type(exc).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("-n", "--namespace", default=None)
     explain.add_argument("--output", choices=["text", "json"], default="text")
     explain.set_defaults(func=_explain)
+
+    history = sub.add_parser("history", help="audit records of dp/NAME, mr/NAME or a whole namespace")
+    history.add_argument("target", metavar="KIND/NAME", nargs="?", default=None)
+    history.add_argument("-n", "--namespace", default=None)
+    history.add_argument("--since", default="7d", help="how far back (7d, 12h, 90m; default 7d)")
+    history.add_argument("--output", choices=["text", "json", "csv"], default="text")
+    history.set_defaults(func=_history)
     return parser
 
 
