@@ -12,7 +12,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import alerts, backtest, closed_loop, hotspots, policy, policy_loop, reaction, route, scale
+from bench import (
+    alerts,
+    backtest,
+    closed_loop,
+    delivery,
+    hotspots,
+    policy,
+    policy_loop,
+    reaction,
+    route,
+    scale,
+)
 from bench import validate as validate_bench
 from bench.harness import write_results
 
@@ -56,6 +67,12 @@ def alert_delivery() -> list[str]:
         f"| dispatch -> request recorded by the receiver | {webhook.row('ms')} |",
         "",
     ]
+
+
+def delivery_kill() -> list[str]:
+    """SIGKILL during a webhook delivery: delivered / duplicated after dedup / lost."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return delivery.section(Path(tmp))
 
 
 def backtest_speed() -> list[str]:
@@ -149,6 +166,7 @@ def profile_at_scale() -> list[str]:
 SECTIONS: list[Callable[[], list[str]]] = [
     decision_cost,
     alert_delivery,
+    delivery_kill,
     backtest_speed,
     validate_speed,
     rule_to_config_map,

@@ -8,7 +8,7 @@ from detection_operator.api.records import OUTBOX_LIMIT, RECENT_RECORDS, AuditRe
 from detection_operator.core.identity import ObjectRef
 from detection_operator.decide.alerts import Alert, plan_alerts
 from detection_operator.record import outbox
-from detection_operator.record.audit import Origin, alert_records, policy_records, route_records
+from detection_operator.record.audit import Origin, alert_records, policy_records, record_event, route_records
 
 from . import test_decide_policy as dp
 from . import test_decide_route as mr
@@ -156,3 +156,21 @@ def test_bounds_drop_oldest_first_and_count_it() -> None:
     ok, message = outbox.report(gone)
     assert ok and message.startswith(f"{5 + OUTBOX_LIMIT} deliveries dropped undelivered so far")
     assert [r.id for r in gone.records] == [r.id for r in many[-RECENT_RECORDS:]]
+
+
+def test_records_with_an_event_and_those_without() -> None:
+    origin = Origin(ROUTE, 1, "op", T0)
+    switch = origin.record("model-switch", from_="m1", to="m2", reason="m1 critical")
+    assert record_event(switch) == ("Warning", "ModelSwitched", "Switched from m1 to m2: m1 critical")
+    refused = origin.record("failover-refused", reason="no backup", details={"cause": "failover-cap"})
+    assert record_event(refused) == ("Warning", "FailoverCapReached", "no backup")
+    fired, repeated, _, acked, resolved = alert_lifecycle()
+    assert record_event(fired) == (
+        "Warning",
+        "AlertFiring",
+        f"[warning] p95 high (fingerprint {fired.details['fingerprint']})",
+    )
+    assert record_event(resolved) is not None and record_event(resolved)[1] == "AlertResolved"  # type: ignore[index]
+    assert record_event(repeated) is None and record_event(acked) is None
+    pinned_in_place = origin.record("override-set", from_="m1", to="m1")
+    assert record_event(pinned_in_place) is None

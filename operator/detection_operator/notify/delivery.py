@@ -61,6 +61,10 @@ class Deliverer:
         )
         return cls([HttpReceiver(r, client, sleep) for r in config.receivers], everything, client=client)
 
+    def add(self, sink: RecordSink) -> None:
+        """Add a sink that gets every record (the Events sink, the history store)."""
+        self.everything[sink.name] = sink
+
     @property
     def sinks(self) -> frozenset[str]:
         """Every configured sink's name."""

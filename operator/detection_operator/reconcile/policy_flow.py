@@ -98,13 +98,9 @@ class PolicyFlow(
         return decision.memory.model_copy(update={"revision": pub.revision, "digest": pub.digest})
 
     def events(self, ev: Evaluation[DetectionPolicySpec], decision: PolicyDecision) -> list[Event]:
-        """Switches, circuits, expired escalations, shadow decisions, metrics lost and recovered."""
+        """Circuits, expired escalations, shadow decisions, metrics lost and recovered (switches are
+        records, with their Events: see reconcile/events.py)."""
         events = []
-        if decision.switched:
-            reason = (
-                EventReason.PROFILE_SELECTED if decision.previous is None else EventReason.PROFILE_SWITCHED
-            )
-            events.append(Event("Normal", reason, switch_message(ev.spec, decision)))
         for change in decision.circuit_changes:
             opened = change.endswith("-> open")
             reason = (

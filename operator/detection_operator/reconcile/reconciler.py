@@ -38,7 +38,8 @@ from ..record.status import entries
 from ..record.status import fields as status_fields
 from .context import Evaluation
 from .effects import Effects
-from .flow import Event, Flow
+from .events import RecordEvents
+from .flow import Flow
 from .policy_flow import PolicyFlow
 from .route_flow import RouteFlow
 
@@ -66,6 +67,7 @@ class Reconciler:
     ) -> None:
         self.effects = Effects(api, connections, executor, identity, may_write)
         self.notifier = notifier
+        notifier.add(RecordEvents(self.effects))
         self.series = telemetry.ObjectSeries()
         self._clock = clock
         self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
@@ -176,9 +178,8 @@ class Reconciler:
         fields = {**status_fields(flow.status(ev, decision, memory)), **status_fields(common)}
         fields["memory"] = memory.model_dump(mode="json", by_alias=True, exclude_none=True)
         origin = Origin(ev.ref, ev.generation, fx.identity, ev.now)
-        fields["alerts"], transitions, alert_records = self._alerts(
-            ev, ev.spec.alerts, flow.alerts(ev, decision), origin
-        )
+        current = flow.alerts(ev, decision)
+        fields["alerts"], alert_records = self._alerts(ev, ev.spec.alerts, current, origin)
         box, delivered = self._outbox(ev, [*flow.records(ev, decision, origin), *alert_records])
         fields["outbox"] = outbox.dump(box)
         written_ok = await self._record(
@@ -187,7 +188,7 @@ class Reconciler:
         if written_ok:
             # Only now: what the status holds survives a kill, so nothing sent below can be lost or, once
             # settled, sent again; a kill before the write posts nothing (the next evaluation decides again).
-            for event in [*flow.events(ev, decision), *transitions]:
+            for event in flow.events(ev, decision):
                 await fx.event(ev.ref, event.type, event.reason, event.message)
             self._deliver(ev.ref, box, ev.now)
         for gauge, values in flow.series(ev, decision):
@@ -216,22 +217,13 @@ class Reconciler:
 
     def _alerts(
         self, ev: Evaluation[Any], settings: AlertSpec, current: list[Alert], origin: Origin
-    ) -> tuple[list[dict[str, Any]], list[Event], list[AuditRecord]]:
-        """Plan this evaluation's alerts: the alert list for status, the Events of their transitions and
-        the records of what is sent."""
-        ref, now = ev.ref, ev.now
+    ) -> tuple[list[dict[str, Any]], list[AuditRecord]]:
+        """Plan this evaluation's alerts: the alert list for status and the records of what is sent."""
         records = entries(ev.status.get("alerts"), AlertRecord)
-        plan = plan_alerts(
-            ref, current, records, acknowledged_prefixes(ev.annotations), duration(settings.cooldown), now
-        )
-        events = []
-        for item in plan.transitions:
-            firing = item.status == "firing"
-            reason = EventReason.ALERT_FIRING if firing else EventReason.ALERT_RESOLVED
-            message = f"[{item.alert.severity}] {item.alert.summary} (fingerprint {item.fingerprint})"
-            events.append(Event("Warning" if firing else "Normal", reason, message))
+        acks = acknowledged_prefixes(ev.annotations)
+        plan = plan_alerts(ev.ref, current, records, acks, duration(settings.cooldown), ev.now)
         dumped = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in plan.records]
-        return dumped, events, alert_records(origin, plan, records, settings.cooldown)
+        return dumped, alert_records(origin, plan, records, settings.cooldown)
 
     def _outbox(self, ev: Evaluation[Any], records: list[AuditRecord]) -> tuple[Outbox, list[dict[str, Any]]]:
         """The outbox after this evaluation (outcomes settled, records added, bounds applied) and the

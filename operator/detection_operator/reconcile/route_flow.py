@@ -123,21 +123,8 @@ class RouteFlow(Flow[ModelRouteSpec, RouteObservation, RouteDecision, RoutePubli
         return decision.memory.model_copy(update={"prewarmed": before.prewarmed, "traffic": before.traffic})
 
     def events(self, ev: Evaluation[ModelRouteSpec], decision: RouteDecision) -> list[Event]:
-        """Switches and rollbacks; the route degrading (no healthy backup, failover cap)."""
-        events = []
-        if decision.switched and decision.previous is not None:
-            rolled_back = decision.state == "Primary"
-            reason = EventReason.MODEL_ROLLED_BACK if rolled_back else EventReason.MODEL_SWITCHED
-            message = f"Switched from {decision.previous} to {decision.active}: {decision.reason}"
-            events.append(Event("Normal" if rolled_back else "Warning", reason, message))
-        if (decision.no_healthy_backup or decision.failover_capped) and not _was_degraded(ev):
-            reason = (
-                EventReason.NO_HEALTHY_BACKUP
-                if decision.no_healthy_backup
-                else EventReason.FAILOVER_CAP_REACHED
-            )
-            events.append(Event("Warning", reason, decision.reason))
-        return events
+        """None beyond its records' (switches, rollbacks, refused failovers: see reconcile/events.py)."""
+        return []
 
     def records(
         self, ev: Evaluation[ModelRouteSpec], decision: RouteDecision, origin: Origin

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from ..api.common import AlertRecord
+from ..api.conditions import EventReason
 from ..api.detection_policy import DetectionPolicySpec
 from ..api.model_route import ModelRouteSpec
 from ..api.records import AuditRecord, RecordType, finite, record_id
@@ -197,3 +198,36 @@ def _notification(origin: Origin, item: Outgoing, earlier: AlertRecord | None, c
             **({"window": alert.window} if alert.window else {}),
         },
     )
+
+
+EventOf = tuple[Literal["Normal", "Warning"], EventReason, str]
+"""An Event's type, reason and message."""
+
+
+def record_event(record: AuditRecord) -> EventOf | None:
+    """The Kubernetes Event that reports ``record`` on its object, if its type has one: switches,
+    rollbacks, refused failovers, alerts starting, escalating and resolving (not repeats or notices)."""
+    change = f"Switched from {record.from_} to {record.to}: {record.reason}"
+    if record.type == "profile-switch":
+        reason = EventReason.PROFILE_SELECTED if record.from_ is None else EventReason.PROFILE_SWITCHED
+        return "Normal", reason, record.reason
+    if record.type == "rollback":
+        return "Normal", EventReason.MODEL_ROLLED_BACK, change
+    if record.type == "model-switch" or (
+        record.type in ("override-set", "override-cleared") and record.from_ and record.from_ != record.to
+    ):
+        return "Warning", EventReason.MODEL_SWITCHED, change
+    if record.type == "failover-refused":
+        refused = record.details.get("cause") == "no-healthy-backup"
+        return (
+            "Warning",
+            EventReason.NO_HEALTHY_BACKUP if refused else EventReason.FAILOVER_CAP_REACHED,
+            record.reason,
+        )
+    details = record.details
+    if record.type in ("alert-fired", "alert-escalated", "alert-resolved") and not details.get("notice"):
+        text = f"[{details.get('severity')}] {record.reason} (fingerprint {details.get('fingerprint')})"
+        if record.type == "alert-resolved":
+            return "Normal", EventReason.ALERT_RESOLVED, text
+        return "Warning", EventReason.ALERT_FIRING, text
+    return None
