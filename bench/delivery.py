@@ -9,6 +9,7 @@ import random
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from detection_testing.delivery_trials import Trial, kill_during_retry
@@ -20,7 +21,7 @@ from detection_testing.receiver import WebhookReceiver
 from detection_testing.specs import LATENCY_METRIC, latency_policy
 from detection_testing.watched import Watched
 
-from .harness import control_plane, create_namespace
+from .harness import commit, control_plane, create_namespace
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ def section(workdir: Path) -> list[str]:
         "whole first round, the retry waiting in status), the receiver recovers and the operator restarts.",
         "Duplicated after dedup: the same switch delivered under two record ids (a receiver deduplicating",
         "by id would keep both). Redelivered: an id delivered again (deduplicated by the receiver).",
+        "",
+        f"Taken {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at commit {commit()}.",
         "",
         "| trials | delivered | duplicated after dedup | lost | redelivered (same id) | run time |",
         "|---|---|---|---|---|---|",
