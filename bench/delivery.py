@@ -12,14 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from detection_testing.delivery_trials import Trial, kill_during_retry
+from detection_testing.delivery_trials import Trial, balanced_policy, kill_during_retry
 from detection_testing.exporter import MetricExporter
-from detection_testing.kube import wait_for
 from detection_testing.operator_process import OperatorProcess
 from detection_testing.prometheus import PrometheusServer
 from detection_testing.receiver import WebhookReceiver
-from detection_testing.specs import LATENCY_METRIC, latency_policy
-from detection_testing.watched import Watched
 
 from .harness import commit, control_plane, create_namespace
 
@@ -71,11 +68,7 @@ def kill_during_delivery(workdir: Path, trials: int = 24, seed: int = 18) -> Sum
             OperatorProcess(plane.kubeconfig, workdir / "operator.log", [namespace], env)
         )
         labels = {"namespace": namespace}
-        exporter.set(LATENCY_METRIC, 100, labels)
-        prometheus.wait_for_series(f'{LATENCY_METRIC}{{namespace="{namespace}"}}', timeout=60)
-        policy = Watched(api, namespace, "DetectionPolicy", "detector", "detector-detection-profile")
-        policy.create(latency_policy())
-        wait_for(lambda: policy.status().get("profile") == "balanced", timeout=60, what="balanced")
+        policy = balanced_policy(api, namespace, exporter, prometheus)
         started = time.monotonic()
         found = [
             kill_during_retry(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import __version__
+
+T = TypeVar("T")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -102,17 +105,24 @@ def _cluster_errors() -> tuple[type[Exception], ...]:
     return (ValueError, KeyError, ConfigException, ApiException, HTTPError, OSError)
 
 
+def _read_cluster(namespace: str | None, read: Callable[[Any, str], T]) -> T | None:
+    """``read(api, namespace)`` against the cluster in KUBECONFIG; None (the error printed) if it fails."""
+    try:
+        api, namespace = _cluster(namespace)
+        with api:
+            return read(api, namespace)
+    except _cluster_errors() as exc:
+        print(f"error: {_error_text(exc)}", file=sys.stderr)
+        return None
+
+
 def _explain(args: argparse.Namespace) -> int:
     import json
 
     from .tools import explain
 
-    try:
-        api, namespace = _cluster(args.namespace)
-        with api:
-            explained = explain.fetch(api, args.target, namespace)
-    except _cluster_errors() as exc:
-        print(f"error: {_error_text(exc)}", file=sys.stderr)
+    explained = _read_cluster(args.namespace, lambda api, ns: explain.fetch(api, args.target, ns))
+    if explained is None:
         return 2
     print(json.dumps(explained, indent=2) if args.output == "json" else explain.render(explained))
     return 0
@@ -127,11 +137,11 @@ def _history(args: argparse.Namespace) -> int:
     try:
         since = timedelta(seconds=parse_since(args.since))
         history.parse_target(args.target)
-        api, namespace = _cluster(args.namespace)
-        with api:
-            records = history.from_status(api, args.target, namespace)
-    except _cluster_errors() as exc:
+    except (ValueError, KeyError) as exc:
         print(f"error: {_error_text(exc)}", file=sys.stderr)
+        return 2
+    records = _read_cluster(args.namespace, lambda api, ns: history.from_status(api, args.target, ns))
+    if records is None:
         return 2
     print(history.render(history.select(records, since, datetime.now(UTC)), args.output))
     return 0

@@ -12,11 +12,14 @@ import contextlib
 from collections import Counter
 from dataclasses import dataclass
 
+from kubernetes import client
+
 from .exporter import MetricExporter
 from .kube import wait_for
 from .operator_process import OperatorProcess
+from .prometheus import PrometheusServer
 from .receiver import Request, WebhookReceiver
-from .specs import LATENCY_METRIC
+from .specs import LATENCY_METRIC, latency_policy
 from .watched import Watched
 
 
@@ -44,6 +47,18 @@ class Trial:
     def duplicated(self) -> bool:
         """The same decision arrived under two ids: a receiver deduplicating by id would keep both."""
         return self.switches > 1
+
+
+def balanced_policy(
+    kube: client.ApiClient, namespace: str, exporter: MetricExporter, prometheus: PrometheusServer
+) -> Watched:
+    """The trials' DetectionPolicy (``latency_policy``, the hook its receiver), created and on balanced."""
+    exporter.set(LATENCY_METRIC, 100, {"namespace": namespace})
+    prometheus.wait_for_series(f'{LATENCY_METRIC}{{namespace="{namespace}"}}', timeout=60)
+    policy = Watched(kube, namespace, "DetectionPolicy", "detector", "detector-detection-profile")
+    policy.create(latency_policy())
+    wait_for(lambda: policy.status().get("profile") == "balanced", timeout=60, what="balanced")
+    return policy
 
 
 def notices(requests: list[Request], subject: str) -> list[tuple[str, int]]:

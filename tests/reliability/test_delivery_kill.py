@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from detection_testing.delivery_trials import kill_during_retry
+from detection_testing.delivery_trials import balanced_policy, kill_during_retry
 from detection_testing.exporter import MetricExporter
-from detection_testing.kube import wait_for
 from detection_testing.operator_process import OperatorProcess
 from detection_testing.prometheus import PrometheusServer
 from detection_testing.receiver import WebhookReceiver
 from detection_testing.report import Report
-from detection_testing.specs import LATENCY_METRIC, latency_policy
-from detection_testing.watched import Watched
 
 
 def test_sigkill_during_a_webhook_retry_delivers_after_restart_once_per_id(
@@ -30,11 +27,7 @@ def test_sigkill_during_a_webhook_retry_delivers_after_restart_once_per_id(
     report: Report,
 ) -> None:
     labels = {"namespace": namespace}
-    exporter.set(LATENCY_METRIC, 100, labels)
-    prometheus.wait_for_series(f'{LATENCY_METRIC}{{namespace="{namespace}"}}', timeout=30)
-    policy = Watched(kube, namespace, "DetectionPolicy", "detector", "detector-detection-profile")
-    policy.create(latency_policy())
-    wait_for(lambda: policy.status().get("profile") == "balanced", timeout=60, what="balanced")
+    policy = balanced_policy(kube, namespace, exporter, prometheus)
     trials = [
         kill_during_retry(
             policy, operator, receiver, exporter, labels, to_lean=i % 2 == 0, tries_before_kill=k
