@@ -15,7 +15,8 @@ from ..notify.sinks import DeliveryError
 from ..record.audit import record_event
 from .effects import Effects
 
-EVENTS_SINK = "events"
+EVENTS_SINK = "kubernetes:events"
+"""Not a valid receiver name (those are DNS labels), so no receiver in the settings can take its place."""
 
 
 class RecordEvents:
