@@ -163,6 +163,8 @@ def test_dead_primary_fails_over_and_earns_its_way_back(loop: Loop, operator: Op
     )
     assert [(h["from"], h["to"]) for h in history] == [(PRIMARY, BACKUP1), (BACKUP1, PRIMARY)]
     assert "rolledBackAt" in history[0]
+    # Events of records follow their status write (delivered from the outbox).
+    wait_for(lambda: loop.events("ModelRolledBack"), timeout=30, what="the ModelRolledBack Event")
     assert len(loop.events("ModelSwitched")) == 1 and len(loop.events("ModelRolledBack")) == 1
     wait_for(
         lambda: not [a for a in loop.status().get("alerts", []) if a["state"] == "firing"],
