@@ -16,6 +16,7 @@ from bench import (
     alerts,
     backtest,
     closed_loop,
+    delivery,
     hotspots,
     policy,
     policy_loop,
@@ -68,6 +69,12 @@ def alert_delivery() -> list[str]:
         f"| dispatch -> request recorded by the receiver | {webhook.row('ms')} |",
         "",
     ]
+
+
+def delivery_kill() -> list[str]:
+    """SIGKILL during a webhook delivery: delivered / duplicated after dedup / lost."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return delivery.section(Path(tmp))
 
 
 def backtest_speed() -> list[str]:
@@ -178,6 +185,7 @@ def typescript_reader() -> list[str]:
 SECTIONS: list[Callable[[], list[str]]] = [
     decision_cost,
     alert_delivery,
+    delivery_kill,
     backtest_speed,
     validate_speed,
     rule_to_config_map,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import __version__
 from .api import sdk_catalog
+
+T = TypeVar("T")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -82,8 +85,8 @@ def _backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _kubeconfig(namespace: str | None) -> tuple[Any, str]:
-    """The client configuration of KUBECONFIG's current context, and ``namespace`` or the context's."""
+def _cluster(namespace: str | None) -> tuple[Any, str]:
+    """A Kubernetes API client from KUBECONFIG, and ``namespace`` or else the context's namespace."""
     from kubernetes import client, config
 
     configuration = client.Configuration()
@@ -91,27 +94,37 @@ def _kubeconfig(namespace: str | None) -> tuple[Any, str]:
     if namespace is None:
         _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
         namespace = (context or {}).get("context", {}).get("namespace", "default")
-    return configuration, str(namespace)
+    return client.ApiClient(configuration), namespace or "default"
+
+
+def _cluster_errors() -> tuple[type[Exception], ...]:
+    """What reading the cluster raises that a user should see as one line, not a traceback."""
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    return (ValueError, KeyError, ConfigException, ApiException, HTTPError, OSError)
+
+
+def _read_cluster(namespace: str | None, read: Callable[[Any, str], T]) -> T | None:
+    """``read(api, namespace)`` against the cluster in KUBECONFIG; None (the error printed) if it fails."""
+    try:
+        api, namespace = _cluster(namespace)
+        with api:
+            return read(api, namespace)
+    except _cluster_errors() as exc:
+        print(f"error: {_error_text(exc)}", file=sys.stderr)
+        return None
 
 
 def _explain(args: argparse.Namespace) -> int:
     import json
 
-    from kubernetes import client, config
-
     from .tools import explain
 
-    try:
-        configuration, namespace = _kubeconfig(args.namespace)
-    except config.ConfigException as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    explained = _read_cluster(args.namespace, lambda api, ns: explain.fetch(api, args.target, ns))
+    if explained is None:
         return 2
-    with client.ApiClient(configuration) as api:
-        try:
-            explained = explain.fetch(api, args.target, namespace)
-        except (ValueError, KeyError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
     print(json.dumps(explained, indent=2) if args.output == "json" else explain.render(explained))
     return 0
 
@@ -120,7 +133,7 @@ def _report(args: argparse.Namespace) -> int:
     import os
 
     import httpx
-    from kubernetes import client, config
+    from kubernetes import config
 
     from .tools import report
 
@@ -133,11 +146,8 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     try:
         report.parse_since(args.since)
-        configuration, namespace = _kubeconfig(args.namespace)
-        with (
-            client.ApiClient(configuration) as api,
-            httpx.Client(timeout=args.timeout, trust_env=False) as http,
-        ):
+        api, namespace = _cluster(args.namespace)
+        with api, httpx.Client(timeout=args.timeout, trust_env=False) as http:
             query = report.prometheus_query(http, url)
             built = report.build(api, query, namespace, args.since, url, agent_selector=args.agent_selector)
     except (ValueError, report.ReportError, report.PrometheusError, config.ConfigException) as exc:
@@ -145,6 +155,36 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     print(report.render(built, args.output), end="")
     return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from .tools import history
+    from .tools.backtest import parse_since
+
+    try:
+        since = timedelta(seconds=parse_since(args.since))
+        history.parse_target(args.target)
+    except (ValueError, KeyError) as exc:
+        print(f"error: {_error_text(exc)}", file=sys.stderr)
+        return 2
+    records = _read_cluster(args.namespace, lambda api, ns: history.from_status(api, args.target, ns))
+    if records is None:
+        return 2
+    print(history.render(history.select(records, since, datetime.now(UTC)), args.output))
+    return 0
+
+
+def _error_text(exc: Exception) -> str:
+    """One line for ``exc``: an API error by its status and reason (a 404 says what was not found)."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, ApiException):
+        return "not found" if exc.status == 404 else f"the apiserver answered {exc.status} {exc.reason}"
+    if isinstance(exc, KeyError):
+        return str(exc.args[0]) if exc.args else "unknown key"
+    return str(exc) or type(exc).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -210,6 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--output", choices=["md", "json"], default="md")
     report.set_defaults(func=_report)
+
+    history = sub.add_parser("history", help="audit records of dp/NAME, mr/NAME or a whole namespace")
+    history.add_argument("target", metavar="KIND/NAME", nargs="?", default=None)
+    history.add_argument("-n", "--namespace", default=None)
+    history.add_argument("--since", default="7d", help="how far back (7d, 12h, 90m; default 7d)")
+    history.add_argument("--output", choices=["text", "json", "csv"], default="text")
+    history.set_defaults(func=_history)
     return parser
 
 

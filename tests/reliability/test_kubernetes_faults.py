@@ -49,6 +49,8 @@ def established(policy: Watched) -> dict[str, object]:
         lambda: (d := policy.document("profile.json")) and d["profile"] == "lean", timeout=60, what="lean"
     )
     wait_for(lambda: policy.status().get("profile") == "lean", timeout=30, what="status lean")
+    # The selection's Event follows its status write (it is delivered from the outbox).
+    wait_for(lambda: policy.events("ProfileSelected"), timeout=30, what="the ProfileSelected Event")
     return policy.status()
 
 

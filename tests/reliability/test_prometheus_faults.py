@@ -101,6 +101,8 @@ def test_fault_holds_the_profile_reports_it_and_recovers_without_a_switch_or_dup
     policy.create(spec)
     wait_for(lambda: policy.status().get("profile") == "lean", timeout=60, what="lean profile")
     policy.wait_condition("MetricsAvailable", "True")
+    # The selection's Event follows its status write (it is delivered from the outbox).
+    wait_for(lambda: policy.events("ProfileSelected"), timeout=30, what="the ProfileSelected Event")
     before = policy.status()
     switches = len(policy.events("ProfileSwitched")) + len(policy.events("ProfileSelected"))
 

@@ -48,3 +48,15 @@ def test_decisions_conditions_and_memory_are_written_at_once() -> None:
 
 def test_the_first_write_of_an_object_always_happens() -> None:
     assert must_write(None, STATUS, age_seconds=0, refresh_seconds=60)
+
+
+def test_delivery_progress_waits_but_new_records_and_drops_do_not() -> None:
+    pending = {"records": [{"id": "a"}], "pending": [{"sink": "hook", "ids": ["a"]}], "dropped": 0}
+    before = edit(outbox=pending)
+    taken = edit(outbox={**pending, "pending": []})
+    assert not must_write(settled(before), taken, age_seconds=1, refresh_seconds=60)
+    for changed in (
+        edit(outbox={**pending, "records": [{"id": "a"}, {"id": "b"}]}),
+        edit(outbox={**pending, "dropped": 1}),
+    ):
+        assert must_write(settled(before), changed, age_seconds=1, refresh_seconds=60)

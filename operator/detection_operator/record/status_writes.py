@@ -18,6 +18,10 @@ _VOLATILE_KEYS: dict[str, tuple[str, ...]] = {
     "latency": ("valueMs",),
     "externalContributors": ("weight",),
     "models": ("score", "requests", "metrics"),
+    # Which ids a sink has taken (and its retry state) can wait too: a restart before they are written
+    # sends those records again under the same ids, which receivers and the store deduplicate. New records
+    # (with their pending ids) and drops are written at once.
+    "outbox": ("pending",),
 }
 """Per field of status (lists of items, an item's nested list, or an object), the keys holding
 measurements rather than decisions."""

@@ -17,7 +17,7 @@ from ..api.base import GROUP, VERSION
 from ..api.kinds import KINDS, by_plural
 from ..core.identity import Key
 from ..core.times import parse_duration
-from ..notify.delivery import Notifier
+from ..notify.delivery import Deliverer
 from ..notify.receivers import ReceiverConfig
 from ..observe.connections import Connections
 from ..reconcile.reconciler import Reconciler
@@ -62,7 +62,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         lambda namespace, name: read_secret(api, namespace, name),
         coalesce_seconds=operator_settings.query_coalesce_seconds,
     )
-    notifier = Notifier(ReceiverConfig.load(operator_settings.receivers_file))
+    notifier = Deliverer.from_config(ReceiverConfig.load(operator_settings.receivers_file))
     reconciler = Reconciler(
         api,
         connections,
