@@ -103,6 +103,35 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from .runtime.settings import Settings
+    from .store import MigrationError, StoreUnavailable
+    from .tools.store import migrate_store
+
+    try:
+        config = Settings.from_env().history_store
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if config is None:
+        print("error: no history store: set DETECTION_OPERATOR_HISTORY_POSTGRES_HOST", file=sys.stderr)
+        return 2
+    try:
+        before, applied = migrate_store(config, dry_run=args.dry_run)
+    except (StoreUnavailable, MigrationError, psycopg.Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    current = max(before, default=0)
+    if not applied:
+        print(f"{config.target}: schema at version {current}, nothing to apply")
+    else:
+        verb = "would apply" if args.dry_run else "applied"
+        print(f"{config.target}: schema at version {current}, {verb} {', '.join(map(str, applied))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="detection-operator", description=__doc__)
@@ -145,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("-n", "--namespace", default=None)
     explain.add_argument("--output", choices=["text", "json"], default="text")
     explain.set_defaults(func=_explain)
+
+    migrate = sub.add_parser(
+        "migrate",
+        help="bring the PostgreSQL history store's schema up to date (the operator also does at start)",
+    )
+    migrate.add_argument("--dry-run", action="store_true", help="only say which migrations are pending")
+    migrate.set_defaults(func=_migrate)
     return parser
 
 

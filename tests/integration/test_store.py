@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -26,6 +30,7 @@ from detection_operator.store import (
 )
 from detection_operator.store.connection import Connection
 from detection_operator.store.schema import MIGRATIONS, Migration
+from detection_operator.tools.store import read_store_history
 from detection_testing.postgres import PostgresServer
 
 T = TypeVar("T")
@@ -201,3 +206,41 @@ def test_the_password_never_shows_in_repr_or_errors(own_postgres: PostgresServer
     message = asyncio.run(main())
     assert own_postgres.password not in message
     assert config.target in message
+
+
+def test_the_migrate_command_applies_once_and_says_so(store: StoreConfig, tmp_path: Path) -> None:
+    assert store.password is not None
+    (tmp_path / "password").write_text(store.password)
+    env = {
+        **os.environ,
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_HOST": store.host,
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_PORT": str(store.port),
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_DATABASE": store.database,
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_USER": store.user,
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_PASSWORD_FILE": str(tmp_path / "password"),
+    }
+    command = [sys.executable, "-m", "detection_operator", "migrate"]
+    dry = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True, check=True)
+    assert dry.stdout.strip() == f"{store.target}: schema at version 0, would apply 1"
+    first = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    assert first.stdout.strip() == f"{store.target}: schema at version 0, applied 1"
+    again = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    assert again.stdout.strip() == f"{store.target}: schema at version 1, nothing to apply"
+    wrong = subprocess.run(
+        command,
+        env={**env, "DETECTION_OPERATOR_HISTORY_POSTGRES_USER": "nobody"},
+        capture_output=True,
+        text=True,
+    )
+    assert wrong.returncode == 1 and "Traceback" not in wrong.stderr
+    assert "nobody@" in wrong.stderr and store.password not in wrong.stderr
+
+
+def test_the_history_store_backend_reads_what_the_sink_wrote(store: StoreConfig) -> None:
+    records = [
+        make(ROUTE, "rollback", T0 + timedelta(minutes=i), **{"from": "backup", "to": "primary"})
+        for i in range(3)
+    ]
+    deliver(store, records)
+    query = HistoryQuery(kind="ModelRoute", namespace="shop", name="scoring", since=T0 + timedelta(minutes=1))
+    assert read_store_history(store, query) == records[1:]
