@@ -12,7 +12,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import alerts, backtest, closed_loop, hotspots, policy, policy_loop, reaction, route, scale
+from bench import (
+    alerts,
+    backtest,
+    closed_loop,
+    history_store,
+    hotspots,
+    policy,
+    policy_loop,
+    reaction,
+    route,
+    scale,
+)
 from bench import validate as validate_bench
 from bench.harness import write_results
 
@@ -146,6 +157,12 @@ def profile_at_scale() -> list[str]:
         return hotspots.section(Path(tmp))
 
 
+def history_store_section() -> list[str]:
+    """Issue 18: the PostgreSQL history store (history over 1 M rows, write cost, a 5-minute outage)."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return history_store.section(Path(tmp))
+
+
 SECTIONS: list[Callable[[], list[str]]] = [
     decision_cost,
     alert_delivery,
@@ -157,6 +174,7 @@ SECTIONS: list[Callable[[], list[str]]] = [
     policy_closed_loop,
     scale_steps,
     profile_at_scale,
+    history_store_section,
 ]
 
 

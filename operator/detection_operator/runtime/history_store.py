@@ -1,0 +1,116 @@
+"""The history store in the running operator: its sink, the snapshots it samples, retention, all leader-only.
+
+The outbox delivers audit records to :attr:`HistoryStore.sink` like to any other sink. Snapshots do not go
+through the outbox: each evaluation offers one, the sampler keeps one per object per interval, and
+:meth:`HistoryStore.run` writes them every few seconds and enforces retention every hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Final
+
+from ..core.identity import ObjectRef
+from ..decide.snapshots import Snapshot, snapshot_of
+from ..store import PostgresSink, StoreConfig, StoreUnavailable, connect, enforce_retention
+from ..store.snapshots import SnapshotSampler, snapshot_record
+
+__all__ = ["HistoryStore"]
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS: Final = 5.0
+RETENTION_SECONDS: Final = 3600.0
+
+
+class HistoryStore:
+    """The store's sink, sampler and maintenance loop for one operator process."""
+
+    def __init__(
+        self,
+        config: StoreConfig,
+        identity: str,
+        may_write: Callable[[], bool],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """Prepare the store for replica ``identity``; ``may_write`` says whether it leads right now."""
+        self.config = config
+        self.identity = identity
+        self.sink = PostgresSink(config)
+        self.sampler = SnapshotSampler(config.snapshot_interval)
+        self._may_write = may_write
+        self._clock = clock
+        self._failing = False
+
+    def evaluated(self, ref: ObjectRef, now: datetime, generation: int | None, decision: object) -> None:
+        """After an evaluation: queue its snapshot if one is due (only the leader's evaluations count)."""
+        if not self._may_write() or not self.sampler.due(ref, now):
+            return
+        snapshot = snapshot_of(decision)
+        if snapshot is not None:
+            self.offer(ref, snapshot, now, generation)
+
+    def offer(self, ref: ObjectRef, snapshot: Snapshot, now: datetime, generation: int | None) -> None:
+        """Queue ``snapshot`` as the record of its interval."""
+        record = snapshot_record(ref, snapshot, now, self.config.snapshot_interval, generation, self.identity)
+        self.sink.offer_snapshot(record)
+
+    async def run(self) -> None:
+        """Write queued snapshots every few seconds and enforce retention every hour, while leading."""
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A task that dies says nothing by itself; the store is optional, the operator goes on.
+            log.exception("history store: the snapshot and retention loop stopped")
+            raise
+
+    async def _loop(self) -> None:
+        next_retention = time.monotonic()
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            if not self._may_write():
+                continue
+            try:
+                await self.sink.flush_snapshots()
+                if time.monotonic() >= next_retention:
+                    await self._retention()
+                    next_retention = time.monotonic() + RETENTION_SECONDS
+            except StoreUnavailable as exc:
+                self._report(exc)
+            else:
+                self._report(None)
+
+    async def _retention(self) -> None:
+        # A connection of its own: deleting old rows must never hold up the writes of decisions.
+        conn = await connect(self.config)
+        try:
+            await enforce_retention(conn, self.config.retention, self._clock())
+        finally:
+            await conn.close()
+
+    def _report(self, error: StoreUnavailable | None) -> None:
+        # One line when the store goes away and one when it is back, not one every few seconds.
+        if error is not None and not self._failing:
+            log.warning("history store unavailable (snapshots queue, %d pending): %s",
+                        self.sink.snapshots_pending, error)  # fmt: skip
+        elif error is None and self._failing:
+            log.info("history store %s reachable again", self.config.target)
+        self._failing = error is not None
+
+    async def close(self) -> None:
+        """Write what is queued if the store answers, then close the connection."""
+        try:
+            if self._may_write():
+                await self.sink.flush_snapshots()
+        except StoreUnavailable as exc:
+            log.warning(
+                "history store: %d snapshots not written at shutdown: %s", self.sink.snapshots_pending, exc
+            )
+        finally:
+            await self.sink.close()

@@ -1,0 +1,193 @@
+"""The history store under faults, with the real operator, apiserver, Prometheus and PostgreSQL.
+
+- The database goes away for a minute: decisions go on (the profile switches meanwhile), snapshots queue
+  and every one of them arrives when the database is back, none twice.
+- Two replicas: only the leader writes; after it is SIGKILLed the standby goes on, and no sampling
+  interval is stored twice (the snapshot id is fixed by the interval, so a takeover cannot double it).
+
+Short timings (1 s evaluations, a 2 s snapshot interval, a 4 s Lease) keep it quick; `make bench` runs
+the five-minute outage under 100 objects.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from detection_operator.api.base import GROUP, VERSION
+from detection_testing.exporter import MetricExporter
+from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
+from detection_testing.postgres import PostgresServer
+from detection_testing.prometheus import PrometheusServer
+from detection_testing.specs import LATENCY_METRIC, latency_policy
+
+SNAPSHOT_SECONDS = 2
+OUTAGE_SECONDS = 60
+NAMES = ("operator-a", "operator-b")
+
+
+def store_env(server: PostgresServer, tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "pg-password").write_text(server.password)
+    return {
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_HOST": server.host,
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_PORT": str(server.port),
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_DATABASE": server.database,
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_USER": server.user,
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_PASSWORD_FILE": str(tmp_path / "pg-password"),
+        "DETECTION_OPERATOR_HISTORY_SNAPSHOT_INTERVAL": f"{SNAPSHOT_SECONDS}s",
+    }
+
+
+def snapshots(server: PostgresServer) -> list[tuple[Any, ...]]:
+    """(time, profile, operator) of every stored snapshot, oldest first (empty before the schema exists)."""
+    if not server.execute("SELECT to_regclass('model_performance_metrics') IS NOT NULL")[0][0]:
+        return []
+    return server.execute("SELECT time, to_state, operator FROM model_performance_metrics ORDER BY time")
+
+
+def intervals(rows: list[tuple[Any, ...]]) -> list[int]:
+    return [int(t.timestamp()) // SNAPSHOT_SECONDS for t, *_ in rows]
+
+
+def create_policy(kube: client.ApiClient, namespace: str) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DetectionPolicy",
+        "metadata": {"name": "p"},
+        "spec": {**latency_policy(), "alerts": {"receivers": []}},
+    }
+    client.CustomObjectsApi(kube).create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "detectionpolicies", body
+    )
+
+
+def profile(kube: client.ApiClient, namespace: str) -> str | None:
+    obj = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "detectionpolicies", "p"
+    )
+    return (obj.get("status") or {}).get("profile")
+
+
+@pytest.fixture
+def operator_env(own_postgres: PostgresServer, tmp_path: Path) -> dict[str, str]:
+    return store_env(own_postgres, tmp_path)
+
+
+def test_a_database_outage_loses_no_snapshot_and_stops_no_decision(
+    operator: OperatorProcess,
+    own_postgres: PostgresServer,
+    kube: client.ApiClient,
+    exporter: MetricExporter,
+    namespace: str,
+) -> None:
+    exporter.set(LATENCY_METRIC, 80, {"namespace": namespace})
+    create_policy(kube, namespace)
+    wait_for(lambda: len(snapshots(own_postgres)) >= 3, timeout=60, what="snapshots in the store")
+
+    own_postgres.stop()
+    down_at = time.time()
+    # Decisions go on without the store: the policy switches while the database is away.
+    exporter.set(LATENCY_METRIC, 300, {"namespace": namespace})
+    wait_for(lambda: profile(kube, namespace) == "lean", timeout=30, what="the switch during the outage")
+    wait_for(
+        lambda: "history store unavailable" in operator.log_file.read_text(),
+        timeout=30,
+        what="the operator to report the store unavailable",
+    )
+    while time.time() - down_at < OUTAGE_SECONDS:
+        time.sleep(1)
+        assert operator.alive(), operator.log_tail()
+    own_postgres.start()
+    up_at = time.time()
+
+    def arrived() -> list[tuple[Any, ...]] | None:
+        rows = snapshots(own_postgres)
+        return rows if rows and rows[-1][0].timestamp() > up_at else None
+
+    rows = wait_for(arrived, timeout=60, what="the queued snapshots to arrive")
+    during = [r for r in rows if down_at <= r[0].timestamp() <= up_at]
+    expected = OUTAGE_SECONDS // SNAPSHOT_SECONDS
+    print(f"\nstore outage {up_at - down_at:.0f} s: {len(during)} snapshots taken meanwhile, all stored")
+    assert len(intervals(rows)) == len(set(intervals(rows))), "an interval stored twice"
+    # One per interval of the outage, give or take the intervals at its edges and a slow evaluation.
+    assert len(during) >= expected - 3, (len(during), expected)
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(rows)]
+    assert max(g.total_seconds() for g in gaps) <= 3 * SNAPSHOT_SECONDS, max(gaps)
+    assert "lean" in {r[1] for r in during}, "the snapshots taken meanwhile show the switch"
+    assert own_postgres.password not in operator.log_file.read_text()
+
+
+@pytest.fixture
+def replicas(
+    cluster: Any,
+    crds: list[str],
+    namespace: str,
+    prometheus: PrometheusServer,
+    own_postgres: PostgresServer,
+    tmp_path: Path,
+) -> Iterator[dict[str, OperatorProcess]]:
+    env = {
+        "DETECTION_OPERATOR_PROMETHEUS_URL": prometheus.url,
+        "DETECTION_OPERATOR_PROMETHEUS_TIMEOUT_SECONDS": "2",
+        "DETECTION_OPERATOR_LEASE_DURATION_SECONDS": "4",
+        "DETECTION_OPERATOR_RENEW_DEADLINE_SECONDS": "3",
+        "DETECTION_OPERATOR_RETRY_PERIOD_SECONDS": "1",
+        **store_env(own_postgres, tmp_path),
+    }
+    processes: dict[str, OperatorProcess] = {}
+    try:
+        for name in NAMES:
+            processes[name] = OperatorProcess(
+                cluster.kubeconfig, tmp_path / f"{name}.log", namespaces=[namespace], env=env, pod_name=name
+            )
+            processes[name].start()
+        yield processes
+    finally:
+        for process in processes.values():
+            process.stop()
+
+
+def holder(kube: client.ApiClient, namespace: str) -> str | None:
+    lease = client.CoordinationV1Api(kube).read_namespaced_lease("detection-operator", namespace)
+    return lease.spec.holder_identity or None
+
+
+def test_two_replicas_one_writer_and_no_interval_twice_across_a_takeover(
+    replicas: dict[str, OperatorProcess],
+    own_postgres: PostgresServer,
+    kube: client.ApiClient,
+    exporter: MetricExporter,
+    namespace: str,
+) -> None:
+    exporter.set(LATENCY_METRIC, 80, {"namespace": namespace})
+    create_policy(kube, namespace)
+    wait_for(lambda: len(snapshots(own_postgres)) >= 5, timeout=60, what="snapshots in the store")
+    leader = holder(kube, namespace)
+    assert leader in NAMES
+    standby = next(n for n in NAMES if n != leader)
+    assert {r[2] for r in snapshots(own_postgres)} == {leader}, "only the leader writes"
+
+    replicas[leader].kill()
+    killed_at = datetime.now().timestamp()
+    wait_for(
+        lambda: any(r[2] == standby for r in snapshots(own_postgres)),
+        timeout=60,
+        what="the standby's snapshots after the takeover",
+    )
+    wait_for(
+        lambda: len([r for r in snapshots(own_postgres) if r[0].timestamp() > killed_at]) >= 5,
+        timeout=60,
+        what="more snapshots from the new leader",
+    )
+    rows = snapshots(own_postgres)
+    assert len(intervals(rows)) == len(set(intervals(rows))), "an interval stored twice"
+    after = [r for r in rows if r[0].timestamp() > killed_at + 1]
+    assert {r[2] for r in after} == {standby}
