@@ -14,9 +14,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
 
+import psycopg
+
 from ..core.identity import ObjectRef
 from ..decide.snapshots import Snapshot, snapshot_of
-from ..store import PostgresSink, StoreConfig, StoreUnavailable, connect, enforce_retention
+from ..store import PostgresSink, StoreConfig, StoreUnavailable, connect, enforce_retention, migrate
 from ..store.snapshots import SnapshotSampler, snapshot_record
 
 __all__ = ["HistoryStore"]
@@ -60,17 +62,10 @@ class HistoryStore:
         self.sink.offer_snapshot(record)
 
     async def run(self) -> None:
-        """Write queued snapshots every few seconds and enforce retention every hour, while leading."""
-        try:
-            await self._loop()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            # A task that dies says nothing by itself; the store is optional, the operator goes on.
-            log.exception("history store: the snapshot and retention loop stopped")
-            raise
+        """Write queued snapshots every few seconds and enforce retention every hour, while leading.
 
-    async def _loop(self) -> None:
+        Nothing stops it but cancellation: the store is optional, and a failure is reported, then retried.
+        """
         next_retention = time.monotonic()
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
@@ -81,20 +76,24 @@ class HistoryStore:
                 if time.monotonic() >= next_retention:
                     await self._retention()
                     next_retention = time.monotonic() + RETENTION_SECONDS
-            except StoreUnavailable as exc:
+            except (StoreUnavailable, psycopg.Error) as exc:
                 self._report(exc)
+            except Exception:
+                log.exception("history store: snapshot flush or retention failed; retrying")
             else:
                 self._report(None)
 
     async def _retention(self) -> None:
-        # A connection of its own: deleting old rows must never hold up the writes of decisions.
+        # A connection of its own: deleting old rows must never hold up the writes of decisions. Migrated
+        # first, since retention may come before the first write has created the tables.
         conn = await connect(self.config)
         try:
+            await migrate(conn)
             await enforce_retention(conn, self.config.retention, self._clock())
         finally:
             await conn.close()
 
-    def _report(self, error: StoreUnavailable | None) -> None:
+    def _report(self, error: Exception | None) -> None:
         # One line when the store goes away and one when it is back, not one every few seconds.
         if error is not None and not self._failing:
             log.warning("history store unavailable (snapshots queue, %d pending): %s",
