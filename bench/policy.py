@@ -18,7 +18,7 @@ from detection_operator.api.detection_policy import DetectionPolicySpec
 from detection_operator.core.readings import Reading, Value
 from detection_operator.decide.policy import PolicyMemory, QueryKey, decide_policy, query_plan
 from detection_operator.decide.publish import publication
-from detection_operator.notify.delivery import Notifier
+from detection_operator.notify.delivery import Deliverer
 from detection_operator.notify.receivers import ReceiverConfig
 from detection_operator.observe.connections import Connections
 from detection_operator.observe.source import PrometheusConfig, PrometheusSource, query_all
@@ -133,7 +133,7 @@ def rule_to_config_map(workdir: Path, switches: int = 100) -> tuple[Stats, Stats
             exporter.set(f"bench_{name}", 0.1, {"namespace": namespace})
         executor = ThreadPoolExecutor(max_workers=16)
         connections = Connections(PrometheusConfig(url=prom.url), lambda ns, n: {})
-        reconciler = Reconciler(api, connections, executor, Notifier(ReceiverConfig()))
+        reconciler = Reconciler(api, connections, executor, Deliverer.from_config(ReceiverConfig()))
         key = ("detectionpolicies", namespace, "bench")
         seen: queue.Queue[Seen] = queue.Queue()
         stop = threading.Event()

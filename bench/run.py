@@ -16,6 +16,7 @@ from bench import (
     alerts,
     backtest,
     closed_loop,
+    delivery,
     history_store,
     hotspots,
     policy,
@@ -67,6 +68,12 @@ def alert_delivery() -> list[str]:
         f"| dispatch -> request recorded by the receiver | {webhook.row('ms')} |",
         "",
     ]
+
+
+def delivery_kill() -> list[str]:
+    """SIGKILL during a webhook delivery: delivered / duplicated after dedup / lost."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return delivery.section(Path(tmp))
 
 
 def backtest_speed() -> list[str]:
@@ -166,6 +173,7 @@ def history_store_section() -> list[str]:
 SECTIONS: list[Callable[[], list[str]]] = [
     decision_cost,
     alert_delivery,
+    delivery_kill,
     backtest_speed,
     validate_speed,
     rule_to_config_map,

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import __version__
+
+T = TypeVar("T")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -80,25 +84,46 @@ def _backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _explain(args: argparse.Namespace) -> int:
-    import json
-
+def _cluster(namespace: str | None) -> tuple[Any, str]:
+    """A Kubernetes API client from KUBECONFIG, and ``namespace`` or else the context's namespace."""
     from kubernetes import client, config
-
-    from .tools import explain
 
     configuration = client.Configuration()
     config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    namespace = args.namespace
     if namespace is None:
         _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
         namespace = (context or {}).get("context", {}).get("namespace", "default")
-    with client.ApiClient(configuration) as api:
-        try:
-            explained = explain.fetch(api, args.target, namespace)
-        except (ValueError, KeyError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    return client.ApiClient(configuration), namespace or "default"
+
+
+def _cluster_errors() -> tuple[type[Exception], ...]:
+    """What reading the cluster raises that a user should see as one line, not a traceback."""
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+    from urllib3.exceptions import HTTPError
+
+    return (ValueError, KeyError, ConfigException, ApiException, HTTPError, OSError)
+
+
+def _read_cluster(namespace: str | None, read: Callable[[Any, str], T]) -> T | None:
+    """``read(api, namespace)`` against the cluster in KUBECONFIG; None (the error printed) if it fails."""
+    try:
+        api, namespace = _cluster(namespace)
+        with api:
+            return read(api, namespace)
+    except _cluster_errors() as exc:
+        print(f"error: {_error_text(exc)}", file=sys.stderr)
+        return None
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import json
+
+    from .tools import explain
+
+    explained = _read_cluster(args.namespace, lambda api, ns: explain.fetch(api, args.target, ns))
+    if explained is None:
+        return 2
     print(json.dumps(explained, indent=2) if args.output == "json" else explain.render(explained))
     return 0
 
@@ -130,6 +155,74 @@ def _migrate(args: argparse.Namespace) -> int:
         verb = "would apply" if args.dry_run else "applied"
         print(f"{config.target}: schema at version {current}, {verb} {', '.join(map(str, applied))}")
     return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from .runtime.settings import Settings
+    from .tools import history
+    from .tools.backtest import parse_since
+
+    try:
+        since = timedelta(seconds=parse_since(args.since))
+        kind, name = history.parse_target(args.target)
+        store = Settings.from_env().history_store
+    except (ValueError, KeyError) as exc:
+        print(f"error: {_error_text(exc)}", file=sys.stderr)
+        return 2
+    now = datetime.now(UTC)
+    records: list[Any] | None
+    if store is not None:
+        records = _read_store(
+            store, kind.kind if kind else None, args.namespace, name, now - since, args.limit
+        )
+    else:
+        records = _read_cluster(args.namespace, lambda api, ns: history.from_status(api, args.target, ns))
+    if records is None:
+        return 2
+    print(history.render(history.select(records, since, now), args.output))
+    return 0
+
+
+def _read_store(
+    config: Any, kind: str | None, namespace: str | None, name: str | None, since: Any, limit: int
+) -> list[Any] | None:
+    """The newest ``limit`` records from the history store (in the context's namespace unless given)."""
+    import psycopg
+
+    from .store import HistoryQuery, StoreUnavailable
+    from .tools.store import read_store_history
+
+    query = HistoryQuery(kind, namespace or _context_namespace(), name, since, limit=limit)
+    try:
+        return list(read_store_history(config, query))
+    except (StoreUnavailable, psycopg.Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _context_namespace() -> str:
+    """The kubeconfig context's namespace, else ``default`` (the store needs no cluster to be read)."""
+    from kubernetes import config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError):
+        return "default"
+    return str((context or {}).get("context", {}).get("namespace") or "default")
+
+
+def _error_text(exc: Exception) -> str:
+    """One line for ``exc``: an API error by its status and reason (a 404 says what was not found)."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, ApiException):
+        return "not found" if exc.status == 404 else f"the apiserver answered {exc.status} {exc.reason}"
+    if isinstance(exc, KeyError):
+        return str(exc.args[0]) if exc.args else "unknown key"
+    return str(exc) or type(exc).__name__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("--dry-run", action="store_true", help="only say which migrations are pending")
     migrate.set_defaults(func=_migrate)
+    history = sub.add_parser("history", help="audit records of dp/NAME, mr/NAME or a whole namespace")
+    history.add_argument("target", metavar="KIND/NAME", nargs="?", default=None)
+    history.add_argument("-n", "--namespace", default=None)
+    history.add_argument("--since", default="7d", help="how far back (7d, 12h, 90m; default 7d)")
+    history.add_argument("--output", choices=["text", "json", "csv"], default="text")
+    history.add_argument(
+        "--limit", type=int, default=1000, help="from the history store: the newest this many (default 1000)"
+    )
+    history.set_defaults(func=_history)
     return parser
 
 

@@ -24,6 +24,8 @@ class Request:
     headers: dict[str, str]
     body: bytes
     received_at: float
+    status: int = 200
+    """The status it was answered with."""
 
     def json(self) -> Any:
         """The body parsed as JSON."""
@@ -54,7 +56,9 @@ class WebhookReceiver(HttpService):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver._lock:
-                    receiver._requests.append(Request(self.path, dict(self.headers), body, time.time()))
+                    receiver._requests.append(
+                        Request(self.path, dict(self.headers), body, time.time(), receiver.status)
+                    )
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 self.send_response(receiver.status)

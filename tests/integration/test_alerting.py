@@ -212,7 +212,11 @@ def test_operator_restart_repeats_nothing(
     operator.kill()
     operator.start()
     route.evaluations(4)
-    assert len(alerts_in(hook_requests(receiver), "firing")) == 1
+    # Killed before the status write that settles the delivery, the restarted operator sends it again
+    # under the same record id (at least once); a receiver deduplicating by id keeps one.
+    firing = alerts_in(hook_requests(receiver), "firing")
+    assert len({a["id"] for a in firing}) == 1, firing
+    assert len(firing) <= 2, firing  # once, or once more after the kill: never on every evaluation
 
 
 def test_alertmanager_receives_groups_and_resolves(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -244,3 +245,49 @@ def test_the_history_store_backend_reads_what_the_sink_wrote(store: StoreConfig)
     deliver(store, records)
     query = HistoryQuery(kind="ModelRoute", namespace="shop", name="scoring", since=T0 + timedelta(minutes=1))
     assert read_store_history(store, query) == records[1:]
+
+
+def test_the_history_command_reads_the_store_when_it_is_configured(
+    store: StoreConfig, tmp_path: Path
+) -> None:
+    assert store.password is not None
+    (tmp_path / "password").write_text(store.password)
+    now = datetime.now(UTC).replace(microsecond=0)
+    records = [
+        make(
+            ROUTE,
+            "model-switch",
+            now - timedelta(days=2),
+            **{"from": "primary", "to": "backup", "reason": "p"},
+        ),
+        make(
+            ROUTE, "rollback", now - timedelta(days=1), **{"from": "backup", "to": "primary", "reason": "ok"}
+        ),
+        make(POLICY, "profile-switch", now - timedelta(hours=1), to="lean"),
+    ]
+    deliver(store, records)
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(tmp_path / "absent"),
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_HOST": store.host,
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_PORT": str(store.port),
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_DATABASE": store.database,
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_USER": store.user,
+        "DETECTION_OPERATOR_HISTORY_POSTGRES_PASSWORD_FILE": str(tmp_path / "password"),
+    }
+    command = [sys.executable, "-m", "detection_operator", "history"]
+    shown = subprocess.run(
+        [*command, "mr/scoring", "-n", "shop", "--since", "7d", "--output", "json"],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert [r["id"] for r in json.loads(shown.stdout)] == [r.id for r in records[:2]]
+    recent = subprocess.run(
+        [*command, "-n", "shop", "--since", "36h"], env=env, capture_output=True, text=True
+    )
+    assert recent.returncode == 0, recent.stderr
+    assert [line.split()[2] for line in recent.stdout.splitlines()] == ["rollback", "profile-switch"]
+    down = subprocess.run(
+        [*command, "-n", "shop"], env={**env, "DETECTION_OPERATOR_HISTORY_POSTGRES_PORT": "1"},
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert down.returncode == 2 and "Traceback" not in down.stderr and "unreachable" in down.stderr

@@ -1,9 +1,11 @@
 """The history store under faults, with the real operator, apiserver, Prometheus and PostgreSQL.
 
 - The database goes away for a minute: decisions go on (the profile switches meanwhile), snapshots queue
-  and every one of them arrives when the database is back, none twice.
-- Two replicas: only the leader writes; after it is SIGKILLed the standby goes on, and no sampling
-  interval is stored twice (the snapshot id is fixed by the interval, so a takeover cannot double it).
+  and every one of them arrives when the database is back, none twice; the switch's audit record waits in
+  the status outbox and arrives once.
+- Two replicas: only the leader writes; after it is SIGKILLed the standby goes on, each switch is stored
+  once, by the replica that decided it, and no sampling interval twice (the snapshot id is fixed by the
+  interval, so a takeover cannot double it).
 
 Short timings (1 s evaluations, a 2 s snapshot interval, a 4 s Lease) keep it quick; `make bench` runs
 the five-minute outage under 100 objects.
@@ -11,10 +13,8 @@ the five-minute outage under 100 objects.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -112,16 +112,49 @@ def test_a_database_outage_loses_no_snapshot_and_stops_no_decision(
         rows = snapshots(own_postgres)
         return rows if rows and rows[-1][0].timestamp() > up_at else None
 
-    rows = wait_for(arrived, timeout=60, what="the queued snapshots to arrive")
+    wait_for(arrived, timeout=60, what="the queued snapshots to arrive")
+    counts = operator.metrics()["detection_operator_history_snapshots_total"]
+    taken, dropped = (counts.get(frozenset({("outcome", o)}), 0.0) for o in ("taken", "dropped"))
+    # None lost: every snapshot the operator had taken by now gets stored (the first ones, and those of
+    # the outage, included).
+
+    def all_taken() -> list[tuple[Any, ...]] | None:
+        found = snapshots(own_postgres)
+        return found if len(found) >= taken else None
+
+    rows = wait_for(
+        all_taken,
+        timeout=60,
+        what=f"all {taken:.0f} snapshots taken so far in the store",
+    )
+
     during = [r for r in rows if down_at <= r[0].timestamp() <= up_at]
     expected = OUTAGE_SECONDS // SNAPSHOT_SECONDS
     print(f"\nstore outage {up_at - down_at:.0f} s: {len(during)} snapshots taken meanwhile, all stored")
     assert len(intervals(rows)) == len(set(intervals(rows))), "an interval stored twice"
-    # One per interval of the outage, give or take the intervals at its edges and a slow evaluation.
-    assert len(during) >= expected - 3, (len(during), expected)
-    gaps = [b[0] - a[0] for a, b in itertools.pairwise(rows)]
-    assert max(g.total_seconds() for g in gaps) <= 3 * SNAPSHOT_SECONDS, max(gaps)
+    assert dropped == 0
+    # About one per interval of the outage (fewer only when this shared machine delays evaluations).
+    assert len(during) >= expected // 2, (len(during), expected)
     assert "lean" in {r[1] for r in during}, "the snapshots taken meanwhile show the switch"
+
+    # The switch's audit record waited in the status outbox and arrives once (its delivery backs off).
+    def switch_stored() -> list[tuple[Any, ...]]:
+        return own_postgres.execute(
+            "SELECT id, from_state, to_state, time FROM profile_switch_events WHERE to_state = 'lean'"
+        )
+
+    stored = wait_for(switch_stored, timeout=240, what="the switch's audit record in the store")
+    assert len(stored) == 1 and stored[0][1] == "balanced"
+    assert down_at <= stored[0][3].timestamp() <= up_at, "decided during the outage"
+    obj = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "detectionpolicies", "p"
+    )
+    ids = [
+        r["id"]
+        for r in obj["status"]["outbox"]["records"]
+        if r["type"] == "profile-switch" and r["to"] == "lean"
+    ]
+    assert ids == [stored[0][0]]
     assert own_postgres.password not in operator.log_file.read_text()
 
 
@@ -160,7 +193,14 @@ def holder(kube: client.ApiClient, namespace: str) -> str | None:
     return lease.spec.holder_identity or None
 
 
-def test_two_replicas_one_writer_and_no_interval_twice_across_a_takeover(
+def switches(server: PostgresServer) -> list[tuple[Any, ...]]:
+    """(id, to, operator) of every stored profile switch, oldest first."""
+    if not server.execute("SELECT to_regclass('profile_switch_events') IS NOT NULL")[0][0]:
+        return []
+    return server.execute("SELECT id, to_state, operator FROM profile_switch_events ORDER BY time")
+
+
+def test_two_replicas_one_writer_and_nothing_twice_across_a_takeover(
     replicas: dict[str, OperatorProcess],
     own_postgres: PostgresServer,
     kube: client.ApiClient,
@@ -173,21 +213,24 @@ def test_two_replicas_one_writer_and_no_interval_twice_across_a_takeover(
     leader = holder(kube, namespace)
     assert leader in NAMES
     standby = next(n for n in NAMES if n != leader)
-    assert {r[2] for r in snapshots(own_postgres)} == {leader}, "only the leader writes"
+    exporter.set(LATENCY_METRIC, 300, {"namespace": namespace})
+    wait_for(lambda: len(switches(own_postgres)) == 1, timeout=60, what="the first switch in the store")
+    assert {r[2] for r in snapshots(own_postgres)} == {leader}, "only the leader writes snapshots"
+    assert [(r[1], r[2]) for r in switches(own_postgres)] == [("lean", leader)]
 
     replicas[leader].kill()
-    killed_at = datetime.now().timestamp()
+    killed_at = time.time()
+    wait_for(lambda: holder(kube, namespace) == standby, timeout=60, what="the standby to take over")
+    exporter.set(LATENCY_METRIC, 80, {"namespace": namespace})
     wait_for(
-        lambda: any(r[2] == standby for r in snapshots(own_postgres)),
-        timeout=60,
-        what="the standby's snapshots after the takeover",
+        lambda: len(switches(own_postgres)) == 2, timeout=90, what="the new leader's switch in the store"
     )
     wait_for(
         lambda: len([r for r in snapshots(own_postgres) if r[0].timestamp() > killed_at]) >= 5,
         timeout=60,
-        what="more snapshots from the new leader",
+        what="snapshots from the new leader",
     )
+    assert [(r[1], r[2]) for r in switches(own_postgres)] == [("lean", leader), ("balanced", standby)]
     rows = snapshots(own_postgres)
     assert len(intervals(rows)) == len(set(intervals(rows))), "an interval stored twice"
-    after = [r for r in rows if r[0].timestamp() > killed_at + 1]
-    assert {r[2] for r in after} == {standby}
+    assert {r[2] for r in rows if r[0].timestamp() > killed_at + 1} == {standby}

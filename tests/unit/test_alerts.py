@@ -14,9 +14,10 @@ from detection_operator.core.readings import Value
 from detection_operator.core.signing import ReplayGuard, SignatureError, sign_webhook, verify_webhook
 from detection_operator.decide.alerts import Alert, acknowledged_prefixes, plan_alerts, route_alerts
 from detection_operator.decide.route import RouteMemory, decide_route
-from detection_operator.notify.delivery import Notifier
+from detection_operator.notify.delivery import Deliverer
 from detection_operator.notify.payloads import alertmanager_alerts, webhook_body
 from detection_operator.notify.receivers import ReceiverConfig
+from detection_operator.record.audit import Origin, alert_records
 from detection_testing.receiver import WebhookReceiver
 
 from .test_decide_route import CRITICAL, SPEC, obs
@@ -24,6 +25,7 @@ from .test_decide_route import CRITICAL, SPEC, obs
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 OBJ = ObjectRef("ModelRoute", "prod", "classifier")
 COOLDOWN = timedelta(minutes=15)
+ORIGIN = Origin(OBJ, 1, "op-0", T0)
 LATENCY = Alert("latency", "warning", "m1/latencyP95Ms", "p95 high", value=3000, threshold=2000, window="10m")
 
 
@@ -114,12 +116,13 @@ def test_default_alert_thresholds_apply_to_metrics_without_thresholds() -> None:
 
 
 def test_payloads() -> None:
-    plan = plan_alerts(OBJ, [LATENCY], (), set(), COOLDOWN, T0)
-    body = webhook_body(OBJ, plan.outgoing, T0)
+    records = alert_records(ORIGIN, plan_alerts(OBJ, [LATENCY], (), set(), COOLDOWN, T0), (), "15m")
+    body = webhook_body(records, T0)
     assert body["groupKey"] == "ModelRoute/prod/classifier" and body["alerts"][0]["recommendation"]
-    am = alertmanager_alerts(OBJ, plan.outgoing, T0, COOLDOWN)[0]
+    assert body["alerts"][0]["id"] == records[0].id and body["alerts"][0]["value"] == 3000
+    am = alertmanager_alerts(records)[0]
     assert am["labels"]["alertname"] == "DetectionLatency" and am["labels"]["severity"] == "warning"
-    assert am["endsAt"] == "2026-01-01T00:20:00Z"
+    assert am["endsAt"] == "2026-01-01T00:20:00Z" and am["annotations"]["recordId"] == records[0].id
 
 
 def test_webhook_signature_verification_and_replay() -> None:
@@ -163,7 +166,7 @@ def test_receiver_config_validation() -> None:
 
 
 def test_delivery_signs_retries_and_reports_to_a_real_receiver() -> None:
-    async def scenario() -> tuple[list[bytes], dict[str, str], dict[str, str]]:
+    async def scenario() -> tuple[list[bytes], dict[str, str], dict[str, str | None], list[str]]:
         with WebhookReceiver() as receiver:
             config = ReceiverConfig.model_validate(
                 {
@@ -173,28 +176,32 @@ def test_delivery_signs_retries_and_reports_to_a_real_receiver() -> None:
                     ]
                 }
             )
-            sleeps: list[float] = []
 
             async def no_wait(seconds: float) -> None:
-                sleeps.append(seconds)
-                receiver.status = 200  # the receiver recovers between tries
+                receiver.status = 200  # the receiver recovers between tries of the hook's round
 
-            notifier = Notifier(config, sleep=no_wait)
-            plan = plan_alerts(OBJ, [LATENCY], (), set(), COOLDOWN, T0)
+            deliverer = Deliverer.from_config(config, sleep=no_wait)
+            records = alert_records(ORIGIN, plan_alerts(OBJ, [LATENCY], (), set(), COOLDOWN, T0), (), "15m")
             receiver.status = 503
-            notifier.dispatch(OBJ, ["hook"], plan.outgoing, COOLDOWN, T0)
-            await notifier.drain()
-            notifier.dispatch(OBJ, ["missing"], plan.outgoing, COOLDOWN, T0)
-            failures = dict(notifier.outcomes[OBJ].failures)
+            deliverer.start(OBJ, {"hook": records})
+            await deliverer.drain()
+            receiver.status = 404
+            deliverer.start(OBJ, {"broken": records})
+            assert deliverer.busy(OBJ) == {"hook", "broken"}  # hook: done, but not settled yet
+            await deliverer.drain()
+            results = deliverer.take(OBJ)
+            routes = deliverer.sinks_of(["hook", "missing"])(records[0])
             hook_requests = [r for r in receiver.requests if r.path == "/hook"]
-            await notifier.close()
-            return [r.body for r in hook_requests], hook_requests[-1].headers, failures
+            await deliverer.close()
+            errors = {name: result.error for name, result in results.items()}
+            return [r.body for r in hook_requests], hook_requests[-1].headers, errors, routes
 
-    bodies, headers, failures = asyncio.run(scenario())
+    bodies, headers, errors, routes = asyncio.run(scenario())
     assert len(bodies) == 2  # 503, then delivered on the retry
     verify_webhook(b"key", bodies[-1], headers["X-Signature-SHA256"], now=datetime.now(UTC).timestamp())
     assert json.loads(bodies[-1])["alerts"][0]["fingerprint"] == LATENCY.fingerprint(OBJ)
-    assert failures == {"missing": "no such receiver in the operator's settings"}
+    assert errors == {"hook": None, "broken": "HTTP 404 after 1 attempt(s)"}  # a 4xx ends the round
+    assert routes == ["hook"]  # a receiver the settings lack gets nothing (the condition names it)
 
 
 def test_policy_alerts_metrics_unavailable_escalates_on_fallback_and_switch_notice() -> None:

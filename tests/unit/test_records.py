@@ -43,6 +43,6 @@ def test_wire_form_is_camel_case_with_from_and_no_nan() -> None:
     )
     wire = record.model_dump(mode="json", by_alias=True)
     assert wire["from"] == "m1" and wire["time"] == "2026-01-01T12:00:00Z"
-    assert wire["values"] == {"errorRate": None, "latencyP95": 0.8}
+    assert wire["values"] == {"latencyP95": 0.8}
     assert wire["object"] == {"kind": "ModelRoute", "namespace": "team-a", "name": "checkout", "uid": "u-1"}
     assert AuditRecord.model_validate(wire) == record

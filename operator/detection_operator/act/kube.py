@@ -131,15 +131,23 @@ def scale_deployment(api: client.ApiClient, namespace: str, name: str, replicas:
 
 
 def post_event(
-    api: client.ApiClient, regarding: ObjectRef, type_: str, reason: str, message: str, instance: str
+    api: client.ApiClient,
+    regarding: ObjectRef,
+    type_: str,
+    reason: str,
+    message: str,
+    instance: str,
+    name: str | None = None,
 ) -> None:
     """Record a Kubernetes Event on the object (shown by `kubectl describe`); ``instance`` names the
-    replica that made the decision (reportingInstance)."""
+    replica that made the decision (reportingInstance). With a ``name``, posting it again is a no-op (the
+    apiserver answers 409): an Event of an audit record is posted once however often it is delivered."""
     now = datetime.now(UTC)
+    metadata = {"name": name} if name else {"generateName": f"{regarding.name}."}
     event = {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{regarding.name}.", "namespace": regarding.namespace},
+        "metadata": {**metadata, "namespace": regarding.namespace},
         "involvedObject": {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": regarding.kind,
@@ -157,7 +165,11 @@ def post_event(
         "lastTimestamp": rfc3339(now),
         "count": 1,
     }
-    client.CoreV1Api(api).create_namespaced_event(regarding.namespace, event)  # type: ignore[arg-type]
+    try:
+        client.CoreV1Api(api).create_namespaced_event(regarding.namespace, event)  # type: ignore[arg-type]
+    except ApiException as exc:
+        if not (name and exc.status == 409):
+            raise
 
 
 def write_status(api: client.ApiClient, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -20,13 +21,14 @@ from pydantic import (
     Field,
     GetJsonSchemaHandler,
     JsonValue,
+    PlainSerializer,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from ..core.times import DURATION_PATTERN, parse_duration
+from ..core.times import DURATION_PATTERN, parse_duration, rfc3339
 
 GROUP = "detection.adaptive.io"
 VERSION = "v1alpha1"
@@ -53,6 +55,16 @@ ObjectName = Annotated[
     Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", min_length=1, max_length=253),
 ]
 """A Kubernetes object name (DNS-1123 subdomain)."""
+
+
+Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
+"""A time in status, written as the apiserver writes metav1.Time (whole seconds, UTC, 'Z')."""
+
+
+class StatusModel(BaseModel):
+    """Base of status models: camelCase on the wire; written by the operator, so nothing is forbidden."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,14 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, ValidationInfo
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo
 from pydantic.alias_generators import to_camel
 
 from ..core import promql
-from ..core.times import rfc3339
 from .base import Duration, Name, ObjectName, SpecModel
+from .base import StatusModel as StatusModel  # re-exported: status models import it from here
+from .base import Timestamp as Timestamp
+from .records import Outbox
 
 LINT_QUERIES = "lint_queries"
 """Validation context key: False judges a spec as the apiserver does (its CEL rules, no PromQL lint)."""
@@ -112,16 +114,6 @@ ConditionList = Annotated[
 HISTORY_LIMIT = 20
 """Switches kept in a status' history (DetectionPolicy ``history``, ModelRoute ``switchHistory``)."""
 
-Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
-"""A time in status, written as the apiserver writes metav1.Time (whole seconds, UTC, 'Z')."""
-
-
-class StatusModel(BaseModel):
-    """Base of status models: camelCase on the wire; written by the operator, so nothing is forbidden."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
 AlertTypeName = Literal[
     "performance-degradation",
     "latency",
@@ -169,4 +161,7 @@ class ObjectStatus(StatusModel):
         default_factory=dict,
         description="Decision state that must survive a restart (counters, timers); internal.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    outbox: Outbox | None = Field(
+        default=None, description="Audit records of recent decisions and their deliveries still pending."
     )

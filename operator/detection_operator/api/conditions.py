@@ -16,6 +16,7 @@ class ConditionType(StrEnum):
     INSUFFICIENT_DATA = "InsufficientData"  # ModelRoute
     DEGRADED = "Degraded"  # ModelRoute
     ALERTS_DELIVERED = "AlertsDelivered"
+    RECORDS_DELIVERED = "RecordsDelivered"
     RECONCILING = "Reconciling"  # kstatus' InProgress, derived from Ready
     STALLED = "Stalled"  # kstatus' Failed, derived from Ready
 

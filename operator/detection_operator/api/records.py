@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from ..core.identity import ObjectRef
-from .common import StatusModel, Timestamp
+from .base import StatusModel, Timestamp
 
 RecordType = Literal[
     "profile-switch",
@@ -37,6 +39,18 @@ RecordType = Literal[
 
 RECORD_TYPES: tuple[RecordType, ...] = RecordType.__args__  # type: ignore[attr-defined]
 
+NOTIFIED_TYPES: frozenset[RecordType] = frozenset(
+    {"alert-fired", "alert-repeated", "alert-escalated", "alert-resolved"}
+)
+"""Records that are notifications: they also go to the receivers a spec's ``alerts.receivers`` names."""
+
+RECENT_RECORDS = 30
+"""Delivered records kept in the outbox, newest last: the history `history` reads from status."""
+OUTBOX_LIMIT = 100
+"""Records the outbox holds at most. Beyond it, the oldest undelivered record is dropped (and counted)."""
+MAX_UNDELIVERED_SECONDS = 24 * 3600
+"""A record no sink has taken for this long is dropped for that sink (and counted)."""
+
 ID_LENGTH = 32
 """Hex characters of a record id: 128 bits of sha256, far beyond any collision among an object's records."""
 
@@ -54,8 +68,9 @@ def record_id(ref: ObjectRef, type_: RecordType, generation: int | None, sequenc
 
 
 def finite(values: Mapping[str, float | None]) -> dict[str, float | None]:
-    """``values`` with NaN and infinities as None: JSON (status, webhooks, the store) has no NaN."""
-    return {k: (v if v is not None and math.isfinite(v) else None) for k, v in values.items()}
+    """``values`` without the ones that have no data (None, NaN, infinities): JSON has no NaN, and the
+    apiserver prunes nulls from status, so a record reads back the same from status as it was built."""
+    return {k: v for k, v in values.items() if v is not None and math.isfinite(v)}
 
 
 class AuditRecord(StatusModel):
@@ -75,7 +90,7 @@ class AuditRecord(StatusModel):
     to: str | None = Field(default=None, description="State after the decision.")
     reason: str = Field(default="", max_length=1024, description="Why, in words.")
     values: dict[str, float | None] = Field(
-        default_factory=dict, description="Measured values that decided it (None: no data)."
+        default_factory=dict, description="Measured values that decided it (one without data is left out)."
     )
     thresholds: dict[str, float | None] = Field(
         default_factory=dict, description="The thresholds they were compared with."
@@ -87,3 +102,49 @@ class AuditRecord(StatusModel):
         description="Further context by record type (alert fingerprint and severity, failover count, ...).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
+
+
+class PendingDelivery(StatusModel):
+    """One sink's deliveries of this object's records still to make, and how its last tries went."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    sink: str = Field(description="The sink (receiver name, or the store).")
+    ids: list[str] = Field(
+        default_factory=list, description="Records not yet taken by the sink, oldest first."
+    )
+    attempts: int = Field(default=0, ge=0, description="Failed delivery rounds in a row.")
+    next_attempt_at: Timestamp | None = Field(default=None, description="No new round before this.")
+    last_error: str | None = Field(default=None, description="Why the last round failed.")
+    dropped: int = Field(default=0, ge=0, description="Records dropped undelivered for this sink so far.")
+
+
+class Outbox(StatusModel):
+    """Recent audit records and what is still to be delivered: written with the decision that made them,
+    so a restarted (or new) leader delivers what the last one could not."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    records: list[AuditRecord] = Field(
+        default_factory=list,
+        max_length=OUTBOX_LIMIT,
+        description="Recent and undelivered records, oldest first.",
+    )
+    pending: list[PendingDelivery] = Field(
+        default_factory=list,
+        description="Per sink, the records it has not taken yet.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["sink"]},
+    )
+    dropped: int = Field(default=0, ge=0, description="Records dropped undelivered so far, all sinks.")
+    last_dropped_at: Timestamp | None = Field(default=None, description="When a record was last dropped.")
+
+
+@dataclass(frozen=True)
+class SinkResult:
+    """How one delivery round of one object's records to one sink went (folded into its outbox)."""
+
+    delivered: tuple[str, ...]
+    """Ids the sink took."""
+    error: str | None
+    """Why the rest were not taken; None: all were."""
+    at: datetime

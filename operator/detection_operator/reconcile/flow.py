@@ -13,9 +13,11 @@ from prometheus_client import Gauge
 
 from ..api.common import StatusModel
 from ..api.conditions import EventReason
+from ..api.records import AuditRecord
 from ..core.errors import OutputError
 from ..decide.alerts import Alert
 from ..decide.memory import Memory
+from ..record.audit import Origin
 from .context import Evaluation
 from .effects import Effects
 
@@ -97,6 +99,10 @@ class Flow(ABC, Generic[S, O, D, P, M]):
     @abstractmethod
     def events(self, ev: Evaluation[S], decision: D) -> list[Event]:
         """Pure: the Events this decision posts."""
+
+    @abstractmethod
+    def records(self, ev: Evaluation[S], decision: D, origin: Origin) -> list[AuditRecord]:
+        """Pure: the audit records of this decision (alerts aside: the skeleton records those)."""
 
     @abstractmethod
     def alerts(self, ev: Evaluation[S], decision: D) -> list[Alert]:

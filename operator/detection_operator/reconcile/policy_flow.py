@@ -15,6 +15,7 @@ from ..api.detection_policy import (
     ExternalContributorStatus,
     ProfileSwitch,
 )
+from ..api.records import AuditRecord
 from ..core.errors import OutputError
 from ..core.readings import Reading
 from ..core.signing import sign
@@ -22,6 +23,7 @@ from ..decide.alerts import Alert, policy_alerts
 from ..decide.policy import EXPENSE_RANK, PolicyDecision, PolicyMemory, QueryKey, decide_policy, query_plan
 from ..decide.publish import Publication, latency_row, publication, rule_rows, switch_message
 from ..record import conditions
+from ..record.audit import Origin, policy_records
 from ..record.status import entries, short
 from .context import Evaluation
 from .effects import Effects
@@ -96,13 +98,9 @@ class PolicyFlow(
         return decision.memory.model_copy(update={"revision": pub.revision, "digest": pub.digest})
 
     def events(self, ev: Evaluation[DetectionPolicySpec], decision: PolicyDecision) -> list[Event]:
-        """Switches, circuits, expired escalations, shadow decisions, metrics lost and recovered."""
+        """Circuits, expired escalations, shadow decisions, metrics lost and recovered (switches are
+        records, with their Events: see reconcile/events.py)."""
         events = []
-        if decision.switched:
-            reason = (
-                EventReason.PROFILE_SELECTED if decision.previous is None else EventReason.PROFILE_SWITCHED
-            )
-            events.append(Event("Normal", reason, switch_message(ev.spec, decision)))
         for change in decision.circuit_changes:
             opened = change.endswith("-> open")
             reason = (
@@ -128,6 +126,12 @@ class PolicyFlow(
         elif not was_available and decision.metrics_available:
             events.append(Event("Normal", EventReason.METRICS_RECOVERED, "every rule query answered again"))
         return events
+
+    def records(
+        self, ev: Evaluation[DetectionPolicySpec], decision: PolicyDecision, origin: Origin
+    ) -> list[AuditRecord]:
+        """A profile switch."""
+        return policy_records(origin, ev.spec, decision)
 
     def alerts(self, ev: Evaluation[DetectionPolicySpec], decision: PolicyDecision) -> list[Alert]:
         """Metrics unavailable, latency target missed, escalation expired, profile switched."""

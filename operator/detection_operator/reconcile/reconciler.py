@@ -8,7 +8,6 @@ so each evaluation writes the whole status, and the last written status is remem
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -18,25 +17,28 @@ from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from pydantic import ValidationError
 
 from .. import telemetry
 from ..act.outputs import AppliedOutputs
 from ..api.common import AlertRecord, AlertSpec, ObjectStatus
 from ..api.conditions import ConditionReason, ConditionType, EventReason
 from ..api.kinds import by_plural
+from ..api.records import AuditRecord, Outbox
 from ..api.validation import ValidatedSpecs, summary
 from ..core.errors import NotLeader, OutputError
 from ..core.identity import Key, ObjectRef
 from ..core.logref import about
 from ..core.times import duration
 from ..decide.alerts import Alert, acknowledged_prefixes, plan_alerts
-from ..notify.delivery import Notifier
+from ..notify.delivery import Deliverer
 from ..observe.connections import Connections
-from ..record import conditions, status_writes
+from ..record import conditions, outbox, status_writes
+from ..record.audit import Origin, alert_records
+from ..record.status import entries
 from ..record.status import fields as status_fields
 from .context import Evaluation
 from .effects import Effects
+from .events import RecordEvents
 from .flow import Flow
 from .policy_flow import PolicyFlow
 from .route_flow import RouteFlow
@@ -57,7 +59,7 @@ class Reconciler:
         api: client.ApiClient,
         connections: Connections,
         executor: Executor,
-        notifier: Notifier,
+        notifier: Deliverer,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         identity: str = "detection-operator",
         may_write: Callable[[], bool] = lambda: True,
@@ -65,6 +67,7 @@ class Reconciler:
     ) -> None:
         self.effects = Effects(api, connections, executor, identity, may_write)
         self.notifier = notifier
+        notifier.add(RecordEvents(self.effects))
         self.series = telemetry.ObjectSeries()
         self._clock = clock
         self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
@@ -95,7 +98,7 @@ class Reconciler:
         self._specs.forget(key)
         self._persisted.pop(key, None)
         self._written.pop(key, None)
-        self.notifier.outcomes.pop(ObjectRef(by_plural(key[0]).kind, key[1], key[2]), None)
+        self.notifier.forget(ObjectRef(by_plural(key[0]).kind, key[1], key[2]))
 
     def reset(self) -> None:
         """Forget cached statuses and per-object series when leadership changes hands.
@@ -173,17 +176,25 @@ class Reconciler:
             if error is None and publish:
                 self._published(ev.key, ev.ref, config_map, pub.revision)
         memory = flow.memory(ev, decision, pub, error)
-        for event in flow.events(ev, decision):
-            await fx.event(ev.ref, event.type, event.reason, event.message)
         common = ObjectStatus(observed_generation=ev.generation, config_map=written)
         fields = {**status_fields(flow.status(ev, decision, memory)), **status_fields(common)}
         fields["memory"] = memory.model_dump(mode="json", by_alias=True, exclude_none=True)
-        fields["alerts"], delivered = await self._alerts(ev, ev.spec.alerts, flow.alerts(ev, decision))
-        await self._record(
-            ev.key, ev.ref, ev.status, fields, [*flow.conditions(ev, decision, error), delivered]
+        origin = Origin(ev.ref, ev.generation, fx.identity, ev.now)
+        current = flow.alerts(ev, decision)
+        fields["alerts"], alert_records = self._alerts(ev, ev.spec.alerts, current, origin)
+        box, delivered = self._outbox(ev, [*flow.records(ev, decision, origin), *alert_records])
+        fields["outbox"] = outbox.dump(box)
+        written_ok = await self._record(
+            ev.key, ev.ref, ev.status, fields, [*flow.conditions(ev, decision, error), *delivered]
         )
-        if self.on_evaluated is not None:
-            self.on_evaluated(ev.ref, ev.now, ev.generation, decision)
+        if written_ok:
+            # Only now: what the status holds survives a kill, so nothing sent below can be lost or, once
+            # settled, sent again; a kill before the write posts nothing (the next evaluation decides again).
+            for event in flow.events(ev, decision):
+                await fx.event(ev.ref, event.type, event.reason, event.message)
+            self._deliver(ev.ref, box, ev.now)
+            if self.on_evaluated is not None:
+                self.on_evaluated(ev.ref, ev.now, ev.generation, decision)
         for gauge, values in flow.series(ev, decision):
             self.series.publish(gauge, ev.key, values)
         if flow.switched(decision):
@@ -208,40 +219,44 @@ class Reconciler:
             extra=about(ref.kind, ref.namespace, ref.name, identity=self.effects.identity, write="configmap"),
         )
 
-    async def _alerts(
-        self, ev: Evaluation[Any], settings: AlertSpec, current: list[Alert]
-    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Plan and dispatch this evaluation's alerts; return the records for status and AlertsDelivered."""
-        ref, now = ev.ref, ev.now
-        records = []
-        for raw in ev.status.get("alerts") or []:
-            with contextlib.suppress(ValidationError):  # a damaged record is dropped, not fatal
-                records.append(AlertRecord.model_validate(raw))
-        cooldown = duration(settings.cooldown)
-        plan = plan_alerts(ref, current, records, acknowledged_prefixes(ev.annotations), cooldown, now)
-        # A notification is an action too: never sent by a replica without the Lease.
-        self.effects.check_leader()
-        self.notifier.dispatch(ref, list(settings.receivers), plan.outgoing, cooldown, now)
-        for item in plan.transitions:
-            firing = item.status == "firing"
-            reason = EventReason.ALERT_FIRING if firing else EventReason.ALERT_RESOLVED
-            message = f"[{item.alert.severity}] {item.alert.summary} (fingerprint {item.fingerprint})"
-            await self.effects.event(ref, "Warning" if firing else "Normal", reason, message)
-        failures = self.notifier.outcomes.get(ref)
-        failed = failures.failures if failures else {}
-        delivered = conditions.condition(
-            ConditionType.ALERTS_DELIVERED,
-            not failed,
-            ConditionReason.DELIVERY_FAILED if failed else ConditionReason.DELIVERED,
-            "; ".join(
-                f"receiver {name}: {error} ({self.notifier.failed_count(name)} failed deliveries so far)"
-                for name, error in sorted(failed.items())
-            ),
-            ev.generation,
-            now,
-        )
+    def _alerts(
+        self, ev: Evaluation[Any], settings: AlertSpec, current: list[Alert], origin: Origin
+    ) -> tuple[list[dict[str, Any]], list[AuditRecord]]:
+        """Plan this evaluation's alerts: the alert list for status and the records of what is sent."""
+        records = entries(ev.status.get("alerts"), AlertRecord)
+        acks = acknowledged_prefixes(ev.annotations)
+        plan = plan_alerts(ev.ref, current, records, acks, duration(settings.cooldown), ev.now)
         dumped = [r.model_dump(mode="json", by_alias=True, exclude_none=True) for r in plan.records]
-        return dumped, delivered
+        return dumped, alert_records(origin, plan, records, settings.cooldown)
+
+    def _outbox(self, ev: Evaluation[Any], records: list[AuditRecord]) -> tuple[Outbox, list[dict[str, Any]]]:
+        """The outbox after this evaluation (outcomes settled, records added, bounds applied) and the
+        AlertsDelivered and RecordsDelivered conditions it makes."""
+        deliverer, receivers = self.notifier, list(ev.spec.alerts.receivers)
+        box = outbox.settle(outbox.load(ev.status.get("outbox")), deliverer.take(ev.ref))
+        box = outbox.enqueue(box, records, deliverer.sinks_of(receivers))
+        box = outbox.bound(box, ev.now, deliverer.sinks)
+        alerts_ok, alerts_message = outbox.report(box, receivers, "receiver")
+        missing = [n for n in receivers if n not in deliverer.receivers]
+        if missing:
+            alerts_ok = False
+            unknown = "; ".join(f"receiver {n}: no such receiver in the operator's settings" for n in missing)
+            alerts_message = "; ".join(m for m in (unknown, alerts_message) if m)
+        records_ok, records_message = outbox.report(box)
+
+        def cond(type_: ConditionType, ok: bool, message: str) -> dict[str, Any]:
+            reason = ConditionReason.DELIVERED if ok else ConditionReason.DELIVERY_FAILED
+            return conditions.condition(type_, ok, reason, message, ev.generation, ev.now)
+
+        return box, [
+            cond(ConditionType.ALERTS_DELIVERED, alerts_ok, alerts_message),
+            cond(ConditionType.RECORDS_DELIVERED, records_ok, records_message),
+        ]
+
+    def _deliver(self, ref: ObjectRef, box: Outbox, now: datetime) -> None:
+        """Start the delivery rounds that are due (a notification is an action too: only a leader sends)."""
+        self.effects.check_leader()
+        self.notifier.start(ref, outbox.due(box, now, self.notifier.busy(ref)))
 
     async def _record(
         self,
@@ -250,8 +265,9 @@ class Reconciler:
         status: Mapping[str, Any],
         fields: dict[str, Any],
         updates: list[dict[str, Any]],
-    ) -> None:
-        """Write the whole status (old fields, then ``fields``, conditions merged) and remember it."""
+    ) -> bool:
+        """Write the whole status (old fields, then ``fields``, conditions merged) and remember it; whether
+        the status now stands written (False: the object was deleted meanwhile)."""
         # Absent rather than null: the CRD schema declares no nullable fields.
         new_status = {k: v for k, v in {**status, **fields}.items() if v is not None}
         new_status["conditions"] = conditions.merge(status.get("conditions"), updates)
@@ -261,7 +277,7 @@ class Reconciler:
             previous, age = persisted[1], time.monotonic() - persisted[2]
         if not status_writes.must_write(previous, new_status, age, self._status_refresh):
             self._written[key] = (ref.uid, new_status)  # the next evaluation starts from the newest
-            return
+            return True
         try:
             result = await self.effects.write_status(ref, new_status)
         except ApiException as exc:
@@ -270,6 +286,7 @@ class Reconciler:
             # Deleted while it was being evaluated: nothing to record. What this evaluation remembered is
             # forgotten by the scheduler once the deletion is seen and the evaluation has ended.
             log.debug("%s/%s was deleted during its evaluation", ref.namespace, ref.name)
-            return
+            return False
         self._written[key] = (ref.uid, dict(result.get("status") or new_status))
         self._persisted[key] = (ref.uid, status_writes.settled(new_status), time.monotonic())
+        return True

@@ -13,6 +13,7 @@ from .. import telemetry
 from ..api.common import HISTORY_LIMIT
 from ..api.conditions import ConditionReason, ConditionType, EventReason
 from ..api.model_route import ModelRouteSpec, ModelRouteStatus, ModelStatus, ModelSwitch, ProbationStatus
+from ..api.records import AuditRecord
 from ..core.errors import OutputError
 from ..core.readings import Reading
 from ..core.times import parse_duration
@@ -20,6 +21,7 @@ from ..decide.alerts import Alert, route_alerts
 from ..decide.publish import RoutePublication, route_publication
 from ..decide.route import RouteDecision, RouteKey, RouteMemory, decide_route, previous_plan, query_plan
 from ..record import conditions
+from ..record.audit import Origin, route_records
 from ..record.status import entries
 from .context import Evaluation
 from .effects import Effects
@@ -121,23 +123,15 @@ class RouteFlow(Flow[ModelRouteSpec, RouteObservation, RouteDecision, RoutePubli
         return decision.memory.model_copy(update={"prewarmed": before.prewarmed, "traffic": before.traffic})
 
     def events(self, ev: Evaluation[ModelRouteSpec], decision: RouteDecision) -> list[Event]:
-        """Switches and rollbacks; the route degrading (no healthy backup, failover cap)."""
-        events = []
-        if decision.switched and decision.previous is not None:
-            rolled_back = decision.state == "Primary"
-            reason = EventReason.MODEL_ROLLED_BACK if rolled_back else EventReason.MODEL_SWITCHED
-            message = f"Switched from {decision.previous} to {decision.active}: {decision.reason}"
-            events.append(Event("Normal" if rolled_back else "Warning", reason, message))
-        previous = ev.condition(ConditionType.DEGRADED)
-        was_degraded = previous is not None and previous.get("status") == "True"
-        if (decision.no_healthy_backup or decision.failover_capped) and not was_degraded:
-            reason = (
-                EventReason.NO_HEALTHY_BACKUP
-                if decision.no_healthy_backup
-                else EventReason.FAILOVER_CAP_REACHED
-            )
-            events.append(Event("Warning", reason, decision.reason))
-        return events
+        """None beyond its records' (switches, rollbacks, refused failovers: see reconcile/events.py)."""
+        return []
+
+    def records(
+        self, ev: Evaluation[ModelRouteSpec], decision: RouteDecision, origin: Origin
+    ) -> list[AuditRecord]:
+        """Model switch, rollback, override set or cleared, failover refused."""
+        state = RouteMemory.load(ev.memory).state
+        return route_records(origin, ev.spec, decision, state, _was_degraded(ev))
 
     def alerts(self, ev: Evaluation[ModelRouteSpec], decision: RouteDecision) -> list[Alert]:
         """Per-model metric and failure alerts, metrics unavailable, no healthy backup, model switched."""
@@ -168,6 +162,12 @@ class RouteFlow(Flow[ModelRouteSpec, RouteObservation, RouteDecision, RoutePubli
     def switched(self, decision: RouteDecision) -> bool:
         """A switch from a previous model."""
         return decision.switched and decision.previous is not None
+
+
+def _was_degraded(ev: Evaluation[ModelRouteSpec]) -> bool:
+    """Whether the status this evaluation started from said Degraded (its Event and record were made)."""
+    previous = ev.condition(ConditionType.DEGRADED)
+    return previous is not None and previous.get("status") == "True"
 
 
 def _conditions(

@@ -17,7 +17,7 @@ from ..api.base import GROUP, VERSION
 from ..api.kinds import KINDS, by_plural
 from ..core.identity import Key
 from ..core.times import parse_duration
-from ..notify.delivery import Notifier
+from ..notify.delivery import Deliverer
 from ..notify.receivers import ReceiverConfig
 from ..observe.connections import Connections
 from ..reconcile.reconciler import Reconciler
@@ -63,7 +63,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         lambda namespace, name: read_secret(api, namespace, name),
         coalesce_seconds=operator_settings.query_coalesce_seconds,
     )
-    notifier = Notifier(ReceiverConfig.load(operator_settings.receivers_file))
+    notifier = Deliverer.from_config(ReceiverConfig.load(operator_settings.receivers_file))
     reconciler = Reconciler(
         api,
         connections,
@@ -77,6 +77,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     if operator_settings.history_store is not None:
         # Its sink joins the outbox's sinks; snapshots come from every evaluation the leader makes.
         history = HistoryStore(operator_settings.history_store, election.identity, lambda: _leading(memo))
+        notifier.add(history.record_sink)
         reconciler.on_evaluated = history.evaluated
         store = operator_settings.history_store
         log.info("history store %s: snapshots every %s, retention %s", store.target, store.snapshot_interval,

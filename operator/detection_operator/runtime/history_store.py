@@ -10,23 +10,45 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
 import psycopg
 
+from ..api.records import AuditRecord
 from ..core.identity import ObjectRef
 from ..decide.snapshots import Snapshot, snapshot_of
+from ..notify.sinks import DeliveryError
 from ..store import PostgresSink, StoreConfig, StoreUnavailable, connect, enforce_retention, migrate
 from ..store.snapshots import SnapshotSampler, snapshot_record
 
-__all__ = ["HistoryStore"]
+__all__ = ["HistoryStore", "StoreRecordSink"]
 
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS: Final = 5.0
 RETENTION_SECONDS: Final = 3600.0
+
+
+class StoreRecordSink:
+    """The store as one of the outbox's sinks: an unreachable store is a failed round (retried), not a bug."""
+
+    def __init__(self, sink: PostgresSink) -> None:
+        """Deliver through ``sink``."""
+        self._sink = sink
+
+    @property
+    def name(self) -> str:
+        """How the outbox's pending deliveries name the store."""
+        return self._sink.name
+
+    async def deliver(self, records: Sequence[AuditRecord]) -> None:
+        """Store ``records`` (idempotently by id) or raise :class:`DeliveryError`."""
+        try:
+            await self._sink.deliver(records)
+        except StoreUnavailable as exc:
+            raise DeliveryError(str(exc)) from exc
 
 
 class HistoryStore:
@@ -43,6 +65,8 @@ class HistoryStore:
         self.config = config
         self.identity = identity
         self.sink = PostgresSink(config)
+        self.record_sink = StoreRecordSink(self.sink)
+        """What the outbox delivers every record to."""
         self.sampler = SnapshotSampler(config.snapshot_interval)
         self._may_write = may_write
         self._clock = clock

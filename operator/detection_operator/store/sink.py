@@ -19,6 +19,7 @@ from typing import Any, Final
 import psycopg
 from psycopg.types.json import Jsonb
 
+from .. import telemetry
 from ..api.records import AuditRecord
 from .config import StoreConfig
 from .connection import Connection, StoreConnection, StoreUnavailable
@@ -89,7 +90,7 @@ def _insert(table: str) -> str:
 class PostgresSink:
     """Records into the PostgreSQL history store; raises :class:`StoreUnavailable` when it cannot."""
 
-    name = "postgres"
+    name = "history-store"
 
     def __init__(self, config: StoreConfig, *, connection: StoreConnection | None = None) -> None:
         """A sink for the store at ``config`` (its connection opens on the first delivery)."""
@@ -134,7 +135,10 @@ class PostgresSink:
         """Queue a snapshot for the next :meth:`flush_snapshots`; the oldest goes when the buffer is full."""
         if len(self._snapshots) == self._snapshots.maxlen:
             self.snapshots_dropped += 1
+            telemetry.HISTORY_SNAPSHOTS.labels("dropped").inc()
         self._snapshots.append(record)
+        telemetry.HISTORY_SNAPSHOTS.labels("taken").inc()
+        telemetry.HISTORY_SNAPSHOTS_PENDING.set(len(self._snapshots))
 
     @property
     def snapshots_pending(self) -> int:
@@ -150,6 +154,8 @@ class PostgresSink:
         # Offers made while the batch was written stay queued (and may have pushed some of it out already).
         stored = {r.id for r in batch}
         self._snapshots = deque((r for r in self._snapshots if r.id not in stored), maxlen=SNAPSHOT_BUFFER)
+        telemetry.HISTORY_SNAPSHOTS.labels("stored").inc(len(batch))
+        telemetry.HISTORY_SNAPSHOTS_PENDING.set(len(self._snapshots))
         return len(batch)
 
     async def close(self) -> None:

@@ -14,6 +14,10 @@ from kubernetes.client.exceptions import ApiException
 
 from ..api.base import GROUP, VERSION
 from ..api.kinds import by_plural
+from . import history
+
+LATEST_RECORDS = 5
+"""Audit records explain shows; `history` shows the rest."""
 
 
 def fetch(api: client.ApiClient, target: str, namespace: str) -> dict[str, Any]:
@@ -67,6 +71,11 @@ def render(explained: dict[str, Any]) -> str:
         lines += ["", "Alerts firing:"] + [
             f"  [{a['severity']}] {a['summary']} ({a['fingerprint']})" for a in firing
         ]
+    if latest := history.records_of([explained])[-LATEST_RECORDS:]:
+        short = by_plural(explained["kind"]).short_names[0]
+        target = f"{short}/{explained['name']} -n {explained['namespace']}"
+        lines += ["", f"Latest records (all: detection-operator history {target}):"]
+        lines += [f"  {history.line(r)}" for r in latest]
     return "\n".join(lines)
 
 
