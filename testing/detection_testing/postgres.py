@@ -164,6 +164,18 @@ class PostgresServer(LoopbackServer, Started):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def operator_env(self, password_file: Path, database: str | None = None) -> dict[str, str]:
+        """The operator's (and its commands') settings for this store; the password goes to
+        ``password_file``, as a mounted Secret key holds it."""
+        password_file.write_text(self.password)
+        return {
+            "DETECTION_OPERATOR_HISTORY_POSTGRES_HOST": self.host,
+            "DETECTION_OPERATOR_HISTORY_POSTGRES_PORT": str(self.port),
+            "DETECTION_OPERATOR_HISTORY_POSTGRES_DATABASE": database or self.database,
+            "DETECTION_OPERATOR_HISTORY_POSTGRES_USER": self.user,
+            "DETECTION_OPERATOR_HISTORY_POSTGRES_PASSWORD_FILE": str(password_file),
+        }
+
     def create_database(self, name: str) -> None:
         """A further empty database owned by the operator's role (one per test on a shared server)."""
         with psycopg.connect(

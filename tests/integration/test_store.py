@@ -209,17 +209,10 @@ def test_the_password_never_shows_in_repr_or_errors(own_postgres: PostgresServer
     assert config.target in message
 
 
-def test_the_migrate_command_applies_once_and_says_so(store: StoreConfig, tmp_path: Path) -> None:
-    assert store.password is not None
-    (tmp_path / "password").write_text(store.password)
-    env = {
-        **os.environ,
-        "DETECTION_OPERATOR_HISTORY_POSTGRES_HOST": store.host,
-        "DETECTION_OPERATOR_HISTORY_POSTGRES_PORT": str(store.port),
-        "DETECTION_OPERATOR_HISTORY_POSTGRES_DATABASE": store.database,
-        "DETECTION_OPERATOR_HISTORY_POSTGRES_USER": store.user,
-        "DETECTION_OPERATOR_HISTORY_POSTGRES_PASSWORD_FILE": str(tmp_path / "password"),
-    }
+def test_the_migrate_command_applies_once_and_says_so(
+    postgres: PostgresServer, store: StoreConfig, tmp_path: Path
+) -> None:
+    env = {**os.environ, **postgres.operator_env(tmp_path / "password", store.database)}
     command = [sys.executable, "-m", "detection_operator", "migrate"]
     dry = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True, check=True)
     assert dry.stdout.strip() == f"{store.target}: schema at version 0, would apply 1"
@@ -248,10 +241,8 @@ def test_the_history_store_backend_reads_what_the_sink_wrote(store: StoreConfig)
 
 
 def test_the_history_command_reads_the_store_when_it_is_configured(
-    store: StoreConfig, tmp_path: Path
+    postgres: PostgresServer, store: StoreConfig, tmp_path: Path
 ) -> None:
-    assert store.password is not None
-    (tmp_path / "password").write_text(store.password)
     now = datetime.now(UTC).replace(microsecond=0)
     records = [
         make(
@@ -269,11 +260,7 @@ def test_the_history_command_reads_the_store_when_it_is_configured(
     env = {
         **os.environ,
         "KUBECONFIG": str(tmp_path / "absent"),
-        "DETECTION_OPERATOR_HISTORY_POSTGRES_HOST": store.host,
-        "DETECTION_OPERATOR_HISTORY_POSTGRES_PORT": str(store.port),
-        "DETECTION_OPERATOR_HISTORY_POSTGRES_DATABASE": store.database,
-        "DETECTION_OPERATOR_HISTORY_POSTGRES_USER": store.user,
-        "DETECTION_OPERATOR_HISTORY_POSTGRES_PASSWORD_FILE": str(tmp_path / "password"),
+        **postgres.operator_env(tmp_path / "password", store.database),
     }
     command = [sys.executable, "-m", "detection_operator", "history"]
     shown = subprocess.run(
