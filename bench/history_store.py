@@ -193,6 +193,15 @@ async def _outage(
     started = time.monotonic()
     stopped_at = restarted_at = None
     end = before + down + before
+    marks: dict[str, float] = {}
+
+    async def watch_backlog() -> None:
+        # The backlog is gone once no more than one tick's snapshots wait (the next flush takes those).
+        while "restarted" not in marks or store.sink.snapshots_pending > objects:
+            await asyncio.sleep(0.1)
+        marks["drained"] = time.monotonic()
+
+    watcher = asyncio.create_task(watch_backlog())
     while (elapsed := time.monotonic() - started) < end:
         tick = time.monotonic()
         now = datetime.now(UTC)
@@ -207,12 +216,13 @@ async def _outage(
             stopped_at = time.monotonic()
         elif stopped_at is not None and restarted_at is None and time.monotonic() - stopped_at >= down:
             await asyncio.to_thread(server.start)
-            restarted_at = time.monotonic()
+            restarted_at = marks["restarted"] = time.monotonic()
         await asyncio.sleep(max(0.0, interval - (time.monotonic() - tick)))
     deadline = time.monotonic() + 120
     while store.sink.snapshots_pending and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-    drained = time.monotonic() - (restarted_at or time.monotonic())
+    watcher.cancel()
+    drained = marks.get("drained", float("nan")) - (restarted_at or 0.0)
     runner.cancel()
     await store.close()
     conn = await connect(config)
