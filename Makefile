@@ -15,6 +15,8 @@ DEB_PACKAGES := prometheus prometheus-alertmanager lua5.1
 # The local node: container runtime, image tools, CNI plugins, a base image from Debian, kube-proxy's iptables
 # (and nfacct, to remove the netfilter counters kube-proxy leaves).
 DEB_PACKAGES += containerd runc buildah umoci skopeo containernetworking-plugins debootstrap iptables nfacct
+# The history store's tests and benchmarks: a real PostgreSQL server (Debian's), started on loopback by the test support.
+DEB_PACKAGES += postgresql
 PYTEST_ARGS ?=
 # make demo DEMO_ARGS='--no-wait --state-dir DIR'
 DEMO_ARGS ?=

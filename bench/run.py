@@ -17,6 +17,7 @@ from bench import (
     backtest,
     closed_loop,
     delivery,
+    history_store,
     hotspots,
     policy,
     policy_loop,
@@ -182,6 +183,12 @@ def typescript_reader() -> list[str]:
     ]
 
 
+def history_store_section() -> list[str]:
+    """Issue 18: the PostgreSQL history store (history over 1 M rows, write cost, a 5-minute outage)."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return history_store.section(Path(tmp))
+
+
 SECTIONS: list[Callable[[], list[str]]] = [
     decision_cost,
     alert_delivery,
@@ -196,6 +203,7 @@ SECTIONS: list[Callable[[], list[str]]] = [
     scale_steps,
     profile_at_scale,
     typescript_reader,
+    history_store_section,
 ]
 
 

@@ -30,6 +30,7 @@ from detection_testing.kube import api_client, install_crds
 from detection_testing.node import LocalNode, node_address
 from detection_testing.operator_process import OperatorProcess
 from detection_testing.pod_targets import PodTargets
+from detection_testing.postgres import PostgresServer
 from detection_testing.prometheus import PrometheusServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,3 +202,17 @@ def prometheus(
 ) -> Iterator[PrometheusServer]:
     with PrometheusServer(tmp_path_factory.mktemp("prometheus"), targets=[exporter.target]) as prom:
         yield prom
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A real PostgreSQL shared by the session; a test that stops it asks for ``own_postgres`` instead."""
+    with PostgresServer(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
+    """A PostgreSQL of the test's own, for outages (``stop()`` then ``start()``: same port, same data)."""
+    with PostgresServer(tmp_path / "postgres") as server:
+        yield server

@@ -157,23 +157,90 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from .runtime.settings import Settings
+    from .store import MigrationError, StoreUnavailable
+    from .tools.store import migrate_store
+
+    try:
+        config = Settings.from_env().history_store
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if config is None:
+        print("error: no history store: set DETECTION_OPERATOR_HISTORY_POSTGRES_HOST", file=sys.stderr)
+        return 2
+    try:
+        before, applied = migrate_store(config, dry_run=args.dry_run)
+    except (StoreUnavailable, MigrationError, psycopg.Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    current = max(before, default=0)
+    if not applied:
+        print(f"{config.target}: schema at version {current}, nothing to apply")
+    else:
+        verb = "would apply" if args.dry_run else "applied"
+        print(f"{config.target}: schema at version {current}, {verb} {', '.join(map(str, applied))}")
+    return 0
+
+
 def _history(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
+    from .runtime.settings import Settings
     from .tools import history
     from .tools.backtest import parse_since
 
     try:
         since = timedelta(seconds=parse_since(args.since))
-        history.parse_target(args.target)
+        kind, name = history.parse_target(args.target)
+        store = Settings.from_env().history_store
     except (ValueError, KeyError) as exc:
         print(f"error: {_error_text(exc)}", file=sys.stderr)
         return 2
-    records = _read_cluster(args.namespace, lambda api, ns: history.from_status(api, args.target, ns))
+    now = datetime.now(UTC)
+    records: list[Any] | None
+    if store is not None:
+        records = _read_store(
+            store, kind.kind if kind else None, args.namespace, name, now - since, args.limit
+        )
+    else:
+        records = _read_cluster(args.namespace, lambda api, ns: history.from_status(api, args.target, ns))
     if records is None:
         return 2
-    print(history.render(history.select(records, since, datetime.now(UTC)), args.output))
+    print(history.render(history.select(records, since, now), args.output))
     return 0
+
+
+def _read_store(
+    config: Any, kind: str | None, namespace: str | None, name: str | None, since: Any, limit: int
+) -> list[Any] | None:
+    """The newest ``limit`` records from the history store (in the context's namespace unless given)."""
+    import psycopg
+
+    from .store import HistoryQuery, StoreUnavailable
+    from .tools.store import read_store_history
+
+    query = HistoryQuery(kind, namespace or _context_namespace(), name, since, limit=limit)
+    try:
+        return list(read_store_history(config, query))
+    except (StoreUnavailable, psycopg.Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _context_namespace() -> str:
+    """The kubeconfig context's namespace, else ``default`` (the store needs no cluster to be read)."""
+    from kubernetes import config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        _, context = config.list_kube_config_contexts()  # type: ignore[no-untyped-call]
+    except (ConfigException, OSError):
+        return "default"
+    return str((context or {}).get("context", {}).get("namespace") or "default")
 
 
 def _error_text(exc: Exception) -> str:
@@ -251,11 +318,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", choices=["md", "json"], default="md")
     report.set_defaults(func=_report)
 
+    migrate = sub.add_parser(
+        "migrate",
+        help="bring the PostgreSQL history store's schema up to date (the operator also does at start)",
+    )
+    migrate.add_argument("--dry-run", action="store_true", help="only say which migrations are pending")
+    migrate.set_defaults(func=_migrate)
     history = sub.add_parser("history", help="audit records of dp/NAME, mr/NAME or a whole namespace")
     history.add_argument("target", metavar="KIND/NAME", nargs="?", default=None)
     history.add_argument("-n", "--namespace", default=None)
     history.add_argument("--since", default="7d", help="how far back (7d, 12h, 90m; default 7d)")
     history.add_argument("--output", choices=["text", "json", "csv"], default="text")
+    history.add_argument(
+        "--limit", type=int, default=1000, help="from the history store: the newest this many (default 1000)"
+    )
     history.set_defaults(func=_history)
     return parser
 

@@ -48,6 +48,14 @@ QUERIES_COALESCED = Counter(
     "Queries answered by an identical query in flight or answered within the coalescing window.",
 )
 OBJECTS = Gauge("detection_operator_objects", "Objects known to the scheduler.", ["kind"])
+HISTORY_SNAPSHOTS = Counter(
+    "detection_operator_history_snapshots",
+    "Snapshots for the history store: taken, stored, dropped (the queue was full during a long outage).",
+    ["outcome"],
+)
+HISTORY_SNAPSHOTS_PENDING = Gauge(
+    "detection_operator_history_snapshots_pending", "Snapshots queued for the history store, not yet stored."
+)
 ACTIVE_PROFILE = Gauge(
     "detection_operator_active_profile",
     "1 for the DetectionPolicy's active profile, 0 for its other profiles.",

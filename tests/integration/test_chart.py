@@ -45,6 +45,7 @@ EVERYTHING = {
     "grafanaDashboard": {"enabled": True},
     "prometheus": {"authSecret": "prom-auth", "username": "op", "headers": {"X-Scope-OrgID": "team-a"}},
     "receivers": {"secretName": "receivers"},
+    "history": {"postgres": {"host": "pg.db.svc", "passwordSecret": {"name": "pg-auth", "key": "pw"}}},
     "rbac": {"secretNames": ["prom-conn"]},
     "networkPolicy": {"enabled": True, "prometheus": {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}},
 }
@@ -222,6 +223,29 @@ def test_monitoring_extras(namespace: str) -> None:
     assert not any("secretKeyRef" in json.dumps(v) for v in env.values())
 
 
+def test_history_store_settings_and_its_password_as_a_mounted_file(namespace: str) -> None:
+    manifests = render(CHART, "ops", namespace, EVERYTHING)
+    deployment = one(manifests, "Deployment")
+    env = env_of(deployment)
+    assert env["DETECTION_OPERATOR_HISTORY_POSTGRES_HOST"] == "pg.db.svc"
+    assert env["DETECTION_OPERATOR_HISTORY_POSTGRES_PORT"] == "5432"
+    assert env["DETECTION_OPERATOR_HISTORY_POSTGRES_USER"] == "detection_operator"
+    assert env["DETECTION_OPERATOR_HISTORY_RETENTION"] == "90d"
+    assert env["DETECTION_OPERATOR_HISTORY_SNAPSHOT_INTERVAL"] == "1m"
+    assert env["DETECTION_OPERATOR_HISTORY_POSTGRES_PASSWORD_FILE"] == "/var/run/history-postgres/password"
+    pod = deployment["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "history-postgres")
+    assert volume["secret"] == {"secretName": "pg-auth", "items": [{"key": "pw", "path": "password"}]}
+    egress = one(manifests, "NetworkPolicy")["spec"]["egress"]
+    assert any(rule["ports"] == [{"port": 5432, "protocol": "TCP"}] for rule in egress)
+    off = render(CHART, "ops", namespace, {"networkPolicy": {"enabled": True}})
+    assert not any("HISTORY" in name for name in env_of(one(off, "Deployment")))
+    assert all(
+        rule["ports"] != [{"port": 5432, "protocol": "TCP"}]
+        for rule in one(off, "NetworkPolicy")["spec"]["egress"]
+    )
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -231,6 +255,7 @@ def test_monitoring_extras(namespace: str) -> None:
         ({"watchNamespaces": ["Prod"]}, "/watchNamespaces/0"),
         ({"prometheus": {"url": "prometheus:9090"}}, "/prometheus/url"),
         ({"logFormat": "yaml"}, "/logFormat"),
+        ({"history": {"postgres": {"retention": "90 days"}}}, "/history/postgres/retention"),
         ({"leaderElection": {"renewDeadlineSeconds": 20}}, "renewDeadlineSeconds must be less than"),
     ],
 )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from detection_operator.runtime.settings import Settings
 
@@ -38,3 +42,39 @@ def test_scale_settings() -> None:
         {"DETECTION_OPERATOR_QUERY_COALESCE_SECONDS": "0", "DETECTION_OPERATOR_STATUS_REFRESH_SECONDS": "60"}
     )
     assert (tuned.query_coalesce_seconds, tuned.status_refresh_seconds) == (0.0, 60.0)
+
+
+def test_no_history_store_without_a_host() -> None:
+    assert Settings.from_env({}).history_store is None
+
+
+def test_history_store_settings_with_the_password_from_a_file_and_never_in_repr(tmp_path: Path) -> None:
+    (tmp_path / "password").write_text("s3cret-value\n")
+    settings = Settings.from_env(
+        {
+            "DETECTION_OPERATOR_HISTORY_POSTGRES_HOST": "pg.db.svc",
+            "DETECTION_OPERATOR_HISTORY_POSTGRES_PORT": "6432",
+            "DETECTION_OPERATOR_HISTORY_POSTGRES_USER": "auditor",
+            "DETECTION_OPERATOR_HISTORY_POSTGRES_PASSWORD_FILE": str(tmp_path / "password"),
+            "DETECTION_OPERATOR_HISTORY_RETENTION": "30d",
+            "DETECTION_OPERATOR_HISTORY_SNAPSHOT_INTERVAL": "0",
+        }
+    )
+    store = settings.history_store
+    assert store is not None
+    assert (store.host, store.port, store.database, store.user) == ("pg.db.svc", 6432, "detection", "auditor")
+    assert store.password == "s3cret-value" and "s3cret-value" not in repr(settings)
+    assert store.retention == timedelta(days=30) and store.snapshot_interval == timedelta(0)
+    assert "password=s3cret-value" in store.conninfo() and store.target == "auditor@pg.db.svc:6432/detection"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DETECTION_OPERATOR_HISTORY_RETENTION": "90 days"}, "HISTORY_RETENTION: invalid age '90 days'"),
+        ({"DETECTION_OPERATOR_HISTORY_POSTGRES_PASSWORD_FILE": "/nonexistent"}, "no file at /nonexistent"),
+    ],
+)
+def test_history_store_settings_errors_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Settings.from_env({"DETECTION_OPERATOR_HISTORY_POSTGRES_HOST": "pg", **env})

@@ -30,6 +30,24 @@ def duration(text: str) -> timedelta:
     return timedelta(seconds=parse_duration(text))
 
 
+_AGE = re.compile(r"^([0-9]+)(w|d|h|m|s)$|^0$")
+_AGE_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def age(text: str) -> timedelta:
+    """An age or retention such as ``90d``, ``7d``, ``12h``, ``2w`` (a whole number and one unit), or ``0``.
+
+    Days and weeks are what retention and ``--since`` are written in; spec durations (:func:`duration`)
+    stay Go's, which has no day unit.
+    """
+    match = _AGE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"invalid age {text!r}: use a whole number and one unit of w, d, h, m, s (e.g. 90d)")
+    if match.group(1) is None:
+        return timedelta(0)
+    return timedelta(seconds=int(match.group(1)) * _AGE_SECONDS[match.group(2)])
+
+
 def rfc3339(moment: datetime) -> str:
     """Format an aware datetime the way the apiserver stores metav1.Time (whole seconds, UTC, 'Z')."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

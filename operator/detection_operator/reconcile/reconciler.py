@@ -78,6 +78,8 @@ class Reconciler:
         self._specs = ValidatedSpecs()
         self.on_decided: Callable[[Key, float], None] | None = None
         """Called with ``time.perf_counter()`` when a decision is made; benchmarks time from it."""
+        self.on_evaluated: Callable[[ObjectRef, datetime, int | None, object], None] | None = None
+        """Called with (object, time, generation, decision) after each evaluation's status write."""
 
     @property
     def outputs(self) -> AppliedOutputs:
@@ -191,6 +193,8 @@ class Reconciler:
             for event in flow.events(ev, decision):
                 await fx.event(ev.ref, event.type, event.reason, event.message)
             self._deliver(ev.ref, box, ev.now)
+            if self.on_evaluated is not None:
+                self.on_evaluated(ev.ref, ev.now, ev.generation, decision)
         for gauge, values in flow.series(ev, decision):
             self.series.publish(gauge, ev.key, values)
         if flow.switched(decision):

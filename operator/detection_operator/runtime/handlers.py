@@ -21,6 +21,7 @@ from ..notify.delivery import Deliverer
 from ..notify.receivers import ReceiverConfig
 from ..observe.connections import Connections
 from ..reconcile.reconciler import Reconciler
+from .history_store import HistoryStore
 from .http_server import HttpServer
 from .lease import LeaderElector
 from .scheduler import Scheduler, namespace_phase
@@ -72,6 +73,15 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         may_write=lambda: _leading(memo),
         status_refresh_seconds=operator_settings.status_refresh_seconds,
     )
+    history = None
+    if operator_settings.history_store is not None:
+        # Its sink joins the outbox's sinks; snapshots come from every evaluation the leader makes.
+        history = HistoryStore(operator_settings.history_store, election.identity, lambda: _leading(memo))
+        notifier.add(history.record_sink)
+        reconciler.on_evaluated = history.evaluated
+        store = operator_settings.history_store
+        log.info("history store %s: snapshots every %s, retention %s", store.target, store.snapshot_interval,
+                 store.retention)  # fmt: skip
     scheduler = Scheduler(
         reconciler,
         operator_settings.max_concurrent_evaluations,
@@ -98,6 +108,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.api, memo.executor, memo.reconciler, memo.scheduler = api, executor, reconciler, scheduler
     memo.notifier, memo.http = notifier, http
     memo.scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
+    memo.history = history
+    if history is not None:
+        memo.history_task = asyncio.create_task(history.run(), name="history-store")
     if elector is not None:
         memo.elector_task = asyncio.create_task(elector.run(), name="leader-election")
     log.info(
@@ -122,6 +135,9 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         memo.elector_task.cancel()
         await memo.elector.release()
     await memo.notifier.close()
+    if memo.history is not None:
+        memo.history_task.cancel()
+        await memo.history.close()
     await memo.http.stop()
     memo.executor.shutdown(wait=False)
     memo.api.close()

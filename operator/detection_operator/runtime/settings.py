@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
+from ..core.times import age
 from ..observe.source import PrometheusConfig
+from ..store.config import StoreConfig
 
 _PREFIX = "DETECTION_OPERATOR_"
 
@@ -79,6 +82,8 @@ class Settings:
         default_factory=lambda: PrometheusConfig(url="http://prometheus-operated.monitoring.svc:9090")
     )
     """Default Prometheus connection; objects may override it through a Secret."""
+    history_store: StoreConfig | None = None
+    """The PostgreSQL history store, when configured (``HISTORY_POSTGRES_HOST`` set)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -123,4 +128,35 @@ class Settings:
             query_coalesce_seconds=float(get("QUERY_COALESCE_SECONDS") or default.query_coalesce_seconds),
             receivers_file=get("RECEIVERS_FILE"),
             prometheus=prometheus,
+            history_store=_history_store(get),
         )
+
+
+def _history_store(get: Callable[[str], str | None]) -> StoreConfig | None:
+    """The store's settings, or None without a host; the password only from a file (a Secret's key)."""
+    host = get("HISTORY_POSTGRES_HOST")
+    if not host:
+        return None
+    default = StoreConfig(host=host)
+    password_file = get("HISTORY_POSTGRES_PASSWORD_FILE")
+    password = _read_file(password_file)
+    if password_file and password is None:
+        raise ValueError(f"{_PREFIX}HISTORY_POSTGRES_PASSWORD_FILE: no file at {password_file}")
+
+    def ages(name: str, fallback: timedelta) -> timedelta:
+        raw = get(name)
+        try:
+            return age(raw) if raw else fallback
+        except ValueError as exc:
+            raise ValueError(f"{_PREFIX}{name}: {exc}") from None
+
+    return StoreConfig(
+        host=host,
+        port=int(get("HISTORY_POSTGRES_PORT") or default.port),
+        database=get("HISTORY_POSTGRES_DATABASE") or default.database,
+        user=get("HISTORY_POSTGRES_USER") or default.user,
+        password=password,
+        sslmode=get("HISTORY_POSTGRES_SSLMODE") or default.sslmode,
+        retention=ages("HISTORY_RETENTION", default.retention),
+        snapshot_interval=ages("HISTORY_SNAPSHOT_INTERVAL", default.snapshot_interval),
+    )
