@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import certifi
 import pytest
 
 from detection_operator.api.common import PrometheusRef
@@ -30,6 +31,10 @@ def reader(secrets: dict[str, dict[str, bytes]]) -> Any:
     return read
 
 
+CA = Path(certifi.where()).read_bytes()
+"""A real CA bundle: httpx loads it when the client is built."""
+
+
 def test_default_connection_without_override() -> None:
     connections = Connections(DEFAULT, reader({}))
     assert connections.for_object("ns", None).config is DEFAULT
@@ -42,7 +47,7 @@ def test_secret_override_merges_with_defaults_and_is_cached() -> None:
                 "url": b"https://mimir.example/prometheus",
                 "token": b"t0k3n",
                 "headers": b'{"X-Scope-OrgID": "team-a"}',
-                "ca.crt": b"-----BEGIN CERT",
+                "ca.crt": CA,
             }
         }
     )
@@ -54,7 +59,7 @@ def test_secret_override_merges_with_defaults_and_is_cached() -> None:
     assert config.url == "https://mimir.example/prometheus"
     assert config.bearer_token == "t0k3n" and config.timeout_seconds == 2
     assert config.headers == {"X-Scope-OrgID": "team-a"}
-    assert config.ca_file is not None and Path(config.ca_file).read_bytes() == b"-----BEGIN CERT"
+    assert config.ca_file is not None and Path(config.ca_file).read_bytes() == CA
     assert "t0k3n" not in repr(config)
     assert connections.for_object("team-a", ref) is source
     assert connections.at_hand("team-a", ref) is source and connections.at_hand("team-b", ref) is None
@@ -71,6 +76,7 @@ def test_secret_override_merges_with_defaults_and_is_cached() -> None:
         ({"url": b"file:///etc/passwd"}, r"key 'url': must be an absolute http\(s\) URL"),
         ({"headers": b"[1, 2]"}, "'headers' is not a JSON object"),
         ({"username": b"u"}, "'username' and 'password' go together"),
+        ({"ca.crt": b"-----BEGIN CERT"}, "key 'ca.crt': not a PEM CA bundle"),
     ],
 )
 def test_bad_secrets_are_rejected_naming_the_key(data: dict[str, bytes], message: str) -> None:

@@ -83,15 +83,16 @@ class Effects:
     ) -> dict[K, Reading]:
         """Run a query plan (now, or at Unix time ``at``); a broken connection makes every reading missing."""
         try:
-            # Known connections skip the thread hop, as answers at hand do in query_all.
+            # Known connections skip the thread hop (only a Secret read needs one).
             source = self._connections.at_hand(ref.namespace, prometheus)
             if source is None:
                 source = await self.blocking(self._connections.for_object, ref.namespace, prometheus)
+                await self._connections.release_retired()
         except (InvalidConnection, ApiException) as exc:
             # A broken connection is missing metrics like any other: the fail-safe applies.
             detail = str(exc) if isinstance(exc, InvalidConnection) else f"Prometheus Secret: {exc.reason}"
             return {key: Missing("error", detail) for key in plan}
-        readings = await query_all(source, list(plan.values()), self._executor, at)
+        readings = await query_all(source, list(plan.values()), at)
         return {key: readings[query] for key, query in plan.items()}
 
     async def deployments(

@@ -96,7 +96,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     http = HttpServer("0.0.0.0", operator_settings.http_port, ready=ready.is_set if ready else lambda: True)
     await http.start()
     memo.api, memo.executor, memo.reconciler, memo.scheduler = api, executor, reconciler, scheduler
-    memo.notifier, memo.http = notifier, http
+    memo.notifier, memo.http, memo.connections = notifier, http, connections
     memo.scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
     if elector is not None:
         memo.elector_task = asyncio.create_task(elector.run(), name="leader-election")
@@ -122,6 +122,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         memo.elector_task.cancel()
         await memo.elector.release()
     await memo.notifier.close()
+    await memo.connections.aclose()
     await memo.http.stop()
     memo.executor.shutdown(wait=False)
     memo.api.close()
