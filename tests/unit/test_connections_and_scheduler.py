@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,50 @@ def test_scheduler_puts_each_namespace_on_its_own_grid() -> None:
     assert b[1:] == pytest.approx([17.0, 27.0, 37.0], abs=0.11)  # created at 2.6: 7 is too close
     assert namespace_phase(("p", "ns-a", "x")) == namespace_phase(("p", "ns-a", "y"))
     assert 0 <= namespace_phase(("p", "ns-b", "x")) < 1
+
+
+def test_scheduler_follows_the_data_refresh_where_it_is_learned_and_its_grid_where_not() -> None:
+    scrape_offset = 0.3  # the target is scraped at 0.3 + 2k (wall clock = the scheduler's clock here)
+
+    async def scenario() -> dict[Key, list[float]]:
+        now = [0.0]
+        runs: dict[Key, list[float]] = {}
+        aligned: Key = ("p", "ns", "scraped")
+        unknown: Key = ("p", "ns", "constant")
+
+        async def evaluate(key: Key, body: Mapping[str, Any]) -> None:
+            runs.setdefault(key, []).append(now[0])
+
+        def sampled(key: Key) -> tuple[float, float] | None:
+            if key != aligned:
+                return None  # its queries read no series: no probe
+            return scrape_offset + ((now[0] - scrape_offset) // 2) * 2, now[0]
+
+        scheduler = Scheduler(
+            evaluate,
+            max_concurrency=8,
+            clock=lambda: now[0],
+            wall=lambda: now[0],
+            phase=lambda k: 0.8,
+            sampled=sampled,
+        )
+        task = asyncio.create_task(scheduler.run())
+        for key in (aligned, unknown):
+            scheduler.upsert(key, {"metadata": {"generation": 1}}, interval=2)
+        await asyncio.sleep(0.01)
+        for tick in range(1, 200):
+            now[0] = tick * 0.05
+            scheduler.wake()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        task.cancel()
+        return runs
+
+    runs = asyncio.run(scenario())
+    scraped, constant = runs[("p", "ns", "scraped")], runs[("p", "ns", "constant")]
+    # Learned after two refreshes; from then on right after each scrape (0.3 + 2k + 0.1 margin).
+    # (Within two 0.05 s ticks of this test's clock.)
+    assert scraped[-3:] == pytest.approx([4.4, 6.4, 8.4], abs=0.11)
+    # (The first gap is the grid's, between half and one and a half intervals.)
+    assert all(b - a >= 2 * 0.95 - 0.11 for a, b in itertools.pairwise(scraped[1:]))
+    assert constant[1:] == pytest.approx([1.6, 3.6, 5.6, 7.6, 9.6], abs=0.11)  # its grid: 1.6 + 2k

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any, Literal, TypeVar
@@ -23,8 +24,9 @@ from ..api.conditions import EventReason
 from ..core.errors import NotLeader, OutputError
 from ..core.identity import Key, ObjectRef
 from ..core.logref import about
-from ..core.readings import Missing, Reading
+from ..core.readings import Missing, Reading, Value
 from ..observe.connections import Connections, InvalidConnection
+from ..observe.freshness import probe
 from ..observe.source import query_all
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class Effects:
         self._connections = connections
         self._executor = executor
         self._may_write = may_write
+        self._samples: dict[ObjectRef, tuple[float, float]] = {}
 
     def check_leader(self) -> None:
         """Raise :class:`NotLeader` unless this replica may write now (checked right before each write)."""
@@ -81,7 +84,11 @@ class Effects:
         plan: Mapping[K, str],
         at: float | None = None,
     ) -> dict[K, Reading]:
-        """Run a query plan (now, or at Unix time ``at``); a broken connection makes every reading missing."""
+        """Run a query plan (now, or at Unix time ``at``); a broken connection makes every reading missing.
+
+        A plan run now also asks when its series were last refreshed (the scheduler aligns the next
+        evaluation to it: :meth:`take_sample`).
+        """
         try:
             # Known connections skip the thread hop (only a Secret read needs one).
             source = self._connections.at_hand(ref.namespace, prometheus)
@@ -92,8 +99,19 @@ class Effects:
             # A broken connection is missing metrics like any other: the fail-safe applies.
             detail = str(exc) if isinstance(exc, InvalidConnection) else f"Prometheus Secret: {exc.reason}"
             return {key: Missing("error", detail) for key in plan}
-        readings = await query_all(source, list(plan.values()), at)
+        queries = list(plan.values())
+        refreshed = probe(tuple(queries)) if at is None else None
+        asked_at = time.time()
+        readings = await query_all(source, [*queries, refreshed] if refreshed else queries, at)
+        if refreshed is not None and isinstance(sample := readings[refreshed], Value):
+            # Several plans in one evaluation: the newest refresh among them.
+            newest = max(sample.value, self._samples.get(ref, (sample.value, 0.0))[0])
+            self._samples[ref] = (newest, asked_at)
         return {key: readings[query] for key, query in plan.items()}
+
+    def take_sample(self, ref: ObjectRef) -> tuple[float, float] | None:
+        """The newest sample time the object's last evaluation saw, and when it asked; then forgotten."""
+        return self._samples.pop(ref, None)
 
     async def deployments(
         self, namespace: str, names: Mapping[str, str]

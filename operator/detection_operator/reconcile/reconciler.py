@@ -85,6 +85,10 @@ class Reconciler:
         """Run a blocking call in the evaluations' worker pool (the leader election uses it too)."""
         return await self.effects.blocking(fn, *args, **kwargs)
 
+    def take_sample(self, key: Key) -> tuple[float, float] | None:
+        """When the data the object's last evaluation read was refreshed, and when it asked (Unix times)."""
+        return self.effects.take_sample(_ref(key))
+
     def forget(self, key: Key) -> None:
         """Drop what is remembered about a deleted object, its metric series too."""
         self.series.forget(key)
@@ -93,7 +97,8 @@ class Reconciler:
         self._specs.forget(key)
         self._persisted.pop(key, None)
         self._written.pop(key, None)
-        self.notifier.outcomes.pop(ObjectRef(by_plural(key[0]).kind, key[1], key[2]), None)
+        self.effects.take_sample(_ref(key))
+        self.notifier.outcomes.pop(_ref(key), None)
 
     def reset(self) -> None:
         """Forget cached statuses and per-object series when leadership changes hands.
@@ -269,3 +274,7 @@ class Reconciler:
             return
         self._written[key] = (ref.uid, dict(result.get("status") or new_status))
         self._persisted[key] = (ref.uid, status_writes.settled(new_status), time.monotonic())
+
+
+def _ref(key: Key) -> ObjectRef:
+    return ObjectRef(by_plural(key[0]).kind, key[1], key[2])

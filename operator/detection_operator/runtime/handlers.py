@@ -79,6 +79,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         on_lag=telemetry.SCHEDULE_LAG.observe,
         phase=namespace_phase,
         on_removed=reconciler.forget,
+        sampled=reconciler.take_sample,
     )
 
     def leadership_changed(leading: bool) -> None:
