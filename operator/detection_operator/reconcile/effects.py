@@ -45,6 +45,7 @@ class Effects:
         executor: Executor,
         identity: str,
         may_write: Callable[[], bool],
+        freshness: bool = True,
     ) -> None:
         self.api = api
         self.identity = identity
@@ -53,6 +54,8 @@ class Effects:
         self._connections = connections
         self._executor = executor
         self._may_write = may_write
+        self._freshness = freshness
+        """Whether plans run now also ask when their series were refreshed (for scrape alignment)."""
         self._samples: dict[ObjectRef, tuple[float, float]] = {}
 
     def check_leader(self) -> None:
@@ -100,7 +103,7 @@ class Effects:
             detail = str(exc) if isinstance(exc, InvalidConnection) else f"Prometheus Secret: {exc.reason}"
             return {key: Missing("error", detail) for key in plan}
         queries = list(plan.values())
-        refreshed = probe(tuple(queries)) if at is None else None
+        refreshed = probe(tuple(queries)) if at is None and self._freshness else None
         asked_at = time.time()
         readings = await query_all(source, [*queries, refreshed] if refreshed else queries, at)
         if refreshed is not None and isinstance(sample := readings[refreshed], Value):

@@ -62,8 +62,9 @@ class Reconciler:
         identity: str = "detection-operator",
         may_write: Callable[[], bool] = lambda: True,
         status_refresh_seconds: float = 0.0,
+        scrape_alignment: bool = True,
     ) -> None:
-        self.effects = Effects(api, connections, executor, identity, may_write)
+        self.effects = Effects(api, connections, executor, identity, may_write, freshness=scrape_alignment)
         self.notifier = notifier
         self.series = telemetry.ObjectSeries()
         self._clock = clock

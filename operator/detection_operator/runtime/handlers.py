@@ -31,8 +31,10 @@ DEFAULT_INTERVAL = 30.0
 log = logging.getLogger(__name__)
 
 
-def _api_client() -> client.ApiClient:
+def _api_client(pool_size: int) -> client.ApiClient:
     configuration = client.Configuration()
+    # One connection per worker: the default (5 per CPU) left workers waiting on urllib3's pool.
+    configuration.connection_pool_maxsize = pool_size
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
@@ -55,7 +57,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
     operator_settings = Settings.from_env()
     election = operator_settings.election
-    api = _api_client()
+    api = _api_client(operator_settings.max_workers)
     executor = ThreadPoolExecutor(max_workers=operator_settings.max_workers, thread_name_prefix="blocking")
     connections = Connections(
         operator_settings.prometheus,
@@ -71,6 +73,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         identity=election.identity,
         may_write=lambda: _leading(memo),
         status_refresh_seconds=operator_settings.status_refresh_seconds,
+        scrape_alignment=operator_settings.scrape_alignment,
     )
     scheduler = Scheduler(
         reconciler,
@@ -79,7 +82,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         on_lag=telemetry.SCHEDULE_LAG.observe,
         phase=namespace_phase,
         on_removed=reconciler.forget,
-        sampled=reconciler.take_sample,
+        sampled=reconciler.take_sample if operator_settings.scrape_alignment else None,
     )
 
     def leadership_changed(leading: bool) -> None:

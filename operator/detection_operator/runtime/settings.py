@@ -73,6 +73,8 @@ class Settings:
     decisions, conditions and memory are always written at once. 0 writes after every evaluation."""
     query_coalesce_seconds: float = 1.0
     """Identical queries within this many seconds share one Prometheus request; 0 turns that off."""
+    scrape_alignment: bool = True
+    """Evaluate each object right after its data is refreshed (runtime.alignment); off: a fixed grid."""
     receivers_file: str | None = None
     """YAML/JSON file (a mounted Secret) listing alert receivers; see notify.receivers."""
     prometheus: PrometheusConfig = field(
@@ -121,6 +123,7 @@ class Settings:
             ),
             status_refresh_seconds=float(get("STATUS_REFRESH_SECONDS") or default.status_refresh_seconds),
             query_coalesce_seconds=float(get("QUERY_COALESCE_SECONDS") or default.query_coalesce_seconds),
+            scrape_alignment=_flag("SCRAPE_ALIGNMENT", get("SCRAPE_ALIGNMENT"), default.scrape_alignment),
             receivers_file=get("RECEIVERS_FILE"),
             prometheus=prometheus,
         )
