@@ -1,10 +1,12 @@
 """Scrape-aligned evaluation against a real Prometheus: a policy is evaluated right after the scrape that
 changes its data, not at a phase of its own.
 
-Prometheus scrapes every 4 s and the policy's interval is 4 s. Evaluating on its own grid, the operator
-would see a step between 0 and 4 s after the scrape stored it (uniformly: under 1.5 s in 3 of 8 steps);
-aligned, it sees it within its margin (0.1 s) plus one evaluation. Each step lands at a random moment; the
-clock runs from the sample's own timestamp (when Prometheus scraped it) to the published profile.json.
+Prometheus scrapes every 4 s and the policy's interval is 3 s. On its own grid the operator would see a
+step between 0 and 3 s after the scrape stored it, a different delay at every step (the two periods
+drift against each other: under the bound in 2 of 5 steps); aligned, it evaluates after every scrape (4 s
+is more than an interval) and sees the step within its margin (0.1 s) plus one evaluation. Each step lands
+at a random moment; the clock runs from the sample's own timestamp (when Prometheus scraped it) to the
+published profile.json.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from detection_testing.specs import LATENCY_METRIC, latency_policy
 from detection_testing.watched import Watched
 
 SCRAPE_S = 4.0
-BOUND_S = 1.5
+INTERVAL_S = 3.0
+BOUND_S = 1.2
 """Scrape -> profile.json at most: the aligned margin, one evaluation and the watch, with room for a
-loaded machine; a third of the unaligned cases would fall under it, so several steps tell them apart."""
-STEPS = 4
+loaded machine; 2 in 5 unaligned steps fall under it, all six together 1 run in 250."""
+STEPS = 6
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +61,7 @@ def test_a_policy_is_evaluated_right_after_the_scrape_that_changes_its_data(
     exporter.set(LATENCY_METRIC, 100, labels)
     prometheus.wait_for_series(selector, timeout=30)
     policy = Watched(kube, namespace, "DetectionPolicy", "aligned", "aligned-detection-profile")
-    policy.create(latency_policy(interval=f"{SCRAPE_S:g}s", stabilizationWindow="0s", minDwell="0s"))
+    policy.create(latency_policy(interval=f"{INTERVAL_S:g}s", stabilizationWindow="0s", minDwell="0s"))
     wait_for(lambda: published(policy) == "balanced", timeout=60, what="first profile")
     policy.evaluations(3, timeout=60)  # two refreshes seen: the phase is learned
     rng = random.Random(19)
