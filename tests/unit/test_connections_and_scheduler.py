@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,25 @@ def test_a_broken_secret_is_read_again_only_after_the_ttl() -> None:
     assert len(read.calls) == 2
 
 
+@contextlib.asynccontextmanager
+async def running(scheduler: Scheduler) -> AsyncIterator[None]:
+    """The scheduler's loop, running while the block does."""
+    task = asyncio.create_task(scheduler.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+async def advance(scheduler: Scheduler, now: list[float], ticks: int, step: float) -> None:
+    """Move the scheduler's clock ``now`` forward tick by tick, letting it dispatch what became due."""
+    for tick in range(1, ticks):
+        now[0] = tick * step
+        scheduler.wake()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+
 def test_scheduler_puts_each_namespace_on_its_own_grid() -> None:
     async def scenario() -> dict[Key, list[float]]:
         now = [0.0]
@@ -212,18 +232,13 @@ def test_scheduler_puts_each_namespace_on_its_own_grid() -> None:
 
         phases = {"ns-a": 0.25, "ns-b": 0.7}
         scheduler = Scheduler(evaluate, max_concurrency=8, clock=lambda: now[0], phase=lambda k: phases[k[1]])
-        task = asyncio.create_task(scheduler.run())
         keys: list[Key] = [("p", "ns-a", "one"), ("p", "ns-a", "two"), ("p", "ns-b", "three")]
-        for index, key in enumerate(keys):
-            now[0] = index * 1.3  # created at different moments
-            scheduler.upsert(key, {"metadata": {"generation": 1}}, interval=10)
-            await asyncio.sleep(0.01)
-        for tick in range(1, 400):
-            now[0] = tick * 0.1
-            scheduler.wake()
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-        task.cancel()
+        async with running(scheduler):
+            for index, key in enumerate(keys):
+                now[0] = index * 1.3  # created at different moments
+                scheduler.upsert(key, {"metadata": {"generation": 1}}, interval=10)
+                await asyncio.sleep(0.01)
+            await advance(scheduler, now, ticks=400, step=0.1)
         return runs
 
     runs = asyncio.run(scenario())
@@ -261,16 +276,11 @@ def test_scheduler_follows_the_data_refresh_where_it_is_learned_and_its_grid_whe
             phase=lambda k: 0.8,
             sampled=sampled,
         )
-        task = asyncio.create_task(scheduler.run())
-        for key in (aligned, unknown):
-            scheduler.upsert(key, {"metadata": {"generation": 1}}, interval=2)
-        await asyncio.sleep(0.01)
-        for tick in range(1, 200):
-            now[0] = tick * 0.05
-            scheduler.wake()
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-        task.cancel()
+        async with running(scheduler):
+            for key in (aligned, unknown):
+                scheduler.upsert(key, {"metadata": {"generation": 1}}, interval=2)
+            await asyncio.sleep(0.01)
+            await advance(scheduler, now, ticks=200, step=0.05)
         return runs
 
     runs = asyncio.run(scenario())
