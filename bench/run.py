@@ -117,9 +117,9 @@ def breach_to_switch() -> list[str]:
         reaction.Case("1s", "1s", for_count=1, steps=12),
         reaction.Case("1s", "1s", for_count=3, steps=10),
         reaction.Case("5s", "5s", for_count=1, steps=10),
-        reaction.Case("5s", "5s", for_count=3, steps=8),
-        reaction.Case("15s", "15s", for_count=1, steps=6),
-        reaction.Case("15s", "15s", for_count=3, steps=6),
+        reaction.Case("5s", "5s", for_count=3, steps=6),
+        reaction.Case("15s", "15s", for_count=1, steps=4),
+        reaction.Case("15s", "15s", for_count=3, steps=4),
     ]
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         return reaction.section(reaction.reaction_times(Path(tmp), cases))

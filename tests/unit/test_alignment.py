@@ -21,13 +21,13 @@ from detection_operator.runtime.alignment import (
 
 
 def test_one_sample_time_is_not_a_phase_yet() -> None:
-    phase = learn(None, 100.0, observed_at=100.4)
-    assert phase == Phase(sample=100.0) and not usable(phase)
+    phase = learn(None, 100.0, observed_at=100.4, interval=1.0)
+    assert phase == Phase(sample=100.0, observed=100.4) and not usable(phase)
     assert next_evaluation(phase, due=100.4, interval=1.0) is None
 
 
 def test_two_refreshes_teach_the_period_and_the_next_evaluation_follows_the_next_refresh() -> None:
-    phase = learn(learn(None, 100.0, 100.4), 101.0, 101.4)
+    phase = learn(learn(None, 100.0, 100.4, 1.0), 101.0, 101.4, 1.0)
     assert phase is not None and phase.period == pytest.approx(1.0)
     # Due at 101.05 with a 1 s interval: right after the refresh at 102, not at 102.05.
     assert next_evaluation(phase, due=101.05, interval=1.0) == pytest.approx(102.0 + INITIAL_MARGIN)
@@ -46,7 +46,8 @@ def test_two_refreshes_teach_the_period_and_the_next_evaluation_follows_the_next
 def test_at_most_once_an_interval_and_never_more_often_than_the_scrape(
     scrape: float, interval: float, expected: float
 ) -> None:
-    phase = learn(learn(None, 100.0 - scrape, 100.0 - scrape + 0.1), 100.0, 100.1)
+    # Learned while evaluated every scrape interval, then asked for another interval.
+    phase = learn(learn(None, 100.0 - scrape, 100.0 - scrape + 0.1, scrape), 100.0, 100.1, scrape)
     assert phase is not None and phase.period == scrape
     assert next_evaluation(phase, due=100.1, interval=interval) == pytest.approx(expected + INITIAL_MARGIN)
 
@@ -55,17 +56,17 @@ def test_the_period_is_the_smallest_gap_seen() -> None:
     # A 15 s interval over a 10 s scrape sees gaps of 10 and 20 s.
     phase = None
     for sample in (100.0, 120.0, 130.0, 150.0):
-        phase = learn(phase, sample, sample + 0.1)
+        phase = learn(phase, sample, sample + 0.1, interval=15.0)
     assert phase is not None and phase.period == pytest.approx(10.0)
 
 
 def test_an_evaluation_before_its_refresh_is_visible_widens_the_margin_and_then_gives_up() -> None:
-    phase = learn(learn(None, 100.0, 100.1), 101.0, 101.1)
+    phase = learn(learn(None, 100.0, 100.1, 1.0), 101.0, 101.1, 1.0)
     assert phase is not None
     # Federated data: stamped at scrape time, visible 0.8 s later, so every evaluation finds the old sample.
     margins = []
     for n in range(2, 8):
-        phase = learn(phase, 100.0 + n - 1, 100.0 + n + phase.margin)
+        phase = learn(phase, 100.0 + n - 1, 100.0 + n + phase.margin, 1.0)
         assert phase is not None
         margins.append(phase.margin)
     assert margins[:3] == pytest.approx([0.2, 0.4, 0.5])  # doubled, at most half a period
@@ -74,15 +75,24 @@ def test_an_evaluation_before_its_refresh_is_visible_widens_the_margin_and_then_
 
 
 def test_a_failed_probe_falls_back_until_the_next_answer() -> None:
-    phase = learn(learn(None, 100.0, 100.1), 101.0, 101.1)
-    failed = learn(phase, None, 102.1)
+    phase = learn(learn(None, 100.0, 100.1, 1.0), 101.0, 101.1, 1.0)
+    failed = learn(phase, None, 102.1, 1.0)
     assert failed is not None and not usable(failed)
     assert next_evaluation(failed, due=102.1, interval=1.0) is None
-    assert usable(learn(failed, 102.0, 103.1))
+    assert usable(learn(failed, 102.0, 103.1, 1.0))
 
 
 def test_no_probe_answer_ever_is_no_phase() -> None:
-    assert learn(None, None, 1.0) is None
+    assert learn(None, None, 1.0, 1.0) is None
+
+
+def test_a_stalled_evaluation_does_not_teach_a_longer_period() -> None:
+    # Scraped every second, evaluated every second, but one evaluation came 6 s late (a stalled process).
+    phase = learn(None, 100.0, 100.1, 1.0)
+    phase = learn(phase, 106.0, 106.1, 1.0)
+    assert phase is not None and phase.period is None  # 6 s apart: not a gap between scrapes
+    phase = learn(phase, 107.0, 107.1, 1.0)
+    assert phase is not None and phase.period == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -100,7 +110,7 @@ def test_simulated_scrapes_each_evaluation_sees_new_data_soon_after_and_keeps_th
     due, phase, dues, seen = 1000.0 + rng.uniform(0, interval), None, [], []
     for _ in range(30):
         sample = newest(due)
-        phase = learn(phase, sample, due)
+        phase = learn(phase, sample, due, interval)
         dues.append(due)
         seen.append(sample)
         aligned = next_evaluation(phase, due, interval)

@@ -31,7 +31,7 @@ class Counting:
         self.release: asyncio.Event | None = None
         self.fail = False
 
-    async def query(self, promql: str, at: float | None = None) -> Reading:
+    async def query(self, promql: str, at: float | None = None, fresh_after: float | None = None) -> Reading:
         self.calls.append((promql, at))
         if self.release is not None:
             await self.release.wait()
@@ -97,6 +97,22 @@ def test_a_caller_cancelled_does_not_cancel_the_query_for_the_others() -> None:
     assert run(scenario()) == Value(1.0) and len(inner.calls) == 1
 
 
+def test_an_answer_asked_before_a_refresh_is_not_shared_with_an_evaluation_due_after_it() -> None:
+    wall = [1000.0]
+    inner = Counting()
+    source = CoalescingSource(inner, ttl=1.0, clock=lambda: wall[0], wall=lambda: wall[0])
+
+    async def scenario() -> list[Reading]:
+        first = await source.query("up")  # asked at 1000.0
+        wall[0] = 1000.5  # a scrape at 1000.4 refreshed the series
+        stale = await source.query("up")  # a caller on the fixed grid takes the shared answer
+        fresh = await source.query("up", fresh_after=1000.5)  # one due after the refresh asks again
+        again = await source.query("up", fresh_after=1000.5)  # ... and shares that answer
+        return [first, stale, fresh, again]
+
+    assert run(scenario()) == [Value(1.0), Value(1.0), Value(2.0), Value(2.0)]
+
+
 def test_a_raising_query_reaches_its_waiters_and_is_not_remembered() -> None:
     inner = Counting()
     inner.fail = True
@@ -109,7 +125,9 @@ def test_a_raising_query_reaches_its_waiters_and_is_not_remembered() -> None:
 
 def test_missing_readings_are_shared_like_values() -> None:
     class Empty(Counting):
-        async def query(self, promql: str, at: float | None = None) -> Reading:
+        async def query(
+            self, promql: str, at: float | None = None, fresh_after: float | None = None
+        ) -> Reading:
             self.calls.append((promql, at))
             return Missing("empty")
 

@@ -25,6 +25,8 @@ from .source import MetricsSource
 class _Entry:
     running: asyncio.Task[Reading] | None
     """The query in flight, awaited by everyone who asks; dropped once answered."""
+    asked: float
+    """Unix time the query was sent: a caller that needs a refresh after some moment needs it after that."""
     expires: float = float("inf")
     """When the result stops being reused; +inf while the query is still running."""
     reading: Reading | None = None
@@ -36,26 +38,35 @@ class CoalescingSource:
     Used from one event loop only (no locks: nothing yields between a lookup and its update).
     """
 
-    def __init__(self, inner: MetricsSource, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        inner: MetricsSource,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.inner = inner
         self._ttl = ttl
         self._clock = clock
+        self._wall = wall
         self._entries: dict[tuple[str, float | None], _Entry] = {}
         self._next_sweep = clock() + ttl
 
-    async def query(self, promql: str, at: float | None = None) -> Reading:
-        """Answer from a result at most ``ttl`` seconds old or in flight, else run the query."""
+    async def query(self, promql: str, at: float | None = None, fresh_after: float | None = None) -> Reading:
+        """Answer from a result at most ``ttl`` seconds old or in flight (and asked after the Unix time
+        ``fresh_after``, if given: an evaluation due right after a scrape must not get an answer from
+        before it), else run the query."""
         key = self._key(promql, at)
         now = self._clock()
         self._sweep(now)
         entry = self._entries.get(key)
-        if entry is not None and entry.expires > now:
+        if entry is not None and entry.expires > now and (fresh_after is None or entry.asked >= fresh_after):
             QUERIES_COALESCED.inc()
             if entry.reading is not None:
                 return entry.reading
         else:
             running = asyncio.ensure_future(self.inner.query(promql, at))
-            entry = _Entry(running)
+            entry = _Entry(running, asked=self._wall())
             self._entries[key] = entry
             running.add_done_callback(functools.partial(self._answered, key, entry))
         assert entry.running is not None

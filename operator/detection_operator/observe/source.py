@@ -25,8 +25,9 @@ from ..telemetry import QUERY_DURATION
 class MetricsSource(Protocol):
     """Where samples come from. One implementation (Prometheus) until a measurement says otherwise."""
 
-    async def query(self, promql: str, at: float | None = None) -> Reading:
-        """Run one instant query, now or at the Unix time ``at``."""
+    async def query(self, promql: str, at: float | None = None, fresh_after: float | None = None) -> Reading:
+        """Run one instant query, now or at the Unix time ``at``; an answer shared with other callers must
+        have been asked after the Unix time ``fresh_after`` (if given)."""
         ...
 
     async def aclose(self) -> None:
@@ -78,8 +79,11 @@ class PrometheusSource:
         # Prometheus parses durations strictly: "2.0s" is a 400, "2000ms" is fine.
         self._server_timeout = f"{round(timeout * 1000)}ms"
 
-    async def query(self, promql: str, at: float | None = None) -> Reading:
-        """Run ``promql`` as an instant query (at ``at``, else now); every failure becomes a Missing."""
+    async def query(self, promql: str, at: float | None = None, fresh_after: float | None = None) -> Reading:
+        """Run ``promql`` as an instant query (at ``at``, else now); every failure becomes a Missing.
+
+        Every call asks the server, so every answer is fresh (``fresh_after`` is met).
+        """
         started = time.perf_counter()
         reading = await self._query(promql, at)
         outcome = "ok" if isinstance(reading, Value) else reading.cause
@@ -127,12 +131,13 @@ def _clip(text: str, limit: int = 200) -> str:
 
 
 async def query_all(
-    source: MetricsSource, queries: Sequence[str], at: float | None = None
+    source: MetricsSource, queries: Sequence[str], at: float | None = None, fresh_after: float | None = None
 ) -> dict[str, Reading]:
-    """Run the distinct ``queries`` concurrently on the event loop; map each to its reading.
+    """Run the distinct ``queries`` concurrently on the event loop; map each to its reading (answers
+    shared with other callers asked after ``fresh_after``, if given).
 
     How many reach the server at once is bounded by the source's connection pool.
     """
     distinct = list(dict.fromkeys(queries))
-    readings = await asyncio.gather(*(source.query(q, at) for q in distinct))
+    readings = await asyncio.gather(*(source.query(q, at, fresh_after) for q in distinct))
     return dict(zip(distinct, readings, strict=True))

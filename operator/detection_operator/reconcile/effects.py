@@ -57,6 +57,7 @@ class Effects:
         self._freshness = freshness
         """Whether plans run now also ask when their series were refreshed (for scrape alignment)."""
         self._samples: dict[ObjectRef, tuple[float, float]] = {}
+        self._fresh_after: dict[ObjectRef, float] = {}
 
     def check_leader(self) -> None:
         """Raise :class:`NotLeader` unless this replica may write now (checked right before each write)."""
@@ -105,12 +106,20 @@ class Effects:
         queries = list(plan.values())
         refreshed = probe(tuple(queries)) if at is None and self._freshness else None
         asked_at = time.time()
-        readings = await query_all(source, [*queries, refreshed] if refreshed else queries, at)
+        fresh_after = self._fresh_after.get(ref) if at is None else None
+        readings = await query_all(source, [*queries, refreshed] if refreshed else queries, at, fresh_after)
         if refreshed is not None and isinstance(sample := readings[refreshed], Value):
             # Several plans in one evaluation: the newest refresh among them.
             newest = max(sample.value, self._samples.get(ref, (sample.value, 0.0))[0])
             self._samples[ref] = (newest, asked_at)
         return {key: readings[query] for key, query in plan.items()}
+
+    def need_fresh(self, ref: ObjectRef, after: float | None) -> None:
+        """Make the object's next evaluation take no shared answer asked before the Unix time ``after``."""
+        if after is None:
+            self._fresh_after.pop(ref, None)
+        else:
+            self._fresh_after[ref] = after
 
     def take_sample(self, ref: ObjectRef) -> tuple[float, float] | None:
         """The newest sample time the object's last evaluation saw, and when it asked; then forgotten."""

@@ -86,6 +86,11 @@ class Reconciler:
         """Run a blocking call in the evaluations' worker pool (the leader election uses it too)."""
         return await self.effects.blocking(fn, *args, **kwargs)
 
+    def need_fresh(self, key: Key, after: float | None) -> None:
+        """The object's next evaluation is due right after a refresh at about ``after`` (Unix time): it
+        must read answers asked since (None: any answer the coalescing window allows)."""
+        self.effects.need_fresh(_ref(key), after)
+
     def take_sample(self, key: Key) -> tuple[float, float] | None:
         """When the data the object's last evaluation read was refreshed, and when it asked (Unix times)."""
         return self.effects.take_sample(_ref(key))
@@ -99,6 +104,7 @@ class Reconciler:
         self._persisted.pop(key, None)
         self._written.pop(key, None)
         self.effects.take_sample(_ref(key))
+        self.effects.need_fresh(_ref(key), None)
         self.notifier.outcomes.pop(_ref(key), None)
 
     def reset(self) -> None:

@@ -2,7 +2,9 @@
 
 What is learned per object, from the probe (observe/freshness.py) its evaluations ask alongside their
 queries: the newest sample time of the series it reads, and from successive answers the refresh period
-(the smallest gap between two different sample times: a scrape interval divides every gap seen). The next
+(the smallest gap between two different sample times: a scrape interval divides every gap seen; only
+gaps between evaluations at most 1.5 intervals apart count, since evaluations delayed by a stalled
+process would teach a period that then keeps them that far apart). The next
 evaluation is then the first refresh, plus a margin for the sample to become visible, that comes at least
 one `interval` after the evaluation just due:
 
@@ -42,6 +44,8 @@ class Phase:
 
     sample: float
     """Unix time of the newest sample seen."""
+    observed: float
+    """Unix time the probe that saw it was asked."""
     period: float | None = None
     """Seconds between refreshes, once two different sample times were seen."""
     margin: float = INITIAL_MARGIN
@@ -52,14 +56,16 @@ class Phase:
     """Whether the last evaluation's probe answered."""
 
 
-def learn(previous: Phase | None, sample: float | None, observed_at: float) -> Phase | None:
-    """Update what is known from one probe answer (``sample``; None if it failed) asked at ``observed_at``."""
+def learn(previous: Phase | None, sample: float | None, observed_at: float, interval: float) -> Phase | None:
+    """Update what is known from one probe answer (``sample``; None if it failed) asked at ``observed_at``
+    by an evaluation of an object evaluated every ``interval`` seconds."""
     if sample is None:
         return None if previous is None else replace(previous, current=False)
     if previous is None:
-        return Phase(sample=sample)
+        return Phase(sample=sample, observed=observed_at)
     period = previous.period
-    if sample - previous.sample >= _MIN_GAP:
+    on_schedule = observed_at - previous.observed <= 1.5 * interval
+    if on_schedule and sample - previous.sample >= _MIN_GAP:
         gap = sample - previous.sample
         period = gap if period is None else min(period, gap)
     sample = max(sample, previous.sample)
@@ -70,7 +76,7 @@ def learn(previous: Phase | None, sample: float | None, observed_at: float) -> P
             early, margin = early + 1, min(max(2 * margin, INITIAL_MARGIN), period / 2)
         else:
             early, margin = 0, max(INITIAL_MARGIN, margin * 0.9)
-    return Phase(sample=sample, period=period, margin=margin, early=early)
+    return Phase(sample=sample, observed=observed_at, period=period, margin=margin, early=early)
 
 
 def usable(phase: Phase | None) -> bool:

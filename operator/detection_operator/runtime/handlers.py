@@ -83,6 +83,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         phase=namespace_phase,
         on_removed=reconciler.forget,
         sampled=reconciler.take_sample if operator_settings.scrape_alignment else None,
+        fresh_after=reconciler.need_fresh,
     )
 
     def leadership_changed(leading: bool) -> None:

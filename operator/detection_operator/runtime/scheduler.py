@@ -39,6 +39,8 @@ class _Entry:
     running: bool = False
     phase: Phase | None = None
     """When the object's data is refreshed, as far as its evaluations have seen (runtime.alignment)."""
+    aligned: float | None = None
+    """The due time alignment chose (right after a refresh), while it is the due time."""
 
 
 class Scheduler:
@@ -55,6 +57,7 @@ class Scheduler:
         phase: Callable[[Key], float] | None = None,
         on_removed: Callable[[Key], None] = lambda _: None,
         sampled: Callable[[Key], tuple[float, float] | None] | None = None,
+        fresh_after: Callable[[Key, float | None], None] = lambda _key, _at: None,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._evaluate = evaluate
@@ -70,6 +73,9 @@ class Scheduler:
         # After each evaluation: the newest sample time it read and when it asked (Unix times). With it the
         # next evaluation follows the data's refresh (runtime.alignment); without, the grid above.
         self._sampled = sampled
+        # Told at each dispatch the Unix time after which the evaluation's answers must have been asked
+        # (an aligned one needs the refresh it was due for, not a shared answer from before it); or None.
+        self._fresh_after = fresh_after
         self._wall = wall
         self._entries: dict[Key, _Entry] = {}
         self._wake = asyncio.Event()
@@ -126,7 +132,9 @@ class Scheduler:
                     continue
                 if entry.due <= now:
                     due = entry.due
-                    entry.due = self._next_due(key, entry, now)
+                    aligned = due == entry.aligned
+                    self._fresh_after(key, due - now + self._wall() if aligned else None)
+                    entry.due, entry.aligned = self._next_due(key, entry, now), None
                     entry.running = True
                     task = asyncio.create_task(self._run_one(key, entry, due, entry.due))
                     self._tasks.add(task)
@@ -153,11 +161,11 @@ class Scheduler:
             return
         seen = self._sampled(key)
         now, wall = self._clock(), self._wall()
-        entry.phase = learn(entry.phase, *(seen or (None, wall)))
+        entry.phase = learn(entry.phase, *(seen or (None, wall)), interval=entry.interval)
         aligned = next_evaluation(entry.phase, due - now + wall, entry.interval)
         # Only in place of the periodic plan: a spec change or a repair made during the run stays due now.
         if aligned is not None and entry.due == planned:
-            entry.due = aligned - wall + now
+            entry.due = entry.aligned = aligned - wall + now
             self._wake.set()
 
     async def _run_one(self, key: Key, entry: _Entry, due: float, planned: float) -> None:
