@@ -12,7 +12,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import alerts, backtest, closed_loop, hotspots, policy, policy_loop, reaction, route, scale
+from bench import (
+    alerts,
+    backtest,
+    closed_loop,
+    hotspots,
+    kube_writes,
+    policy,
+    policy_loop,
+    reaction,
+    route,
+    scale,
+)
 from bench import validate as validate_bench
 from bench.harness import write_results
 
@@ -111,6 +122,12 @@ def rule_to_config_map() -> list[str]:
     ]
 
 
+def kubernetes_writes() -> list[str]:
+    """The Kubernetes client's cost per status, ConfigMap and Event write."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return kube_writes.section(Path(tmp))
+
+
 def breach_to_switch() -> list[str]:
     """Items 3 and 4: breach -> switch end to end, and the Alertmanager-based alternative in the same run."""
     cases = [
@@ -155,6 +172,7 @@ SECTIONS: list[Callable[[], list[str]]] = [
     backtest_speed,
     validate_speed,
     rule_to_config_map,
+    kubernetes_writes,
     breach_to_switch,
     route_closed_loop,
     policy_closed_loop,

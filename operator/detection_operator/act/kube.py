@@ -54,18 +54,14 @@ def apply_config_map(
         },
         "data": data,
     }
-    response = client.CoreV1Api(api).patch_namespaced_config_map(
+    client.CoreV1Api(api).patch_namespaced_config_map(
         name,
         owner.namespace,
         manifest,
         field_manager=FIELD_MANAGER,
         force=True,
         _content_type="application/apply-patch+yaml",
-        # The answer is not read: turning it into a V1ConfigMap (managedFields and all) cost more than
-        # the request in the profile.
-        _preload_content=False,
     )
-    _discard(response)
 
 
 @dataclass(frozen=True)
@@ -161,18 +157,7 @@ def post_event(
         "lastTimestamp": rfc3339(now),
         "count": 1,
     }
-    response = client.CoreV1Api(api).create_namespaced_event(
-        regarding.namespace,
-        event,  # type: ignore[arg-type]
-        _preload_content=False,  # not read, as in apply_config_map
-    )
-    _discard(response)
-
-
-def _discard(response: Any) -> None:
-    # Read to the end so urllib3 can reuse the connection, then hand it back to the pool.
-    response.read()
-    response.release_conn()
+    client.CoreV1Api(api).create_namespaced_event(regarding.namespace, event)  # type: ignore[arg-type]
 
 
 def write_status(api: client.ApiClient, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
