@@ -161,7 +161,8 @@ class Scheduler:
             return
         seen = self._sampled(key)
         now, wall = self._clock(), self._wall()
-        entry.phase = learn(entry.phase, *(seen or (None, wall)), interval=entry.interval)
+        sample, observed = seen if seen is not None else (None, wall)
+        entry.phase = learn(entry.phase, sample, observed, entry.interval)
         aligned = next_evaluation(entry.phase, due - now + wall, entry.interval)
         # Only in place of the periodic plan: a spec change or a repair made during the run stays due now.
         if aligned is not None and entry.due == planned:
