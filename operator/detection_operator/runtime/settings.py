@@ -62,7 +62,8 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch; empty means cluster-wide."""
     max_workers: int = 16
-    """Threads for blocking Kubernetes and Prometheus calls."""
+    """Threads for blocking Kubernetes calls; also the connections (and so the queries in flight) per
+    Prometheus connection, whose queries run on the event loop."""
     max_concurrent_evaluations: int = 32
     """Evaluations in flight at once; the rest wait their turn."""
     http_port: int = 8080
