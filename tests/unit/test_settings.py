@@ -42,6 +42,8 @@ def test_scale_settings() -> None:
         {"DETECTION_OPERATOR_QUERY_COALESCE_SECONDS": "0", "DETECTION_OPERATOR_STATUS_REFRESH_SECONDS": "60"}
     )
     assert (tuned.query_coalesce_seconds, tuned.status_refresh_seconds) == (0.0, 60.0)
+    assert Settings.from_env({}).scrape_alignment
+    assert not Settings.from_env({"DETECTION_OPERATOR_SCRAPE_ALIGNMENT": "false"}).scrape_alignment
 
 
 def test_no_history_store_without_a_host() -> None:

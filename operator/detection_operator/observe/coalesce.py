@@ -9,11 +9,11 @@ nothing a decision can see, while a query in flight is simply awaited by everyon
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import math
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 from ..core.readings import Reading
@@ -23,69 +23,63 @@ from .source import MetricsSource
 
 @dataclass
 class _Entry:
-    pending: Future[Reading] | None
-    """What callers wait on while the query runs; dropped once answered (a Future holds a Condition)."""
+    running: asyncio.Task[Reading] | None
+    """The query in flight, awaited by everyone who asks; dropped once answered."""
+    asked: float
+    """Unix time the query was sent: a caller that needs a refresh after some moment needs it after that."""
     expires: float = float("inf")
     """When the result stops being reused; +inf while the query is still running."""
     reading: Reading | None = None
 
 
 class CoalescingSource:
-    """A source that shares one answer among identical queries within ``ttl`` seconds (thread-safe)."""
+    """A source that shares one answer among identical queries within ``ttl`` seconds.
 
-    def __init__(self, inner: MetricsSource, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    Used from one event loop only (no locks: nothing yields between a lookup and its update).
+    """
+
+    def __init__(
+        self,
+        inner: MetricsSource,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.inner = inner
         self._ttl = ttl
         self._clock = clock
-        self._lock = threading.Lock()
+        self._wall = wall
         self._entries: dict[tuple[str, float | None], _Entry] = {}
         self._next_sweep = clock() + ttl
 
-    def query(self, promql: str, at: float | None = None) -> Reading:
-        """Answer from a result at most ``ttl`` seconds old or in flight, else run the query."""
+    async def query(self, promql: str, at: float | None = None, fresh_after: float | None = None) -> Reading:
+        """Answer from a result at most ``ttl`` seconds old or in flight (and asked after the Unix time
+        ``fresh_after``, if given: an evaluation due right after a scrape must not get an answer from
+        before it), else run the query."""
         key = self._key(promql, at)
-        with self._lock:
-            now = self._clock()
-            self._sweep(now)
-            entry = self._entries.get(key)
-            if entry is not None and entry.expires > now:
-                QUERIES_COALESCED.inc()
-                if entry.reading is not None:
-                    return entry.reading
-                shared = entry.pending
-            else:
-                shared = None
-                entry = _Entry(Future())
-                self._entries[key] = entry
-        if shared is not None:
-            return shared.result()
-        pending = entry.pending
-        assert pending is not None
-        try:
-            reading = self.inner.query(promql, at)
-        except BaseException as exc:
-            # Nobody may wait forever on a query that raised; the next caller tries afresh.
-            with self._lock:
-                if self._entries.get(key) is entry:
-                    del self._entries[key]
-            pending.set_exception(exc)
-            raise
-        with self._lock:
-            entry.reading, entry.pending, entry.expires = reading, None, self._clock() + self._ttl
-        pending.set_result(reading)
-        return reading
-
-    def cached(self, promql: str, at: float | None = None) -> Reading | Future[Reading] | None:
-        """A finished answer younger than ``ttl``, the Future of the same query in flight, or None.
-
-        Never blocks: the caller awaits the Future its own way (on the event loop, not in a worker).
-        """
-        with self._lock:
-            entry = self._entries.get(self._key(promql, at))
-            if entry is None or entry.expires <= self._clock():
-                return None
+        now = self._clock()
+        self._sweep(now)
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires > now and (fresh_after is None or entry.asked >= fresh_after):
             QUERIES_COALESCED.inc()
-            return entry.reading if entry.reading is not None else entry.pending
+            if entry.reading is not None:
+                return entry.reading
+        else:
+            running = asyncio.ensure_future(self.inner.query(promql, at))
+            entry = _Entry(running, asked=self._wall())
+            self._entries[key] = entry
+            running.add_done_callback(functools.partial(self._answered, key, entry))
+        assert entry.running is not None
+        # Shielded: one caller giving up (its evaluation cancelled) must not cancel everyone's query.
+        return await asyncio.shield(entry.running)
+
+    def _answered(self, key: tuple[str, float | None], entry: _Entry, task: asyncio.Task[Reading]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            # Nobody may be handed a failure later: the next caller tries afresh.
+            if self._entries.get(key) is entry:
+                del self._entries[key]
+            return
+        entry.reading, entry.running, entry.expires = task.result(), None, self._clock() + self._ttl
 
     def _key(self, promql: str, at: float | None) -> tuple[str, float | None]:
         # Queries at a past time (trends) coalesce when within the same ttl-long slot: a few seconds
@@ -100,9 +94,8 @@ class CoalescingSource:
 
     def __len__(self) -> int:
         """How many answers (or queries in flight) are remembered."""
-        with self._lock:
-            return len(self._entries)
+        return len(self._entries)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Release the inner source's connections."""
-        self.inner.close()
+        await self.inner.aclose()

@@ -64,8 +64,9 @@ class Reconciler:
         identity: str = "detection-operator",
         may_write: Callable[[], bool] = lambda: True,
         status_refresh_seconds: float = 0.0,
+        scrape_alignment: bool = True,
     ) -> None:
-        self.effects = Effects(api, connections, executor, identity, may_write)
+        self.effects = Effects(api, connections, executor, identity, may_write, freshness=scrape_alignment)
         self.notifier = notifier
         notifier.add(RecordEvents(self.effects))
         self.series = telemetry.ObjectSeries()
@@ -90,6 +91,15 @@ class Reconciler:
         """Run a blocking call in the evaluations' worker pool (the leader election uses it too)."""
         return await self.effects.blocking(fn, *args, **kwargs)
 
+    def need_fresh(self, key: Key, after: float | None) -> None:
+        """The object's next evaluation is due right after a refresh at about ``after`` (Unix time): it
+        must read answers asked since (None: any answer the coalescing window allows)."""
+        self.effects.need_fresh(_ref(key), after)
+
+    def take_sample(self, key: Key) -> tuple[float, float] | None:
+        """When the data the object's last evaluation read was refreshed, and when it asked (Unix times)."""
+        return self.effects.take_sample(_ref(key))
+
     def forget(self, key: Key) -> None:
         """Drop what is remembered about a deleted object, its metric series too."""
         self.series.forget(key)
@@ -98,7 +108,9 @@ class Reconciler:
         self._specs.forget(key)
         self._persisted.pop(key, None)
         self._written.pop(key, None)
-        self.notifier.forget(ObjectRef(by_plural(key[0]).kind, key[1], key[2]))
+        self.effects.take_sample(_ref(key))
+        self.effects.need_fresh(_ref(key), None)
+        self.notifier.forget(_ref(key))
 
     def reset(self) -> None:
         """Forget cached statuses and per-object series when leadership changes hands.
@@ -290,3 +302,7 @@ class Reconciler:
         self._written[key] = (ref.uid, dict(result.get("status") or new_status))
         self._persisted[key] = (ref.uid, status_writes.settled(new_status), time.monotonic())
         return True
+
+
+def _ref(key: Key) -> ObjectRef:
+    return ObjectRef(by_plural(key[0]).kind, key[1], key[2])

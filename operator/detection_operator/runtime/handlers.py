@@ -32,8 +32,10 @@ DEFAULT_INTERVAL = 30.0
 log = logging.getLogger(__name__)
 
 
-def _api_client() -> client.ApiClient:
+def _api_client(pool_size: int) -> client.ApiClient:
     configuration = client.Configuration()
+    # One connection per worker: the default (5 per CPU) left workers waiting on urllib3's pool.
+    configuration.connection_pool_maxsize = pool_size
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
@@ -56,7 +58,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
     operator_settings = Settings.from_env()
     election = operator_settings.election
-    api = _api_client()
+    api = _api_client(operator_settings.max_workers)
     executor = ThreadPoolExecutor(max_workers=operator_settings.max_workers, thread_name_prefix="blocking")
     connections = Connections(
         operator_settings.prometheus,
@@ -72,6 +74,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         identity=election.identity,
         may_write=lambda: _leading(memo),
         status_refresh_seconds=operator_settings.status_refresh_seconds,
+        scrape_alignment=operator_settings.scrape_alignment,
     )
     history = None
     if operator_settings.history_store is not None:
@@ -89,6 +92,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         on_lag=telemetry.SCHEDULE_LAG.observe,
         phase=namespace_phase,
         on_removed=reconciler.forget,
+        sampled=reconciler.take_sample if operator_settings.scrape_alignment else None,
+        fresh_after=reconciler.need_fresh,
     )
 
     def leadership_changed(leading: bool) -> None:
@@ -106,7 +111,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     http = HttpServer("0.0.0.0", operator_settings.http_port, ready=ready.is_set if ready else lambda: True)
     await http.start()
     memo.api, memo.executor, memo.reconciler, memo.scheduler = api, executor, reconciler, scheduler
-    memo.notifier, memo.http = notifier, http
+    memo.notifier, memo.http, memo.connections = notifier, http, connections
     memo.scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
     memo.history = history
     if history is not None:
@@ -138,6 +143,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     if memo.history is not None:
         memo.history_task.cancel()
         await memo.history.close()
+    await memo.connections.aclose()
     await memo.http.stop()
     memo.executor.shutdown(wait=False)
     memo.api.close()

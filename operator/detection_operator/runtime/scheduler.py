@@ -3,7 +3,8 @@
 Why not a kopf timer or daemon per object: kopf puts a finalizer on every object that has one, so an object
 (and its namespace) cannot be deleted while the operator is down, which fights GitOps pruning. A single
 scheduler fed by the watch needs no finalizer, keeps per-object intervals from the spec, bounds how many
-evaluations run at once, and is where identical queries could later be coalesced.
+evaluations run at once, and evaluates each object right after its data is refreshed where that can be
+learned (runtime.alignment), on a fixed grid where not.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..api.kinds import by_plural
 from ..core.errors import NotLeader
 from ..core.identity import Key
 from ..core.logref import about
+from .alignment import Phase, learn, next_evaluation
 
 Evaluate = Callable[[Key, Mapping[str, Any]], Awaitable[None]]
 
@@ -35,6 +37,10 @@ class _Entry:
     due: float
     generation: int | None
     running: bool = False
+    phase: Phase | None = None
+    """When the object's data is refreshed, as far as its evaluations have seen (runtime.alignment)."""
+    aligned: float | None = None
+    """The due time alignment chose (right after a refresh), while it is the due time."""
 
 
 class Scheduler:
@@ -50,6 +56,9 @@ class Scheduler:
         on_lag: Callable[[float], None] = lambda _: None,
         phase: Callable[[Key], float] | None = None,
         on_removed: Callable[[Key], None] = lambda _: None,
+        sampled: Callable[[Key], tuple[float, float] | None] | None = None,
+        fresh_after: Callable[[Key, float | None], None] = lambda _key, _at: None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._evaluate = evaluate
         # Called when an object is removed, and again when an evaluation that was running then ends: what
@@ -61,6 +70,13 @@ class Scheduler:
         self._may_dispatch = may_dispatch
         self._on_lag = on_lag
         self._phase = phase
+        # After each evaluation: the newest sample time it read and when it asked (Unix times). With it the
+        # next evaluation follows the data's refresh (runtime.alignment); without, the grid above.
+        self._sampled = sampled
+        # Told at each dispatch the Unix time after which the evaluation's answers must have been asked
+        # (an aligned one needs the refresh it was due for, not a shared answer from before it); or None.
+        self._fresh_after = fresh_after
+        self._wall = wall
         self._entries: dict[Key, _Entry] = {}
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(max_concurrency)
@@ -116,9 +132,11 @@ class Scheduler:
                     continue
                 if entry.due <= now:
                     due = entry.due
-                    entry.due = self._next_due(key, entry, now)
+                    aligned = due == entry.aligned
+                    self._fresh_after(key, due - now + self._wall() if aligned else None)
+                    entry.due, entry.aligned = self._next_due(key, entry, now), None
                     entry.running = True
-                    task = asyncio.create_task(self._run_one(key, entry, due))
+                    task = asyncio.create_task(self._run_one(key, entry, due, entry.due))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
                 next_due = min(next_due, entry.due)
@@ -138,7 +156,20 @@ class Scheduler:
             offset + (math.floor((now + entry.interval / 2 - offset) / entry.interval) + 1) * entry.interval
         )
 
-    async def _run_one(self, key: Key, entry: _Entry, due: float) -> None:
+    def _align(self, key: Key, entry: _Entry, due: float, planned: float) -> None:
+        if self._sampled is None:
+            return
+        seen = self._sampled(key)
+        now, wall = self._clock(), self._wall()
+        sample, observed = seen if seen is not None else (None, wall)
+        entry.phase = learn(entry.phase, sample, observed, entry.interval)
+        aligned = next_evaluation(entry.phase, due - now + wall, entry.interval)
+        # Only in place of the periodic plan: a spec change or a repair made during the run stays due now.
+        if aligned is not None and entry.due == planned:
+            entry.due = entry.aligned = aligned - wall + now
+            self._wake.set()
+
+    async def _run_one(self, key: Key, entry: _Entry, due: float, planned: float) -> None:
         try:
             async with self._slots:
                 self._on_lag(self._clock() - due)
@@ -153,6 +184,8 @@ class Scheduler:
             entry.running = False
             if self._entries.get(key) is not entry:
                 self._on_removed(key)
+            else:
+                self._align(key, entry, due, planned)
 
     async def drain(self) -> None:
         """Wait for running evaluations (used at shutdown)."""

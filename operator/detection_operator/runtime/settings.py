@@ -65,7 +65,8 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch; empty means cluster-wide."""
     max_workers: int = 16
-    """Threads for blocking Kubernetes and Prometheus calls."""
+    """Threads for blocking Kubernetes calls; also the connections (and so the queries in flight) per
+    Prometheus connection, whose queries run on the event loop."""
     max_concurrent_evaluations: int = 32
     """Evaluations in flight at once; the rest wait their turn."""
     http_port: int = 8080
@@ -76,6 +77,8 @@ class Settings:
     decisions, conditions and memory are always written at once. 0 writes after every evaluation."""
     query_coalesce_seconds: float = 1.0
     """Identical queries within this many seconds share one Prometheus request; 0 turns that off."""
+    scrape_alignment: bool = True
+    """Evaluate each object right after its data is refreshed (runtime.alignment); off: a fixed grid."""
     receivers_file: str | None = None
     """YAML/JSON file (a mounted Secret) listing alert receivers; see notify.receivers."""
     prometheus: PrometheusConfig = field(
@@ -126,6 +129,7 @@ class Settings:
             ),
             status_refresh_seconds=float(get("STATUS_REFRESH_SECONDS") or default.status_refresh_seconds),
             query_coalesce_seconds=float(get("QUERY_COALESCE_SECONDS") or default.query_coalesce_seconds),
+            scrape_alignment=_flag("SCRAPE_ALIGNMENT", get("SCRAPE_ALIGNMENT"), default.scrape_alignment),
             receivers_file=get("RECEIVERS_FILE"),
             prometheus=prometheus,
             history_store=_history_store(get),
