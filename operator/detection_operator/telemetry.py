@@ -77,7 +77,18 @@ ALERTS_SENT = Counter("detection_operator_alerts_sent", "Alert deliveries that s
 ALERTS_FAILED = Counter(
     "detection_operator_alerts_failed", "Alert deliveries that failed after every attempt.", ["receiver"]
 )
-LEADER = Gauge("detection_operator_leader", "1 while this replica holds the leader Lease.")
+LEADER = Gauge(
+    "detection_operator_leader",
+    "1 while this replica holds a bucket Lease (the leader Lease with one bucket).",
+)
+BUCKETS_HELD = Gauge("detection_operator_buckets_held", "Bucket Leases this replica holds and may write for.")
+BUCKETS_TOTAL = Gauge("detection_operator_buckets", "Buckets the objects are split into.")
+LIVE_REPLICAS = Gauge("detection_operator_live_replicas", "Replicas this one sees alive (member Leases).")
+BUCKET_CHANGES = Counter(
+    "detection_operator_bucket_changes",
+    "Bucket ownership changes of this replica: acquired, released (to rebalance or at shutdown), lost.",
+    ["change"],
+)
 
 _PER_OBJECT = (ACTIVE_PROFILE, ACTIVE_MODEL, MODEL_HEALTH, CONTRIBUTOR_EXPENSE)
 _Series = Gauge | Counter

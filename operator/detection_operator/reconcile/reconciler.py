@@ -60,7 +60,7 @@ class Reconciler:
         notifier: Notifier,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         identity: str = "detection-operator",
-        may_write: Callable[[], bool] = lambda: True,
+        may_write: Callable[[str], bool] = lambda _: True,
         status_refresh_seconds: float = 0.0,
     ) -> None:
         self.effects = Effects(api, connections, executor, identity, may_write)
@@ -216,7 +216,7 @@ class Reconciler:
         cooldown = duration(settings.cooldown)
         plan = plan_alerts(ref, current, records, acknowledged_prefixes(ev.annotations), cooldown, now)
         # A notification is an action too: never sent by a replica without the Lease.
-        self.effects.check_leader()
+        self.effects.check_leader(ref.namespace)
         self.notifier.dispatch(ref, list(settings.receivers), plan.outgoing, cooldown, now)
         for item in plan.transitions:
             firing = item.status == "firing"
@@ -258,6 +258,7 @@ class Reconciler:
         if not status_writes.must_write(previous, new_status, age, self._status_refresh):
             self._written[key] = (ref.uid, new_status)  # the next evaluation starts from the newest
             return
+        sent = time.time()
         try:
             result = await self.effects.write_status(ref, new_status)
         except ApiException as exc:
@@ -268,4 +269,11 @@ class Reconciler:
             log.debug("%s/%s was deleted during its evaluation", ref.namespace, ref.name)
             return
         self._written[key] = (ref.uid, dict(result.get("status") or new_status))
+        # One line per write, with who wrote: replicas' logs together show that no object had two writers.
+        log.debug(
+            "wrote status",
+            extra=about(
+                ref.kind, ref.namespace, ref.name, identity=self.effects.identity, write="status", sent=sent
+            ),
+        )
         self._persisted[key] = (ref.uid, status_writes.settled(new_status), time.monotonic())

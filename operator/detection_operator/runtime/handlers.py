@@ -22,7 +22,7 @@ from ..notify.receivers import ReceiverConfig
 from ..observe.connections import Connections
 from ..reconcile.reconciler import Reconciler
 from .http_server import HttpServer
-from .lease import LeaderElector
+from .lease import Elector
 from .scheduler import Scheduler, namespace_phase
 from .settings import Settings
 
@@ -69,27 +69,27 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         executor,
         notifier,
         identity=election.identity,
-        may_write=lambda: _leading(memo),
+        may_write=lambda namespace: _owns(memo, namespace),
         status_refresh_seconds=operator_settings.status_refresh_seconds,
     )
     scheduler = Scheduler(
         reconciler,
         operator_settings.max_concurrent_evaluations,
-        may_dispatch=lambda: _leading(memo),
+        owns=lambda key: _owns(memo, key[1]),
         on_lag=telemetry.SCHEDULE_LAG.observe,
         phase=namespace_phase,
         on_removed=reconciler.forget,
     )
 
-    def leadership_changed(leading: bool) -> None:
+    def ownership_changed(gained: frozenset[int], lost: frozenset[int]) -> None:
         reconciler.reset()
-        if leading:
+        if gained:
             scheduler.wake()
 
     elector = None
     if election.enabled:
-        elector = LeaderElector(api, election, reconciler.blocking, leadership_changed)
-    memo.elector = elector  # before anything can ask _leading(): without it, this replica counts as leader
+        elector = Elector(api, election, reconciler.blocking, ownership_changed)
+    memo.elector = elector  # before anything can ask _owns(): without it, this replica owns every object
     # Read at each scrape, so the gauge drops the moment a renewal misses its deadline.
     telemetry.LEADER.set_function(lambda: float(_leading(memo)))
     ready = memo.get("ready")
@@ -99,18 +99,27 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.notifier, memo.http = notifier, http
     memo.scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
     if elector is not None:
-        memo.elector_task = asyncio.create_task(elector.run(), name="leader-election")
+        memo.elector_task = asyncio.create_task(elector.run(), name="bucket-election")
     log.info(
-        "replica %s serving /healthz, /readyz, /metrics on port %d; leader election %s",
+        "replica %s serving /healthz, /readyz, /metrics on port %d; election %s",
         election.identity,
         operator_settings.http_port,
-        f"on lease {election.lease_namespace}/{election.lease_name}" if election.enabled else "off",
+        (
+            f"of {election.buckets} bucket(s) on leases {election.lease_namespace}/{election.lease_name}*"
+            if election.enabled
+            else "off"
+        ),
     )
 
 
 def _leading(memo: kopf.Memo) -> bool:
-    elector: LeaderElector | None = memo.elector
+    elector: Elector | None = memo.elector
     return elector is None or elector.leading()
+
+
+def _owns(memo: kopf.Memo, namespace: str) -> bool:
+    elector: Elector | None = memo.elector
+    return elector is None or elector.owns(namespace)
 
 
 @kopf.on.cleanup()
