@@ -12,7 +12,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import alerts, backtest, closed_loop, hotspots, policy, policy_loop, reaction, route, scale
+from bench import (
+    alerts,
+    backtest,
+    closed_loop,
+    hotspots,
+    policy,
+    policy_loop,
+    reaction,
+    replicas,
+    route,
+    scale,
+)
 from bench import validate as validate_bench
 from bench.harness import write_results
 
@@ -140,6 +151,12 @@ def scale_steps() -> list[str]:
         return scale.section(Path(tmp))
 
 
+def active_active() -> list[str]:
+    """Issue 19: 1, 2 and 3 replicas active-active on the same 1,000 objects."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return replicas.section(Path(tmp))
+
+
 def profile_at_scale() -> list[str]:
     """Item 6: where the CPU goes at 2,000 objects."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -156,6 +173,7 @@ SECTIONS: list[Callable[[], list[str]]] = [
     route_closed_loop,
     policy_closed_loop,
     scale_steps,
+    active_active,
     profile_at_scale,
 ]
 

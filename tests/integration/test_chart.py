@@ -232,6 +232,8 @@ def test_monitoring_extras(namespace: str) -> None:
         ({"prometheus": {"url": "prometheus:9090"}}, "/prometheus/url"),
         ({"logFormat": "yaml"}, "/logFormat"),
         ({"leaderElection": {"renewDeadlineSeconds": 20}}, "renewDeadlineSeconds must be less than"),
+        ({"replicas": 3, "leaderElection": {"memberSlots": 2}}, "memberSlots (2) must be at least replicas"),
+        ({"leaderElection": {"buckets": 0}}, "/leaderElection/buckets"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(values: dict[str, Any], message: str) -> None:

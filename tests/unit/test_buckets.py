@@ -135,6 +135,7 @@ def test_bucket_settings_from_the_environment_and_lease_names() -> None:
     single = LeaderElection(buckets=1)
     assert single.bucket_leases() == ("detection-operator",) and single.member_leases() == ()
     assert LeaderElection().buckets == 12
+    assert Settings.from_env({"DETECTION_OPERATOR_LOG_WRITES": "true"}).log_writes
 
 
 def test_a_bucket_count_below_one_names_the_variable() -> None:

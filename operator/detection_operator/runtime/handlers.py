@@ -20,6 +20,7 @@ from ..core.times import parse_duration
 from ..notify.delivery import Notifier
 from ..notify.receivers import ReceiverConfig
 from ..observe.connections import Connections
+from ..reconcile import reconciler as reconciler_module
 from ..reconcile.reconciler import Reconciler
 from .http_server import HttpServer
 from .lease import Elector
@@ -54,6 +55,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.label_selectors["configmaps"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
     operator_settings = Settings.from_env()
+    if operator_settings.log_writes:
+        # Its debug lines are the per-write ones ("wrote status"); the root logger stays at its level.
+        logging.getLogger(reconciler_module.__name__).setLevel(logging.DEBUG)
     election = operator_settings.election
     api = _api_client()
     executor = ThreadPoolExecutor(max_workers=operator_settings.max_workers, thread_name_prefix="blocking")

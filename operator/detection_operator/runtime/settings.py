@@ -94,6 +94,9 @@ class Settings:
     status_refresh_seconds: float = 0.0
     """A status whose only changes are `lastEvaluated` and measured values is rewritten at most this often;
     decisions, conditions and memory are always written at once. 0 writes after every evaluation."""
+    log_writes: bool = False
+    """Log one line per status write (which replica wrote which object) without the rest of debug logging:
+    an audit of hand-overs between replicas."""
     query_coalesce_seconds: float = 1.0
     """Identical queries within this many seconds share one Prometheus request; 0 turns that off."""
     receivers_file: str | None = None
@@ -145,6 +148,7 @@ class Settings:
                 member_slots=int(get("MEMBER_SLOTS") or default.election.member_slots),
             ),
             status_refresh_seconds=float(get("STATUS_REFRESH_SECONDS") or default.status_refresh_seconds),
+            log_writes=_flag("LOG_WRITES", get("LOG_WRITES"), default.log_writes),
             query_coalesce_seconds=float(get("QUERY_COALESCE_SECONDS") or default.query_coalesce_seconds),
             receivers_file=get("RECEIVERS_FILE"),
             prometheus=prometheus,
