@@ -191,7 +191,8 @@ def test_another_replica_takes_over_when_the_leaders_pod_is_deleted(
     ns = release.namespace
 
     # The bucket of the watched namespace (the chart's default 12 buckets): its holder writes its objects.
-    lease = f"detection-operator-bucket-{bucket_of(release.watched, LeaderElection().buckets)}"
+    election = LeaderElection()
+    lease = election.bucket_leases()[bucket_of(release.watched, election.buckets)]
 
     def holder() -> str | None:
         try:

@@ -91,7 +91,7 @@ class Replicas:
         for i in range(BUCKETS):
             try:
                 spec = leases.read_namespaced_lease(
-                    f"detection-operator-bucket-{i}", self.lease_namespace
+                    f"detection-operator-bucket-{i}-of-{BUCKETS}", self.lease_namespace
                 ).spec
                 found[i] = spec.holder_identity or None
             except ApiException as exc:
@@ -127,6 +127,15 @@ class Replicas:
             )
 
         wait_for(done, timeout=timeout, interval=0.3, what=f"{who} writing {namespaces}")
+
+    def wait_written_by_one(self, who: str, timeout: float = 60) -> None:
+        """Wait until ``who``, a replica of one bucket, has written in every namespace."""
+
+        def done() -> bool:
+            found = ownership.read({who: self.processes[who].log_file}, 1)
+            return all(who in found.writers(ns) for ns in self.namespaces) and not found.outside
+
+        wait_for(done, timeout=timeout, interval=0.3, what=f"{who} writing every namespace")
 
     def namespaces_of(self, who: str) -> list[str]:
         holders = self.holders()
@@ -246,3 +255,30 @@ def test_a_frozen_replica_loses_its_buckets_writes_nothing_on_waking_then_rejoin
     replicas.wait_spread({"operator-a": 2, "operator-b": 2})
     replicas.wait_written("operator-a", replicas.namespaces_of("operator-a"), after=time.time())
     replicas.assert_no_double_writes()
+
+
+def test_an_upgrade_from_active_standby_waits_for_the_old_leader_to_let_go(replicas: Replicas) -> None:
+    # The previous release: one bucket, the one Lease "detection-operator", held by the old leader.
+    replicas.env["DETECTION_OPERATOR_BUCKETS"] = "1"
+    replicas.start("operator-old")
+    _create_policies(replicas)
+    replicas.wait_written_by_one("operator-old")
+    replicas.env["DETECTION_OPERATOR_BUCKETS"] = str(BUCKETS)
+    replicas.start("operator-new")
+    wait_for(
+        lambda: "claiming no bucket" in replicas.processes["operator-new"].log_tail(400),
+        timeout=30,
+        what="the new replica to hold off",
+    )
+    # Held off for longer than a lease duration: the old leader renews, the new replica claims nothing.
+    deadline = time.monotonic() + 2 * LEASE_DURATION
+    while time.monotonic() < deadline:
+        assert replicas.held("operator-new") == 0
+        time.sleep(0.5)
+
+    stopped_wall = time.time()
+    replicas.processes["operator-old"].stop()
+    replicas.wait_spread({"operator-new": BUCKETS})
+    replicas.wait_written("operator-new", replicas.namespaces, after=stopped_wall)
+    new_writes = [w for w in replicas.ownership().writes if w.replica == "operator-new"]
+    assert min(w.at for w in new_writes) > stopped_wall

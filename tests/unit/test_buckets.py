@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from detection_operator.runtime.buckets import bucket_of, live_replicas, plan, quota
+from detection_operator.runtime.buckets import bucket_of, holding_off, layout, live_replicas, plan, quota
 from detection_operator.runtime.election import LeaseRecord, Observed, Step
 from detection_operator.runtime.settings import LeaderElection, Settings
 
@@ -126,9 +126,9 @@ def test_bucket_settings_from_the_environment_and_lease_names() -> None:
         {"DETECTION_OPERATOR_BUCKETS": "3", "DETECTION_OPERATOR_MEMBER_SLOTS": "2"}
     ).election
     assert election.bucket_leases() == (
-        "detection-operator-bucket-0",
-        "detection-operator-bucket-1",
-        "detection-operator-bucket-2",
+        "detection-operator-bucket-0-of-3",
+        "detection-operator-bucket-1-of-3",
+        "detection-operator-bucket-2-of-3",
     )
     assert election.member_leases() == ("detection-operator-member-0", "detection-operator-member-1")
     # One bucket is active/standby on the one leader Lease, as before buckets existed.
@@ -141,3 +141,19 @@ def test_bucket_settings_from_the_environment_and_lease_names() -> None:
 def test_a_bucket_count_below_one_names_the_variable() -> None:
     with pytest.raises(ValueError, match="DETECTION_OPERATOR_BUCKETS"):
         Settings.from_env({"DETECTION_OPERATOR_BUCKETS": "0"})
+
+
+def test_lease_names_tell_their_bucket_count() -> None:
+    assert layout("detection-operator", "detection-operator") == 1
+    assert layout("detection-operator-bucket-3-of-12", "detection-operator") == 12
+    assert layout("detection-operator-member-0", "detection-operator") is None
+    assert layout("kube-scheduler", "detection-operator") is None
+    assert layout("detection-operator-bucket-x", "detection-operator") is None
+
+
+def test_another_layouts_live_leases_stop_claims_and_the_larger_layout_yields() -> None:
+    assert holding_off([], 12) == (False, False)
+    # Upgrading from active/standby: the old leader's one Lease is live, the new replicas wait.
+    assert holding_off([1], 12) == (True, True)
+    # The layout with fewer buckets keeps what it holds and only stops claiming.
+    assert holding_off([24], 12) == (True, False)

@@ -46,6 +46,28 @@ def live_replicas(members: Iterable[Observed], now: float, identity: str) -> fro
     return frozenset(alive | {identity})
 
 
+def layout(name: str, lease_name: str) -> int | None:
+    """The bucket count a Lease's name belongs to (1 for the one Lease of active/standby), or None for a
+    Lease that is no bucket's (a member slot, another program's)."""
+    if name == lease_name:
+        return 1
+    prefix = f"{lease_name}-bucket-"
+    count = name.removeprefix(prefix).partition("-of-")[2]
+    return int(count) if name.startswith(prefix) and count.isdigit() else None
+
+
+def holding_off(foreign: Iterable[int], buckets: int) -> tuple[bool, bool]:
+    """(claim nothing, give up everything) while replicas of other bucket counts hold live bucket Leases.
+
+    During a rolling update that changes the count (the previous release's active/standby Lease counts as
+    one bucket) two layouts map one namespace to different Leases, so each would let its own replica
+    write. A replica claims nothing while another layout's Lease is live, and the layout with more buckets
+    gives up what it holds: the one with fewer never has to, so they cannot both yield, or both keep.
+    """
+    counts = list(foreign)
+    return bool(counts), any(count < buckets for count in counts)
+
+
 @dataclass(frozen=True)
 class Plan:
     """What to do with a set of Leases (by index) this round."""

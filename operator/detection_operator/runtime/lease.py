@@ -20,8 +20,8 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from .. import telemetry
-from .buckets import Plan, bucket_of, live_replicas, plan, quota
-from .election import LeaseRecord, Observed, Step, decide, leading, observe
+from .buckets import Plan, bucket_of, holding_off, layout, live_replicas, plan, quota
+from .election import LeaseRecord, Observed, Step, decide, expired, leading, observe
 from .settings import LeaderElection
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,7 @@ class Elector:
         """Per Lease we hold: its leaseTransitions, which name our tenure in the logs."""
         self._held: frozenset[int] = frozenset()
         self._live = 1
+        self._holding_off = False
         telemetry.BUCKETS_TOTAL.set(len(self._buckets))
 
     @property
@@ -177,8 +178,41 @@ class Elector:
             live = live_replicas((self._observed[n] for n in self._members), now, s.identity)
             self._live = len(live)
         limit = quota(len(self._buckets), self._live)
-        await self._apply(self._buckets, plan(_by_index(self._buckets, steps), limit, s.identity), records)
+        bucket_steps = _by_index(self._buckets, steps)
+        no_claims, give_up = holding_off(self._foreign(records, now), len(self._buckets))
+        self._hold_off(no_claims)
+        if no_claims:
+            bucket_steps = {
+                i: step if step is Step.RENEW else Step.FOLLOW for i, step in bucket_steps.items()
+            }
+            limit = 0 if give_up else limit
+        await self._apply(self._buckets, plan(bucket_steps, limit, s.identity), records)
         return max(0.0, min(waits))
+
+    def _foreign(self, records: Mapping[str, LeaseRecord], now: float) -> list[int]:
+        """The bucket counts of live Leases that other replicas hold in another layout."""
+        s, own = self._settings, set(self._buckets)
+        counts = []
+        for name, record in records.items():
+            count = layout(name, s.lease_name)
+            if count is None or name in own:
+                continue
+            seen = self._observed[name] = observe(self._observed.get(name), record, now)
+            if record.holder and record.holder != s.identity and not expired(seen, now):
+                counts.append(count)
+        return counts
+
+    def _hold_off(self, now_holding_off: bool) -> None:
+        if now_holding_off != self._holding_off:
+            self._holding_off = now_holding_off
+            if now_holding_off:
+                log.warning(
+                    "leases of another bucket count are held in %s (a rolling update changing "
+                    "leaderElection.buckets?): claiming no bucket until they are released or expire",
+                    self._settings.lease_namespace,
+                )
+            else:
+                log.info("no leases of another bucket count are held any more: claiming buckets")
 
     async def _apply(self, names: Sequence[str], todo: Plan, records: Mapping[str, LeaseRecord]) -> None:
         s = self._settings

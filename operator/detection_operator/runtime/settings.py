@@ -43,10 +43,11 @@ class LeaderElection:
     (a rolling update's surge too); a replica that finds none free still claims free buckets."""
 
     def bucket_leases(self) -> tuple[str, ...]:
-        """The Lease of each bucket, by index."""
+        """The Lease of each bucket, by index; the names carry the bucket count, so replicas configured
+        with another count (during a rolling update that changes it) see each other's Leases as foreign."""
         if self.buckets == 1:
             return (self.lease_name,)
-        return tuple(f"{self.lease_name}-bucket-{i}" for i in range(self.buckets))
+        return tuple(f"{self.lease_name}-bucket-{i}-of-{self.buckets}" for i in range(self.buckets))
 
     def member_leases(self) -> tuple[str, ...]:
         """The member slots' Leases; none with one bucket, where nobody needs to know the others."""
