@@ -34,10 +34,11 @@ from .scale import (
     _total,
     create,
     feed_contributors,
-    wait_evaluated,
 )
+from .scale import _evaluated as evaluated
 
-OBJECTS = 1000
+OBJECTS = 600
+"""Fewer than the issue's example 1,000: on this shared machine a list of 1,000 objects times out."""
 ELECTION = LeaderElection()
 LEASE_NAMESPACE = "default"
 TAKEOVER_BOUND = ELECTION.lease_duration + ELECTION.retry_period
@@ -85,6 +86,14 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str, interval: fl
         time.sleep(interval)
 
 
+def _evaluated(api: client.ApiClient) -> int:
+    """Objects with a status, or 0 when the apiserver is too busy to answer this poll."""
+    try:
+        return evaluated(api)
+    except ApiException:
+        return 0
+
+
 def _spread(api: client.ApiClient, names: list[str]) -> bool:
     holders = _holders(api)
     counts = Counter(holders.values())
@@ -128,7 +137,7 @@ def measure(stack: Stack, workdir: Path, replicas: int, window: float, settle: f
             process.start()
         _wait(lambda: _spread(stack.api, names), 120, f"buckets spread over {replicas} replica(s)")
         started = time.time()
-        wait_evaluated(stack.api, OBJECTS, timeout=600)
+        _wait(lambda: _evaluated(stack.api) >= OBJECTS, 900, f"{OBJECTS} objects evaluated", interval=5)
         # Evaluated by these replicas, not only by the previous run's: every object's due once more.
         time.sleep(settle)  # let the start-up burst leave the window
         urls = {n: f"{p.url}/metrics" for n, p in processes.items()}

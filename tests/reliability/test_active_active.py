@@ -26,6 +26,7 @@ from detection_testing.exporter import MetricExporter
 from detection_testing.kube import wait_for
 from detection_testing.operator_process import OperatorProcess
 from detection_testing.prometheus import PrometheusServer
+from detection_testing.specs import LATENCY_METRIC, latency_policy
 
 BUCKETS = 4
 LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 4.0, 3.0, 1.0
@@ -36,29 +37,13 @@ POLICIES = ("first", "second")
 
 
 def policy(name: str) -> dict[str, Any]:
+    spec = latency_policy()
+    del spec["alerts"]  # steady metrics: nothing to alert on
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "DetectionPolicy",
         "metadata": {"name": name},
-        "spec": {
-            "interval": "1s",
-            "defaultProfile": "balanced",
-            "profiles": [
-                {"name": "lean", "latencyTargetMs": 50, "contributors": ["rules"]},
-                {"name": "balanced", "latencyTargetMs": 150, "contributors": ["rules"]},
-            ],
-            "rules": [
-                {
-                    "name": "high-latency",
-                    "query": 'max(aa_latency_p95_ms{namespace="$namespace"})',
-                    "op": ">",
-                    "threshold": 200,
-                    "profile": "lean",
-                    "reason": "high latency",
-                }
-            ],
-            "contributors": [{"name": "rules", "expense": "light"}],
-        },
+        "spec": spec,
     }
 
 
@@ -168,7 +153,7 @@ def replicas(
     namespaces = sorted(chosen.values())
     for ns in namespaces:
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
-        exporter.set("aa_latency_p95_ms", 80, {"namespace": ns})
+        exporter.set(LATENCY_METRIC, 80, {"namespace": ns})
     replicas = Replicas(kube, cluster.kubeconfig, namespace, namespaces, tmp_path)
     replicas.env = {
         "DETECTION_OPERATOR_PROMETHEUS_URL": prometheus.url,

@@ -14,6 +14,7 @@ With one bucket there are no member Leases and the bucket's Lease is the leader 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,8 +27,11 @@ def _hash(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
+@functools.lru_cache(maxsize=65536)
 def bucket_of(namespace: str, buckets: int) -> int:
-    """The bucket of every object in ``namespace``: the same in every replica and across restarts."""
+    """The bucket of every object in ``namespace``: the same in every replica and across restarts.
+
+    Cached: the scheduler asks it for every object on every pass."""
     return _hash(namespace) % buckets
 
 
