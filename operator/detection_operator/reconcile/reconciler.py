@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -42,8 +42,6 @@ from .policy_flow import PolicyFlow
 from .route_flow import RouteFlow
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 FLOWS: Mapping[str, Flow[Any, Any, Any, Any, Any]] = {flow.kind: flow for flow in (PolicyFlow(), RouteFlow())}
 """Kind name -> its flow."""
@@ -80,10 +78,6 @@ class Reconciler:
     def outputs(self) -> AppliedOutputs:
         """What was applied to each owned ConfigMap (the ConfigMap watch reports drift to it)."""
         return self.effects.outputs
-
-    async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking call in the evaluations' worker pool (the leader election uses it too)."""
-        return await self.effects.blocking(fn, *args, **kwargs)
 
     def forget(self, key: Key) -> None:
         """Drop what is remembered about a deleted object, its metric series too."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 from kubernetes import client, config
@@ -28,6 +30,8 @@ from .scheduler import Scheduler, namespace_phase
 from .settings import Settings
 
 DEFAULT_INTERVAL = 30.0
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +95,15 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             scheduler.wake()
 
     elector = None
+    # Its own threads: renewals queued behind a busy replica's evaluation I/O would miss the renew
+    # deadline, and the replica would drop its buckets exactly when it is loaded.
+    election_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="election")
+
+    async def election_blocking(fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(election_pool, functools.partial(fn, *args))
+
     if election.enabled:
-        elector = Elector(api, election, reconciler.blocking, ownership_changed)
+        elector = Elector(api, election, election_blocking, ownership_changed)
     memo.elector = elector  # before anything can ask _owns(): without it, this replica owns every object
     # Read at each scrape, so the gauge drops the moment a renewal misses its deadline.
     telemetry.LEADER.set_function(lambda: float(_leading(memo)))
@@ -100,6 +111,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     http = HttpServer("0.0.0.0", operator_settings.http_port, ready=ready.is_set if ready else lambda: True)
     await http.start()
     memo.api, memo.executor, memo.reconciler, memo.scheduler = api, executor, reconciler, scheduler
+    memo.election_pool = election_pool
     memo.notifier, memo.http = notifier, http
     memo.scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
     if elector is not None:
@@ -137,6 +149,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     await memo.notifier.close()
     await memo.http.stop()
     memo.executor.shutdown(wait=False)
+    memo.election_pool.shutdown(wait=False)
     memo.api.close()
 
 
