@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -127,9 +127,9 @@ class ObjectSeries:
             for labels in self._exported.pop((key, id(metric)), set()):
                 _remove(metric, labels)
 
-    def clear(self) -> None:
-        """Remove every per-object series (this replica stopped or started leading)."""
-        for key in {key for key, _ in self._exported}:
+    def clear(self, affected: Callable[[Key], bool] = lambda _: True) -> None:
+        """Remove the per-object series of the ``affected`` objects (this replica gained or lost them)."""
+        for key in {key for key, _ in self._exported if affected(key)}:
             self.forget(key)
 
 

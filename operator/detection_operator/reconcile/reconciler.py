@@ -89,15 +89,17 @@ class Reconciler:
         self._written.pop(key, None)
         self.notifier.outcomes.pop(ObjectRef(by_plural(key[0]).kind, key[1], key[2]), None)
 
-    def reset(self) -> None:
-        """Forget cached statuses and per-object series when leadership changes hands.
+    def reset(self, affected: Callable[[Key], bool] = lambda _: True) -> None:
+        """Forget cached statuses and per-object series of the ``affected`` objects when they change hands
+        (their bucket was gained or lost); the others' caches stay, so a move costs no extra writes.
 
         Another replica may have written since this one last did, so statuses are taken from the watch
-        again; and only the leader exports per-object series, so dashboards see one value per object.
+        again; and only the owner exports per-object series, so dashboards see one value per object.
         """
-        self._written.clear()
-        self._persisted.clear()
-        self.series.clear()
+        for cache in (self._written, self._persisted):
+            for key in [key for key in cache if affected(key)]:
+                del cache[key]
+        self.series.clear(affected)
 
     def _status(self, key: Key, body: Mapping[str, Any]) -> dict[str, Any]:
         uid = body["metadata"]["uid"]

@@ -90,14 +90,17 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
 
     def ownership_changed(gained: frozenset[int], lost: frozenset[int]) -> None:
-        reconciler.reset()
+        moved = gained | lost
+        reconciler.reset(lambda key: elector is not None and elector.bucket(key[1]) in moved)
         if gained:
             scheduler.wake()
 
     elector = None
     # Its own threads: renewals queued behind a busy replica's evaluation I/O would miss the renew
     # deadline, and the replica would drop its buckets exactly when it is loaded.
-    election_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="election")
+    # One thread per Lease written in a round (its buckets and member slot), so a slow apiserver delays
+    # the renewals side by side rather than one after another.
+    election_pool = ThreadPoolExecutor(max_workers=election.buckets + 1, thread_name_prefix="election")
 
     async def election_blocking(fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(election_pool, functools.partial(fn, *args))
