@@ -24,6 +24,7 @@ from bench import (
     policy_loop,
     reaction,
     reader_latency,
+    replicas,
     route,
     scale,
     ts_reader,
@@ -176,6 +177,12 @@ def scale_steps() -> list[str]:
         return scale.section(Path(tmp))
 
 
+def active_active() -> list[str]:
+    """Issue 19: 1, 2 and 3 replicas active-active on the same 1,000 objects."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return replicas.section(Path(tmp))
+
+
 def profile_at_scale() -> list[str]:
     """Item 6: where the CPU goes at 2,000 objects."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -212,6 +219,7 @@ SECTIONS: list[Callable[[], list[str]]] = [
     policy_closed_loop,
     reader_callback,
     scale_steps,
+    active_active,
     profile_at_scale,
     typescript_reader,
     history_store_section,

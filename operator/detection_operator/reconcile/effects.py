@@ -44,7 +44,7 @@ class Effects:
         connections: Connections,
         executor: Executor,
         identity: str,
-        may_write: Callable[[], bool],
+        may_write: Callable[[str], bool],
         freshness: bool = True,
     ) -> None:
         self.api = api
@@ -59,9 +59,10 @@ class Effects:
         self._samples: dict[ObjectRef, tuple[float, float]] = {}
         self._fresh_after: dict[ObjectRef, float] = {}
 
-    def check_leader(self) -> None:
-        """Raise :class:`NotLeader` unless this replica may write now (checked right before each write)."""
-        if not self._may_write():
+    def check_leader(self, namespace: str) -> None:
+        """Raise :class:`NotLeader` unless this replica may write for the namespace's objects now (it holds
+        their bucket; checked right before each write)."""
+        if not self._may_write(namespace):
             raise NotLeader()
 
     async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -69,16 +70,17 @@ class Effects:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
-    async def mutate(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking write in the worker pool, only while this replica leads."""
+    async def mutate(self, namespace: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking write about the namespace's objects in the worker pool, only while this replica
+        holds their bucket."""
 
         def guarded() -> T:
             # Checked again in the worker, right before the request: a replica paused (or starved) while
             # the call waited for a thread must not write once it wakes up without the Lease.
-            self.check_leader()
+            self.check_leader(namespace)
             return fn(*args)
 
-        self.check_leader()
+        self.check_leader(namespace)
         return await self.blocking(guarded)
 
     async def observe(
@@ -165,18 +167,18 @@ class Effects:
         self.outputs.record(key, name, data)
         annotations = {kube.REVISION_ANNOTATION: str(revision)}
         try:
-            await self.mutate(kube.apply_config_map, self.api, ref, name, data, annotations)
+            await self.mutate(ref.namespace, kube.apply_config_map, self.api, ref, name, data, annotations)
         except BaseException:
             self.outputs.invalidate(key)
             raise
 
     async def annotate_deployment(self, namespace: str, name: str, checksum: str) -> bool:
         """Roll a Deployment by its config checksum annotation; False if it does not exist."""
-        return await self.mutate(kube.annotate_deployment, self.api, namespace, name, checksum)
+        return await self.mutate(namespace, kube.annotate_deployment, self.api, namespace, name, checksum)
 
     async def scale_deployment(self, namespace: str, name: str, replicas: int) -> bool:
         """Set a Deployment's replicas; False if it does not exist."""
-        return await self.mutate(kube.scale_deployment, self.api, namespace, name, replicas)
+        return await self.mutate(namespace, kube.scale_deployment, self.api, namespace, name, replicas)
 
     async def write(self, ref: ObjectRef, what: str, action: Awaitable[None]) -> OutputError | None:
         """Run an output write; return what failed (for the Ready condition) instead of raising."""
@@ -198,7 +200,9 @@ class Effects:
     ) -> None:
         """Post an Event on the object; a failure is logged, never raised."""
         try:
-            await self.mutate(kube.post_event, self.api, ref, type_, str(reason), message, self.identity)
+            await self.mutate(
+                ref.namespace, kube.post_event, self.api, ref, type_, str(reason), message, self.identity
+            )
         except ApiException as exc:  # an Event is best effort; the status carries the same facts
             log.warning(
                 "could not post %s event on %s/%s: %s",
@@ -211,4 +215,4 @@ class Effects:
 
     async def write_status(self, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
         """Replace the object's whole status (while leading); the status the apiserver returned."""
-        return await self.mutate(kube.write_status, self.api, ref, status)
+        return await self.mutate(ref.namespace, kube.write_status, self.api, ref, status)

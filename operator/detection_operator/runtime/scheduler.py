@@ -52,7 +52,7 @@ class Scheduler:
         evaluate: Evaluate,
         max_concurrency: int,
         clock: Callable[[], float] = time.monotonic,
-        may_dispatch: Callable[[], bool] = lambda: True,
+        owns: Callable[[Key], bool] = lambda _: True,
         on_lag: Callable[[float], None] = lambda _: None,
         phase: Callable[[Key], float] | None = None,
         on_removed: Callable[[Key], None] = lambda _: None,
@@ -65,9 +65,9 @@ class Scheduler:
         # that evaluation recorded (metric series, cached status) must not outlive the object.
         self._on_removed = on_removed
         self._clock = clock
-        # A standby replica keeps its entries current from the watch but dispatches nothing: the objects
-        # it holds are due at once when it becomes the leader.
-        self._may_dispatch = may_dispatch
+        # Every replica keeps its entries current from the watch but dispatches only the objects of the
+        # buckets it holds: the others are due at once when it acquires their bucket.
+        self._owns = owns
         self._on_lag = on_lag
         self._phase = phase
         # After each evaluation: the newest sample time it read and when it asked (Unix times). With it the
@@ -126,9 +126,8 @@ class Scheduler:
         while True:
             now = self._clock()
             next_due = now + 1.0
-            entries = list(self._entries.items()) if self._may_dispatch() else []
-            for key, entry in entries:
-                if entry.running:
+            for key, entry in list(self._entries.items()):
+                if entry.running or not self._owns(key):
                     continue
                 if entry.due <= now:
                     due = entry.due
