@@ -6,6 +6,7 @@ Calls block (the official client is synchronous): the reconciler runs them in it
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -168,8 +169,24 @@ def post_event(
     try:
         client.CoreV1Api(api).create_namespaced_event(regarding.namespace, event)  # type: ignore[arg-type]
     except ApiException as exc:
-        if not (name and exc.status == 409):
+        # A namespace being deleted takes its Events along: there is nowhere left to record one.
+        if not (name and exc.status == 409) and not namespace_terminating(exc):
             raise
+
+
+def namespace_terminating(exc: ApiException) -> bool:
+    """Whether the apiserver refused to create an object because its namespace is being deleted (403 with
+    the cause ``NamespaceTerminating``: not a missing permission)."""
+    if exc.status != 403 or not exc.body:
+        return False
+    try:
+        body = json.loads(exc.body)
+    except (TypeError, ValueError):
+        return False
+    if not isinstance(body, dict):
+        return False
+    causes = (body.get("details") or {}).get("causes") or []
+    return any(isinstance(cause, dict) and cause.get("reason") == "NamespaceTerminating" for cause in causes)
 
 
 def write_status(api: client.ApiClient, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
