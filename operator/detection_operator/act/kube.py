@@ -6,6 +6,7 @@ Calls block (the official client is synchronous): the reconciler runs them in it
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -168,8 +169,24 @@ def post_event(
     try:
         client.CoreV1Api(api).create_namespaced_event(regarding.namespace, event)  # type: ignore[arg-type]
     except ApiException as exc:
-        if not (name and exc.status == 409):
-            raise
+        if name and exc.status == 409:
+            return
+        if _namespace_terminating(exc):
+            return  # the namespace is being deleted with the object: nobody will read the Event
+        raise
+
+
+def _namespace_terminating(exc: ApiException) -> bool:
+    """Whether the apiserver refused a create because the namespace is being deleted (403, cause
+    NamespaceTerminating): not a permission problem, and retrying cannot succeed."""
+    if exc.status != 403 or not exc.body:
+        return False
+    try:
+        body = json.loads(exc.body)
+    except (TypeError, ValueError):
+        return False
+    causes = (body.get("details") or {}).get("causes") or [] if isinstance(body, dict) else []
+    return any(isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes)
 
 
 def write_status(api: client.ApiClient, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
