@@ -234,6 +234,8 @@ def test_graceful_stop_hands_the_lease_over_at_once(replicas: Replicas) -> None:
 
     replicas.latency(300)
     replicas.wait_profile("lean")
+    # The switch's Event is delivered from the status outbox after the status write: wait for it.
+    wait_for(lambda: len(replicas.switch_events()) == 1, timeout=30, what="the ProfileSwitched Event")
     switches = replicas.switch_events()
     assert [e.reporting_instance for e in switches] == [standby]
 
@@ -265,5 +267,6 @@ def test_a_paused_leader_loses_the_lease_and_never_writes_after_it_resumes(repli
     replicas.latency(90)
     replicas.wait_profile("balanced")
     assert len(replicas.configmap_writes(leader)) == writes_before
+    wait_for(lambda: len(replicas.switch_events()) == 2, timeout=30, what="the second ProfileSwitched Event")
     switches = replicas.switch_events()
     assert [e.reporting_instance for e in switches] == [standby, standby], switches
