@@ -203,6 +203,8 @@ def test_a_model_whose_pods_are_gone_fails_over_under_traffic(loop: Loop) -> Non
     document = loop.route_json()
     assert document is not None and document["state"] == "FailedOver", document
     assert "primary failing" in document["reason"] and document["traffic"]["backup-b"] >= 90, document
+    # route.json is published before the same evaluation's status is written: wait for the status to catch up.
+    wait_for(lambda: loop.status().get("activeModel") == "backup-b", timeout=20, what="status on the backup")
     dead = loop.model("primary")
     assert dead["state"] == "failing", dead
     assert "replicas available" in dead["reason"] or "routed to it" in dead["reason"], dead
