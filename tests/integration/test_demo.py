@@ -70,10 +70,12 @@ def test_demo_plays_the_scenario_and_tears_down(tmp_path: Path) -> None:
         match = re.compile(rf"^\+\d\d:\d\d  {pattern}", re.MULTILINE).search(out, position)
         assert match, f"no line matching {pattern!r} after the previous switch in:\n{out}"
         position = match.end()
-    # The rule the hold read is below its clearThreshold (150 ms), and the hold prevented the flip back
-    # into the burst: lean was chosen once.
+    # While the stabilization window holds lean, no rule holds: high-latency cleared (below its 150 ms
+    # clearThreshold) at an earlier evaluation, and the value shown with the hold may have risen since, up to
+    # the 200 ms threshold (under load, lean's p95 reaches the 150 ms bucket edge). And the hold prevented
+    # the flip back into the burst: lean was chosen once.
     held = re.search(r"lean held by stabilizationWindow .*\(high-latency = ([\d.]+),", out)
-    assert held and float(held[1]) < 150, out
+    assert held and float(held[1]) <= 200, out
     assert len(re.findall(r"dp/bot-detector\s+balanced → lean ", out)) == 1, out
     phases = re.findall(r"▶ phase \d+/10 ([a-z ]+):", out)
     assert phases == [

@@ -185,7 +185,11 @@ def test_a_model_whose_pods_are_gone_fails_over_under_traffic(loop: Loop) -> Non
     spec["models"] = [{"name": m, "deployment": m} for m in ("primary", "backup-b")]
     loop.create(spec)
     wait_for(lambda: loop.model("primary").get("state") == "healthy", timeout=60, what="primary healthy")
-    assert loop.model("backup-b")["state"] == "idle" and loop.served("backup-b") == 0
+    # Once the primary serves, the idle backup gets nothing. (While the primary's Pod was still starting,
+    # the router's per-request fallback may have sent a few requests to it: that is the fallback working.)
+    healthy = time.monotonic()
+    wait_for(lambda: loop.served("primary", healthy) >= 20, timeout=30, what="the primary serving 20")
+    assert loop.model("backup-b")["state"] == "idle" and loop.served("backup-b", healthy) == 0
     # Scaled to 0, not Pods deleted under a Deployment of 1: the ReplicaSet replaces a deleted Pod in about
     # a second, too fast to observe the outage deterministically.
     died = time.monotonic()
@@ -199,6 +203,8 @@ def test_a_model_whose_pods_are_gone_fails_over_under_traffic(loop: Loop) -> Non
     document = loop.route_json()
     assert document is not None and document["state"] == "FailedOver", document
     assert "primary failing" in document["reason"] and document["traffic"]["backup-b"] >= 90, document
+    # route.json is published before the same evaluation's status is written: wait for the status to catch up.
+    wait_for(lambda: loop.status().get("activeModel") == "backup-b", timeout=20, what="status on the backup")
     dead = loop.model("primary")
     assert dead["state"] == "failing", dead
     assert "replicas available" in dead["reason"] or "routed to it" in dead["reason"], dead

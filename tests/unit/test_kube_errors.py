@@ -1,31 +1,28 @@
+"""Which apiserver refusals the writers treat as nothing to do (the body is the one kube-apiserver 1.37
+returns for a create in a namespace that is being deleted)."""
+
+from __future__ import annotations
+
 import json
 
-import pytest
 from kubernetes.client.exceptions import ApiException
 
-from detection_operator.act.kube import namespace_terminating
+from detection_operator.act.kube import _namespace_terminating
 
-
-def _refusal(status: int, body: object) -> ApiException:
-    exc = ApiException(status=status, reason="Forbidden")
-    exc.body = body if isinstance(body, str) else json.dumps(body)
-    return exc
-
-
-# What kube-apiserver's NamespaceLifecycle admission answers for a create in a namespace being deleted.
 TERMINATING = {
     "kind": "Status",
+    "apiVersion": "v1",
     "status": "Failure",
-    "message": 'events "p.1" is forbidden: unable to create new content in namespace t-1 because it is being'
-    " terminated",
+    "message": 'events "e1" is forbidden: unable to create new content in namespace gone because it is being '
+    "terminated",
     "reason": "Forbidden",
     "details": {
-        "name": "p.1",
+        "name": "e1",
         "kind": "events",
         "causes": [
             {
                 "reason": "NamespaceTerminating",
-                "message": "namespace t-1 is being terminated",
+                "message": "namespace gone is being terminated",
                 "field": "metadata.namespace",
             }
         ],
@@ -34,19 +31,21 @@ TERMINATING = {
 }
 
 
-def test_a_create_in_a_namespace_being_deleted_is_told_apart() -> None:
-    assert namespace_terminating(_refusal(403, TERMINATING))
+def _refusal(status: int, body: object) -> ApiException:
+    exc = ApiException(status=status, reason="Forbidden")
+    exc.body = body if isinstance(body, str) or body is None else json.dumps(body)
+    return exc
 
 
-@pytest.mark.parametrize(
-    ("status", "body"),
-    [
-        # RBAC's refusal: a real missing permission, which must still be reported.
-        (403, {"kind": "Status", "reason": "Forbidden", "details": {"kind": "events"}, "code": 403}),
-        (403, "not json"),
-        (403, ["a", "list"]),
-        (409, TERMINATING),
-    ],
-)
-def test_other_refusals_are_not_a_terminating_namespace(status: int, body: object) -> None:
-    assert not namespace_terminating(_refusal(status, body))
+def test_a_create_in_a_terminating_namespace_is_recognised() -> None:
+    assert _namespace_terminating(_refusal(403, TERMINATING))
+
+
+def test_a_real_permission_refusal_is_not() -> None:
+    rbac = {**TERMINATING, "message": 'events is forbidden: User "x" cannot create resource "events"'}
+    rbac["details"] = {"kind": "events"}
+    assert not _namespace_terminating(_refusal(403, rbac))
+    assert not _namespace_terminating(_refusal(409, TERMINATING))
+    assert not _namespace_terminating(_refusal(403, "not json"))
+    assert not _namespace_terminating(_refusal(403, None))
+    assert not _namespace_terminating(_refusal(403, ["a", "list"]))

@@ -169,24 +169,24 @@ def post_event(
     try:
         client.CoreV1Api(api).create_namespaced_event(regarding.namespace, event)  # type: ignore[arg-type]
     except ApiException as exc:
-        # A namespace being deleted takes its Events along: there is nowhere left to record one.
-        if not (name and exc.status == 409) and not namespace_terminating(exc):
-            raise
+        if name and exc.status == 409:
+            return
+        if _namespace_terminating(exc):
+            return  # the namespace is being deleted with the object: nobody will read the Event
+        raise
 
 
-def namespace_terminating(exc: ApiException) -> bool:
-    """Whether the apiserver refused to create an object because its namespace is being deleted (403 with
-    the cause ``NamespaceTerminating``: not a missing permission)."""
+def _namespace_terminating(exc: ApiException) -> bool:
+    """Whether the apiserver refused a create because the namespace is being deleted (403, cause
+    NamespaceTerminating): not a permission problem, and retrying cannot succeed."""
     if exc.status != 403 or not exc.body:
         return False
     try:
         body = json.loads(exc.body)
     except (TypeError, ValueError):
         return False
-    if not isinstance(body, dict):
-        return False
-    causes = (body.get("details") or {}).get("causes") or []
-    return any(isinstance(cause, dict) and cause.get("reason") == "NamespaceTerminating" for cause in causes)
+    causes = (body.get("details") or {}).get("causes") or [] if isinstance(body, dict) else []
+    return any(isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes)
 
 
 def write_status(api: client.ApiClient, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
