@@ -41,7 +41,7 @@ METRIC = "bench_step"
 THRESHOLD = 200.0
 HIGH, LOW = 300.0, 100.0
 BREACH, CLEAR = "lean", "balanced"
-LANES = [f"lane-{i}" for i in range(4)]
+LANES = [f"lane-{i}" for i in range(12)]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pytest
 
 from detection_operator.observe.freshness import MAX_SELECTORS, probe, selectors
 from detection_operator.runtime.alignment import (
+    CHECK_EVERY,
     EARLY_LIMIT,
     INITIAL_MARGIN,
     SLACK,
@@ -38,7 +39,6 @@ def test_two_refreshes_teach_the_period_and_the_next_evaluation_follows_the_next
 @pytest.mark.parametrize(
     ("scrape", "interval", "expected"),
     [
-        (5.0, 1.0, 105.0),  # interval < scrape: never more often than the data changes
         (10.0, 15.0, 120.0),  # the first refresh at least one interval after the last due time
         (5.0, 10.0, 110.0),  # a multiple: every second scrape
     ],
@@ -52,12 +52,62 @@ def test_at_most_once_an_interval_and_never_more_often_than_the_scrape(
     assert next_evaluation(phase, due=100.1, interval=interval) == pytest.approx(expected + INITIAL_MARGIN)
 
 
-def test_the_period_is_the_smallest_gap_seen() -> None:
+def test_the_period_divides_every_gap_seen() -> None:
     # A 15 s interval over a 10 s scrape sees gaps of 10 and 20 s.
     phase = None
     for sample in (100.0, 120.0, 130.0, 150.0):
         phase = learn(phase, sample, sample + 0.1, interval=15.0)
     assert phase is not None and phase.period == pytest.approx(10.0)
+    # A 10 s interval over a 4 s scrape sees gaps of 8 and 12 s, never 4.
+    phase = None
+    for sample in (100.0, 108.0, 120.0, 128.0):
+        phase = learn(phase, sample, sample + 0.1, interval=10.0)
+    assert phase is not None and phase.period == pytest.approx(4.0)
+    assert next_evaluation(phase, due=128.1, interval=10.0) == pytest.approx(140.0 + INITIAL_MARGIN)
+
+
+def test_a_scrape_started_a_few_milliseconds_late_keeps_the_period() -> None:
+    phase = None
+    for sample in (100.0, 101.0, 102.005, 103.0, 104.0):
+        phase = learn(phase, sample, sample + 0.1, interval=1.0)
+    assert phase is not None and phase.period == pytest.approx(1.0)
+
+
+def test_gaps_with_no_common_period_are_no_phase() -> None:
+    # Two targets scraped every second at unrelated phases: the newest sample moves by 0.301 and 0.699 s.
+    phase = None
+    for sample in (100.0, 100.301, 101.0, 101.301, 102.0):
+        phase = learn(phase, sample, sample + 0.1, interval=1.0)
+    assert phase is not None and phase.period is None
+    assert next_evaluation(phase, due=102.1, interval=1.0) is None
+
+
+def test_a_period_learned_as_a_multiple_of_the_scrape_is_corrected_off_phase() -> None:
+    # Scraped every second, evaluated every second; the first two evaluations straddled an unseen scrape,
+    # so the first gap is 2 s. Aligned on 2 s, evaluations would never see the scrape in between again.
+    phase = learn(learn(None, 100.0, 100.9, 1.0), 102.0, 102.1, 1.0)
+    assert phase is not None and phase.period == pytest.approx(2.0)
+    # The first evaluation with a period longer than the interval keeps the caller's schedule (None) ...
+    assert next_evaluation(phase, due=102.1, interval=1.0) is None
+    # ... so it comes an interval later, sees the scrape in between, and the period is the scrape's again.
+    phase = learn(phase, 103.0, 103.1, 1.0)
+    assert phase is not None and phase.period == pytest.approx(1.0)
+    assert next_evaluation(phase, due=103.1, interval=1.0) == pytest.approx(104.0 + INITIAL_MARGIN)
+
+
+def test_a_period_longer_than_the_interval_is_checked_off_phase_every_few_evaluations() -> None:
+    # Scraped every 5 s, evaluated at most every second: aligned on the scrape, once in CHECK_EVERY off it.
+    phase = learn(learn(None, 95.0, 95.1, 5.0), 100.0, 100.1, 5.0)
+    off_phase = []
+    for n in range(2 * CHECK_EVERY):
+        assert phase is not None
+        due = 100.1 + 5 * n
+        planned = next_evaluation(phase, due=due, interval=1.0)
+        off_phase.append(planned is None)
+        if planned is not None:
+            assert planned == pytest.approx(due + 5.0)  # never more often than the data changes
+        phase = learn(phase, 100.0 + 5 * (n + 1), due + 5.0, 1.0)
+    assert off_phase.count(True) == 2 and off_phase[0]
 
 
 def test_an_evaluation_before_its_refresh_is_visible_widens_the_margin_and_then_gives_up() -> None:

@@ -1,12 +1,12 @@
 """Scrape alignment: evaluate an object right after its data is refreshed. Pure (times are arguments).
 
 What is learned per object, from the probe (observe/freshness.py) its evaluations ask alongside their
-queries: the newest sample time of the series it reads, and from successive answers the refresh period
-(the smallest gap between two different sample times: a scrape interval divides every gap seen; only
-gaps between evaluations at most 1.5 intervals apart count, since evaluations delayed by a stalled
-process would teach a period that then keeps them that far apart). The next
-evaluation is then the first refresh, plus a margin for the sample to become visible, that comes at least
-one `interval` after the evaluation just due:
+queries: the newest sample time of the series it reads, and from successive answers the refresh period:
+the greatest common divisor of the gaps between the different sample times seen (a scrape interval divides
+every gap; gaps of 8 s and 12 s mean a 4 s scrape, where the smallest gap would say 8 s). Only gaps between
+evaluations at most 1.5 intervals apart count, since evaluations delayed by a stalled process would teach a
+period that then keeps them that far apart. The next evaluation is then the first refresh, plus a margin
+for the sample to become visible, that comes at least one `interval` after the evaluation just due:
 
     next = sample + k * period + margin,  k >= 1 the smallest with next >= due + interval * (1 - slack)
 
@@ -17,10 +17,16 @@ the evaluation interval, right after every n-th scrape. The margin starts small 
 period at most) whenever an evaluation finds that a refresh it should have seen is not there yet; it
 shrinks slowly while evaluations find their data on time.
 
+A period longer than the interval may be a multiple of the true one (two evaluations that straddled an
+unseen refresh), and evaluations a whole period apart can never show the refresh between them. So while
+the period is longer than the interval, every ``CHECK_EVERY``-th evaluation, the first one included, keeps
+the caller's schedule instead: an observation off the learned phase, which sees the refresh in between if
+there is one (and the gap then shortens the period).
+
 Unknown, so the caller keeps its own schedule: before two different sample times were seen, when the last
-probe failed, and when several evaluations in a row came too early even at the largest margin (data that
-becomes visible long after its timestamp: federation, remote write with ingestion delay, or a target that
-stopped being scraped).
+probe failed, when the gaps have no common period (series refreshed at unrelated phases), and when several
+evaluations in a row came too early even at the largest margin (data that becomes visible long after its
+timestamp: federation, remote write with ingestion delay, or a target that stopped being scraped).
 """
 
 from __future__ import annotations
@@ -34,8 +40,15 @@ SLACK = 0.05
 """Fraction of an interval by which two evaluations may come closer than the interval."""
 EARLY_LIMIT = 3
 """Evaluations in a row that found no refresh where one was due, at the largest margin, before giving up."""
+CHECK_EVERY = 8
+"""While the period is longer than the interval, one evaluation in this many runs off the learned phase."""
 _MIN_GAP = 0.001
 """Sample times closer than this are the same refresh (Prometheus stores milliseconds)."""
+_TOLERANCE = 0.01
+"""Fraction of a gap (and at least seconds) by which gaps may miss a multiple of the period: Prometheus
+stamps milliseconds and starts a scrape a few of them late now and then."""
+_MIN_PERIOD = 0.05
+"""A common period shorter than this fraction of the interval is no period: the data has several phases."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,8 @@ class Phase:
     """Evaluations in a row that came before a due refresh was visible."""
     current: bool = True
     """Whether the last evaluation's probe answered."""
+    aligned: int = 0
+    """Evaluations since the last one off the learned phase, while the period is longer than the interval."""
 
 
 def learn(previous: Phase | None, sample: float | None, observed_at: float, interval: float) -> Phase | None:
@@ -67,7 +82,9 @@ def learn(previous: Phase | None, sample: float | None, observed_at: float, inte
     on_schedule = observed_at - previous.observed <= 1.5 * interval
     if on_schedule and sample - previous.sample >= _MIN_GAP:
         gap = sample - previous.sample
-        period = gap if period is None else min(period, gap)
+        period = gap if period is None else _common_period(period, gap)
+        if period < _MIN_PERIOD * interval:
+            return Phase(sample=max(sample, previous.sample), observed=observed_at)
     sample = max(sample, previous.sample)
     margin, early = previous.margin, previous.early
     if period is not None:
@@ -76,7 +93,28 @@ def learn(previous: Phase | None, sample: float | None, observed_at: float, inte
             early, margin = early + 1, min(max(2 * margin, INITIAL_MARGIN), period / 2)
         else:
             early, margin = 0, max(INITIAL_MARGIN, margin * 0.9)
-    return Phase(sample=sample, observed=observed_at, period=period, margin=margin, early=early)
+    # Counted from the first evaluation that finds the period doubtful: that one is off phase already.
+    aligned = (previous.aligned + 1) % CHECK_EVERY if _doubtful(previous.period, interval) else 0
+    return Phase(
+        sample=sample, observed=observed_at, period=period, margin=margin, early=early, aligned=aligned
+    )
+
+
+def _common_period(period: float, gap: float) -> float:
+    """The greatest common divisor of the period so far and a new gap, within a tolerance (a gap that is
+    a multiple of the period keeps it as it is, so jitter cannot wear it down)."""
+    tolerance = max(_TOLERANCE, _TOLERANCE * min(period, gap))
+    if abs(gap - max(1, round(gap / period)) * period) <= tolerance:
+        return period
+    a, b = max(period, gap), min(period, gap)
+    while b > tolerance:
+        remainder = a % b
+        a, b = b, 0.0 if remainder <= tolerance or b - remainder <= tolerance else remainder
+    return a
+
+
+def _doubtful(period: float | None, interval: float) -> bool:
+    return period is not None and period > interval * (1 + SLACK)
 
 
 def usable(phase: Phase | None) -> bool:
@@ -93,6 +131,8 @@ def next_evaluation(phase: Phase | None, due: float, interval: float) -> float |
     """Unix time of the next evaluation after one due at ``due``; None if the phase is not known."""
     if phase is None or phase.period is None or not usable(phase):
         return None
+    if _doubtful(phase.period, interval) and phase.aligned == 0:
+        return None  # off the learned phase, to see a refresh a period this long would hide
     earliest = due + interval * (1 - SLACK)
     k = max(1, math.ceil((earliest - phase.margin - phase.sample) / phase.period))
     return phase.sample + k * phase.period + phase.margin
