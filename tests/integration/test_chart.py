@@ -357,8 +357,12 @@ def _run_as_service_account(
             what="config checksum on the detector Deployment",
         )
         assert f"{GROUP}/config-checksum" in annotations
-        events = core.list_namespaced_event(watched).items
-        assert any(e.involved_object.name == "p" for e in events)
+        # The policy's Events are delivered from the outbox after the status write: wait for one.
+        wait_for(
+            lambda: any(e.involved_object.name == "p" for e in core.list_namespaced_event(watched).items),
+            timeout=30,
+            what="an Event about the policy",
+        )
         assert operator.alive()
         # Nothing the operator (or kopf) tried was refused.
         text = log.read_text()

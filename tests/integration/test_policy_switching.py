@@ -278,7 +278,9 @@ def test_operator_restart_mid_window_adds_no_switch(scenario: Scenario, operator
     scenario.wait_profile("balanced", timeout=30)
     history = scenario.status()["history"]
     assert [h["to"] for h in history] == ["balanced", "lean", "balanced"], history
-    assert len(scenario.switch_events()) == 2
+    # The switch's Event is delivered from the outbox after the status write: wait for it.
+    wait_for(lambda: len(scenario.switch_events()) >= 2, timeout=30, what="the second ProfileSwitched Event")
+    assert len(scenario.switch_events()) == 2, scenario.switch_events()
     # Quiet afterwards: no further switch while the metrics stay calm.
     revision = scenario.status()["revision"]
     wait_for(
@@ -316,8 +318,13 @@ def test_external_service_errors_open_the_circuit_and_recovery_closes_it(
         what="circuit closed",
     )
     assert closed["weight"] > 0
-    reasons = [e.reason for e in scenario.core.list_namespaced_event(scenario.namespace).items]
-    assert "ExternalServiceUnavailable" in reasons and "ExternalServiceRecovered" in reasons
+
+    def reasons() -> set[str]:
+        return {e.reason for e in scenario.core.list_namespaced_event(scenario.namespace).items}
+
+    # The circuit's Events are posted after the status write, which follows the ConfigMap: wait for them.
+    wanted = {"ExternalServiceUnavailable", "ExternalServiceRecovered"}
+    wait_for(lambda: wanted <= reasons(), timeout=30, what=f"the Events {sorted(wanted)}")
 
 
 def test_dry_run_decides_but_writes_nothing(scenario: Scenario, operator: OperatorProcess) -> None:

@@ -212,7 +212,13 @@ def test_two_replicas_one_writer_and_nothing_twice_across_a_takeover(
     standby = next(n for n in NAMES if n != leader)
     # The first evaluations may have had no data yet (the fallback profile): start from balanced.
     wait_for(lambda: profile(kube, namespace) == "balanced", timeout=60, what="status.profile=balanced")
-    before = len(switches(own_postgres))
+    # Its record reaches the store from the outbox after the status write: wait for it before counting.
+    stored_before = wait_for(
+        lambda: (rows := switches(own_postgres)) and rows[-1][1] == "balanced" and rows,
+        timeout=60,
+        what="the switch to balanced in the store",
+    )
+    before = len(stored_before)
     exporter.set(LATENCY_METRIC, 300, {"namespace": namespace})
     wait_for(lambda: len(switches(own_postgres)) > before, timeout=60, what="the switch to lean in the store")
     assert {r[2] for r in snapshots(own_postgres)} == {leader}, "only the leader writes snapshots"

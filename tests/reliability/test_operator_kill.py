@@ -84,6 +84,10 @@ def test_sigkill_during_a_switch_leaves_status_config_map_and_alerts_consistent(
     assert document is not None
     assert (document["profile"], document["revision"]) == (status["profile"], status["revision"])
     assert [h["to"] for h in status["history"]] == ["lean", "balanced", "lean", "balanced"], status["history"]
+    # The last switch's Event is delivered from the outbox after its status write: wait for it.
+    wait_for(
+        lambda: len(policy.events("ProfileSwitched")) >= 3, timeout=30, what="three ProfileSwitched Events"
+    )
     switched = policy.events("ProfileSwitched")
     assert len(switched) == 3, switched
     wait_for(lambda: len(notices(receiver)) >= 3, timeout=30, what="three switch notices")
