@@ -30,7 +30,7 @@ from detection_operator.core.times import parse_duration
 from detection_testing.alertmanager import AlertmanagerServer
 from detection_testing.controlplane import LocalControlPlane
 from detection_testing.exporter import MetricExporter
-from detection_testing.kube import api_client
+from detection_testing.kube import api_client, wait_for
 from detection_testing.operator_process import OperatorProcess
 from detection_testing.prometheus import PrometheusServer
 
@@ -150,6 +150,10 @@ def _collect(
     return arrived
 
 
+def _aligned(operator: OperatorProcess) -> float:
+    return sum(operator.metrics().get("detection_operator_aligned_objects", {}).values())
+
+
 def _drain(seen: queue.Queue[Seen]) -> None:
     while not seen.empty():
         seen.get_nowait()
@@ -209,7 +213,9 @@ def run_case(
         operator_seen = stack.enter_context(_watching(api, namespace, "profile.json"))
         diy_seen = stack.enter_context(_watching(api, namespace, "profile"))
         env = {"DETECTION_OPERATOR_PROMETHEUS_URL": prom.url}
-        stack.enter_context(OperatorProcess(plane.kubeconfig, workdir / "operator.log", [namespace], env))
+        operator = stack.enter_context(
+            OperatorProcess(plane.kubeconfig, workdir / "operator.log", [namespace], env)
+        )
         custom = client.CustomObjectsApi(api)
 
         def create(lane: str) -> None:
@@ -225,6 +231,13 @@ def run_case(
             time.sleep(max(0.0, first[LANES[0]] + i * interval / len(LANES) - time.perf_counter()))
             create(lane)
         _collect(operator_seen, _operator_lane, CLEAR, time.perf_counter() + 120, LANES[1:])
+        # A breach comes to an operator that has run for a while: step only once every lane follows its
+        # data's refresh (two refreshes seen), as the operator's own gauge says.
+        wait_for(
+            lambda: _aligned(operator) >= len(LANES),
+            timeout=60 + 4 * case.period,
+            what="every lane aligned on the scrape",
+        )
         budget = 60 + 10 * case.period + case.for_count * interval
         # Stratified phases of the scrape cycle (shuffled): a dozen plain random draws can all land
         # in one part of the cycle, and the wait for the next scrape would then look shorter or longer.

@@ -48,6 +48,11 @@ QUERIES_COALESCED = Counter(
     "Queries answered by an identical query in flight or answered within the coalescing window.",
 )
 OBJECTS = Gauge("detection_operator_objects", "Objects known to the scheduler.", ["kind"])
+ALIGNED = Gauge(
+    "detection_operator_aligned_objects",
+    "Objects this replica evaluates right after their data is refreshed (scrape alignment); the others keep"
+    " a fixed phase.",
+)
 HISTORY_SNAPSHOTS = Counter(
     "detection_operator_history_snapshots",
     "Snapshots for the history store: taken, stored, dropped (the queue was full during a long outage).",

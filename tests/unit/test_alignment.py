@@ -4,6 +4,7 @@ learns the refresh (observe.freshness)."""
 from __future__ import annotations
 
 import itertools
+import math
 import random
 
 import pytest
@@ -82,32 +83,49 @@ def test_gaps_with_no_common_period_are_no_phase() -> None:
     assert next_evaluation(phase, due=102.1, interval=1.0) is None
 
 
-def test_a_period_learned_as_a_multiple_of_the_scrape_is_corrected_off_phase() -> None:
+def test_a_period_learned_as_a_multiple_of_the_scrape_is_corrected_halfway() -> None:
     # Scraped every second, evaluated every second; the first two evaluations straddled an unseen scrape,
     # so the first gap is 2 s. Aligned on 2 s, evaluations would never see the scrape in between again.
     phase = learn(learn(None, 100.0, 100.9, 1.0), 102.0, 102.1, 1.0)
     assert phase is not None and phase.period == pytest.approx(2.0)
-    # The first evaluation with a period longer than the interval keeps the caller's schedule (None) ...
-    assert next_evaluation(phase, due=102.1, interval=1.0) is None
-    # ... so it comes an interval later, sees the scrape in between, and the period is the scrape's again.
+    # The first evaluation with a period of two intervals or more comes halfway to the next refresh ...
+    assert next_evaluation(phase, due=102.1, interval=1.0) == pytest.approx(103.0 + INITIAL_MARGIN)
+    # ... sees the scrape in between, and the period is the scrape's again.
     phase = learn(phase, 103.0, 103.1, 1.0)
     assert phase is not None and phase.period == pytest.approx(1.0)
     assert next_evaluation(phase, due=103.1, interval=1.0) == pytest.approx(104.0 + INITIAL_MARGIN)
 
 
-def test_a_period_longer_than_the_interval_is_checked_off_phase_every_few_evaluations() -> None:
-    # Scraped every 5 s, evaluated at most every second: aligned on the scrape, once in CHECK_EVERY off it.
+def test_a_period_of_two_intervals_is_checked_halfway_now_and_then_without_moving_the_others() -> None:
+    # Scraped every 5 s, evaluated at most every second: right after each scrape, and once in CHECK_EVERY
+    # also halfway between two scrapes (which finds nothing new here: the period is right).
     phase = learn(learn(None, 95.0, 95.1, 5.0), 100.0, 100.1, 5.0)
-    off_phase = []
+    sample, due, checks = 100.0, 100.1, 0
+    for _ in range(2 * CHECK_EVERY):
+        assert phase is not None
+        planned = next_evaluation(phase, due=due, interval=1.0)
+        assert planned is not None
+        if planned == pytest.approx(sample + 2.5 + INITIAL_MARGIN):
+            checks += 1  # halfway: the same sample again, then the next scrape as planned
+            phase = learn(phase, sample, planned, 1.0)
+            assert phase is not None
+            planned = next_evaluation(phase, due=planned, interval=1.0)
+        assert planned == pytest.approx(sample + 5 + INITIAL_MARGIN)  # never more often than the data changes
+        sample, due = sample + 5, planned
+        phase = learn(phase, sample, due, 1.0)
+    assert phase is not None and phase.period == pytest.approx(5.0)
+    evaluations = 2 * CHECK_EVERY + checks
+    assert checks == math.ceil(evaluations / CHECK_EVERY)  # one in CHECK_EVERY, the first included
+
+
+def test_a_period_under_two_intervals_is_not_checked() -> None:
+    # A 4 s scrape under a 3 s interval: no multiple of a shorter period could hide a refresh worth having.
+    phase = learn(learn(None, 96.0, 96.1, 3.0), 100.0, 100.1, 3.0)
     for n in range(2 * CHECK_EVERY):
         assert phase is not None
-        due = 100.1 + 5 * n
-        planned = next_evaluation(phase, due=due, interval=1.0)
-        off_phase.append(planned is None)
-        if planned is not None:
-            assert planned == pytest.approx(due + 5.0)  # never more often than the data changes
-        phase = learn(phase, 100.0 + 5 * (n + 1), due + 5.0, 1.0)
-    assert off_phase.count(True) == 2 and off_phase[0]
+        due = 100.1 + 4 * n
+        assert next_evaluation(phase, due=due, interval=3.0) == pytest.approx(due + 4.0)
+        phase = learn(phase, 100.0 + 4 * (n + 1), due + 4.0, 3.0)
 
 
 def test_an_evaluation_before_its_refresh_is_visible_widens_the_margin_and_then_gives_up() -> None:

@@ -17,11 +17,13 @@ the evaluation interval, right after every n-th scrape. The margin starts small 
 period at most) whenever an evaluation finds that a refresh it should have seen is not there yet; it
 shrinks slowly while evaluations find their data on time.
 
-A period longer than the interval may be a multiple of the true one (two evaluations that straddled an
-unseen refresh), and evaluations a whole period apart can never show the refresh between them. So while
-the period is longer than the interval, every ``CHECK_EVERY``-th evaluation, the first one included, keeps
-the caller's schedule instead: an observation off the learned phase, which sees the refresh in between if
-there is one (and the gap then shortens the period).
+A period of two intervals or more may be a multiple of the true one (two evaluations that straddled an
+unseen refresh: 1 s + 1 s learned as 2 s), and evaluations a whole period apart can never show the refresh
+between them. Only then is there a refresh the schedule would wrongly skip (a shorter multiple of the true
+period at least an interval on), and only then is there room for one more evaluation between two aligned
+ones. So one evaluation in ``CHECK_EVERY``, the first included, is added halfway between two refreshes:
+it sees a refresh in between if there is one, and the gap shortens the period; the aligned evaluations
+around it stay where they are.
 
 Unknown, so the caller keeps its own schedule: before two different sample times were seen, when the last
 probe failed, when the gaps have no common period (series refreshed at unrelated phases), and when several
@@ -41,7 +43,7 @@ SLACK = 0.05
 EARLY_LIMIT = 3
 """Evaluations in a row that found no refresh where one was due, at the largest margin, before giving up."""
 CHECK_EVERY = 8
-"""While the period is longer than the interval, one evaluation in this many runs off the learned phase."""
+"""While the period is two intervals or more, one evaluation in this many is added between two refreshes."""
 _MIN_GAP = 0.001
 """Sample times closer than this are the same refresh (Prometheus stores milliseconds)."""
 _TOLERANCE = 0.01
@@ -68,7 +70,7 @@ class Phase:
     current: bool = True
     """Whether the last evaluation's probe answered."""
     aligned: int = 0
-    """Evaluations since the last one off the learned phase, while the period is longer than the interval."""
+    """Evaluations since the last one halfway between refreshes, while the period is doubtful."""
 
 
 def learn(previous: Phase | None, sample: float | None, observed_at: float, interval: float) -> Phase | None:
@@ -79,7 +81,9 @@ def learn(previous: Phase | None, sample: float | None, observed_at: float, inte
     if previous is None:
         return Phase(sample=sample, observed=observed_at)
     period = previous.period
-    on_schedule = observed_at - previous.observed <= 1.5 * interval
+    # Gaps can only shorten the period (a common divisor), so gaps between aligned evaluations a doubtful
+    # period apart count too; only the first gap must come from evaluations about an interval apart.
+    on_schedule = observed_at - previous.observed <= 1.5 * max(interval, previous.period or 0.0)
     if on_schedule and sample - previous.sample >= _MIN_GAP:
         gap = sample - previous.sample
         period = gap if period is None else _common_period(period, gap)
@@ -114,7 +118,7 @@ def _common_period(period: float, gap: float) -> float:
 
 
 def _doubtful(period: float | None, interval: float) -> bool:
-    return period is not None and period > interval * (1 + SLACK)
+    return period is not None and period >= 2 * interval * (1 - SLACK)
 
 
 def usable(phase: Phase | None) -> bool:
@@ -131,8 +135,8 @@ def next_evaluation(phase: Phase | None, due: float, interval: float) -> float |
     """Unix time of the next evaluation after one due at ``due``; None if the phase is not known."""
     if phase is None or phase.period is None or not usable(phase):
         return None
-    if _doubtful(phase.period, interval) and phase.aligned == 0:
-        return None  # off the learned phase, to see a refresh a period this long would hide
     earliest = due + interval * (1 - SLACK)
-    k = max(1, math.ceil((earliest - phase.margin - phase.sample) / phase.period))
-    return phase.sample + k * phase.period + phase.margin
+    # Halfway between two refreshes for a check (still an interval on: the period is two or more).
+    shift = phase.period / 2 if _doubtful(phase.period, interval) and phase.aligned == 0 else 0.0
+    k = max(1, math.ceil((earliest - phase.margin - phase.sample + shift) / phase.period))
+    return phase.sample + k * phase.period - shift + phase.margin

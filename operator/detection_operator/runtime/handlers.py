@@ -108,6 +108,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         sampled=reconciler.take_sample if operator_settings.scrape_alignment else None,
         fresh_after=reconciler.need_fresh,
     )
+    telemetry.ALIGNED.set_function(scheduler.aligned)
 
     def ownership_changed(gained: frozenset[int], lost: frozenset[int]) -> None:
         moved = gained | lost
