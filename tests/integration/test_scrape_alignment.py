@@ -21,6 +21,7 @@ from kubernetes import client
 
 from detection_testing.exporter import MetricExporter
 from detection_testing.kube import wait_for
+from detection_testing.operator_process import OperatorProcess
 from detection_testing.prometheus import PrometheusServer
 from detection_testing.specs import LATENCY_METRIC, latency_policy
 from detection_testing.watched import Watched
@@ -43,13 +44,17 @@ def prometheus(
         yield prom
 
 
+def _aligned(operator: OperatorProcess) -> float:
+    return sum(operator.metrics().get("detection_operator_aligned_objects", {}).values())
+
+
 def published(policy: Watched) -> str | None:
     document = policy.document("profile.json")
     return None if document is None else str(document["profile"])
 
 
-@pytest.mark.usefixtures("operator")
 def test_a_policy_is_evaluated_right_after_the_scrape_that_changes_its_data(
+    operator: OperatorProcess,
     kube: client.ApiClient,
     namespace: str,
     exporter: MetricExporter,
@@ -63,7 +68,8 @@ def test_a_policy_is_evaluated_right_after_the_scrape_that_changes_its_data(
     policy = Watched(kube, namespace, "DetectionPolicy", "aligned", "aligned-detection-profile")
     policy.create(latency_policy(interval=f"{INTERVAL_S:g}s", stabilizationWindow="0s", minDwell="0s"))
     wait_for(lambda: published(policy) == "balanced", timeout=60, what="first profile")
-    policy.evaluations(3, timeout=60)  # two refreshes seen: the phase is learned
+    # Two refreshes seen, the phase is learned: the operator's gauge counts the policy as aligned.
+    wait_for(lambda: _aligned(operator) == 1, timeout=60, what="detection_operator_aligned_objects 1")
     rng = random.Random(19)
     delays = []
     for step in range(STEPS):
