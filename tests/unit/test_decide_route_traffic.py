@@ -18,6 +18,7 @@ from detection_operator.decide.route import (
     RouteKey,
     RouteMemory,
     TrafficSpan,
+    routed_since,
     traffic_sent,
 )
 
@@ -390,3 +391,28 @@ def test_the_active_model_losing_its_pods_or_scaled_to_zero_fails_over_at_once(
     assert lost.active == "backup1" and lost.models[0].state == "failing"
     assert lost.models[0].cause.startswith(cause) and cause in lost.reason
     assert any(a.type == "model-failure" and cause in a.summary for a in route_alerts(run.spec, lost, OBJ))
+
+
+def test_a_steady_route_keeps_the_same_memory_so_its_status_need_not_be_written() -> None:
+    # The primary reports at every evaluation; what the decision remembers of it must not move with the
+    # clock, or every route's status would differ at every evaluation (and be written each time).
+    run = Run()
+    start_on_primary(run)
+    memory = run.memory
+    for _ in range(5):
+        run.step(serving("primary"))
+        assert run.memory == memory
+    # It still counts as having reported during its share: its data going now is a failure at once.
+    assert run.memory.reported["primary"] >= routed_since(run.memory, "primary")
+    decision = run.step(world())
+    assert next(m for m in decision.models if m.name == "primary").state == "failing"
+
+
+def test_a_backup_s_first_report_after_it_is_given_a_share_is_remembered() -> None:
+    run = failed_over()
+    since = routed_since(run.memory, "backup1")
+    # Reported before? No: idle until chosen. Its first report came within its share, and stays.
+    assert since is not None and run.memory.reported["backup1"] >= since
+    kept = run.memory.reported["backup1"]
+    run.step(world(backup1=HEALTHY))
+    assert run.memory.reported["backup1"] == kept

@@ -48,7 +48,7 @@ threshold (its own warning/critical, or the alert defaults when it gives neither
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
 from datetime import datetime, timedelta
@@ -297,8 +297,12 @@ def _score(metrics: list[tuple[ModelMetric, float | None]]) -> float | None:
 
 def routed_since(memory: RouteMemory, model: str) -> datetime | None:
     """Since when route.json has given ``model`` a share without a break (None: it has none now)."""
+    return _share_since(memory.traffic, model)
+
+
+def _share_since(traffic: Sequence[TrafficSpan], model: str) -> datetime | None:
     since = None
-    for span in reversed(memory.traffic):
+    for span in reversed(traffic):
         if span.traffic.get(model, 0) <= 0:
             break
         since = span.since
@@ -322,6 +326,27 @@ def traffic_sent(
         return True  # it reported while routed, and now its data is gone
     settle = timedelta(seconds=max(SETTLE_INTERVALS * parse_duration(spec.interval), SETTLE_FLOOR_SECONDS))
     return now - since >= settle
+
+
+def _reported(
+    previous: Mapping[str, datetime],
+    models: Sequence[ModelHealth],
+    traffic: Sequence[TrafficSpan],
+    now: datetime,
+) -> dict[str, datetime]:
+    """``memory.reported``: per model, a time it reported requests, moved only when that time no longer
+    shows a report within the model's current share. `traffic_sent` asks only whether the model reported
+    since its share began, so the first report of each share is enough; a time moved at every evaluation
+    would make every route's status differ at every evaluation, and be written each time."""
+    reported = dict(previous)
+    for m in models:
+        if m.requests is None or m.requests <= 0:
+            continue
+        since = _share_since(traffic, m.name)
+        old = reported.get(m.name)
+        if old is None or (since is not None and old < since):
+            reported[m.name] = now
+    return {m.name: reported[m.name] for m in models if m.name in reported}
 
 
 def _share(memory: RouteMemory, model: str) -> int:
@@ -662,11 +687,7 @@ def decide_route(
         trickle_paused_until=paused_until,
         route_rate=route_rate,
         primary_bad_at=bad_at if active != primary else None,
-        reported={
-            m.name: now if m.requests is not None and m.requests > 0 else memory.reported[m.name]
-            for m in models
-            if (m.requests is not None and m.requests > 0) or m.name in memory.reported
-        },
+        reported=_reported(memory.reported, models, history, now),
         fallbacks=list(fallbacks),
     )
     probation = None
