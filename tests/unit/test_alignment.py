@@ -4,18 +4,19 @@ learns the refresh (observe.freshness)."""
 from __future__ import annotations
 
 import itertools
-import math
 import random
+from dataclasses import replace
 
 import pytest
 
 from detection_operator.observe.freshness import MAX_SELECTORS, probe, selectors
 from detection_operator.runtime.alignment import (
-    CHECK_EVERY,
+    CONFIRMATIONS,
     EARLY_LIMIT,
     INITIAL_MARGIN,
     SLACK,
     Phase,
+    followed,
     learn,
     next_evaluation,
     usable,
@@ -47,9 +48,10 @@ def test_two_refreshes_teach_the_period_and_the_next_evaluation_follows_the_next
 def test_at_most_once_an_interval_and_never_more_often_than_the_scrape(
     scrape: float, interval: float, expected: float
 ) -> None:
-    # Learned while evaluated every scrape interval, then asked for another interval.
+    # Learned (and confirmed) while evaluated every scrape interval, then asked for another interval.
     phase = learn(learn(None, 100.0 - scrape, 100.0 - scrape + 0.1, scrape), 100.0, 100.1, scrape)
     assert phase is not None and phase.period == scrape
+    phase = replace(phase, confirmed=CONFIRMATIONS)
     assert next_evaluation(phase, due=100.1, interval=interval) == pytest.approx(expected + INITIAL_MARGIN)
 
 
@@ -64,7 +66,11 @@ def test_the_period_divides_every_gap_seen() -> None:
     for sample in (100.0, 108.0, 120.0, 128.0):
         phase = learn(phase, sample, sample + 0.1, interval=10.0)
     assert phase is not None and phase.period == pytest.approx(4.0)
-    assert next_evaluation(phase, due=128.1, interval=10.0) == pytest.approx(140.0 + INITIAL_MARGIN)
+    assert not followed(phase, 10.0)  # 4 s does not divide 10 s: confirmed first
+    for sample in (140.0, 148.0):
+        phase = learn(phase, sample, sample + 0.1, interval=10.0)
+    assert phase is not None and phase.period == pytest.approx(4.0) and followed(phase, 10.0)
+    assert next_evaluation(phase, due=148.1, interval=10.0) == pytest.approx(160.0 + INITIAL_MARGIN)
 
 
 def test_a_scrape_started_a_few_milliseconds_late_keeps_the_period() -> None:
@@ -83,49 +89,42 @@ def test_gaps_with_no_common_period_are_no_phase() -> None:
     assert next_evaluation(phase, due=102.1, interval=1.0) is None
 
 
-def test_a_period_learned_as_a_multiple_of_the_scrape_is_corrected_halfway() -> None:
+def test_a_period_learned_as_a_multiple_of_the_scrape_is_corrected_before_it_is_followed() -> None:
     # Scraped every second, evaluated every second; the first two evaluations straddled an unseen scrape,
     # so the first gap is 2 s. Aligned on 2 s, evaluations would never see the scrape in between again.
     phase = learn(learn(None, 100.0, 100.9, 1.0), 102.0, 102.1, 1.0)
     assert phase is not None and phase.period == pytest.approx(2.0)
-    # The first evaluation with a period of two intervals or more comes halfway to the next refresh ...
-    assert next_evaluation(phase, due=102.1, interval=1.0) == pytest.approx(103.0 + INITIAL_MARGIN)
-    # ... sees the scrape in between, and the period is the scrape's again.
+    # 2 s does not divide the 1 s interval: not followed until confirmed, so the caller's schedule ...
+    assert not followed(phase, 1.0) and next_evaluation(phase, due=102.1, interval=1.0) is None
+    # ... comes about an interval later, sees the scrape in between, and the period is the scrape's again.
     phase = learn(phase, 103.0, 103.1, 1.0)
-    assert phase is not None and phase.period == pytest.approx(1.0)
+    assert phase is not None and phase.period == pytest.approx(1.0) and followed(phase, 1.0)
     assert next_evaluation(phase, due=103.1, interval=1.0) == pytest.approx(104.0 + INITIAL_MARGIN)
 
 
-def test_a_period_of_two_intervals_is_checked_halfway_now_and_then_without_moving_the_others() -> None:
-    # Scraped every 5 s, evaluated at most every second: right after each scrape, and once in CHECK_EVERY
-    # also halfway between two scrapes (which finds nothing new here: the period is right).
-    phase = learn(learn(None, 95.0, 95.1, 5.0), 100.0, 100.1, 5.0)
-    sample, due, checks = 100.0, 100.1, 0
-    for _ in range(2 * CHECK_EVERY):
-        assert phase is not None
-        planned = next_evaluation(phase, due=due, interval=1.0)
-        assert planned is not None
-        if planned == pytest.approx(sample + 2.5 + INITIAL_MARGIN):
-            checks += 1  # halfway: the same sample again, then the next scrape as planned
-            phase = learn(phase, sample, planned, 1.0)
-            assert phase is not None
-            planned = next_evaluation(phase, due=planned, interval=1.0)
-        assert planned == pytest.approx(sample + 5 + INITIAL_MARGIN)  # never more often than the data changes
-        sample, due = sample + 5, planned
-        phase = learn(phase, sample, due, 1.0)
-    assert phase is not None and phase.period == pytest.approx(5.0)
-    evaluations = 2 * CHECK_EVERY + checks
-    assert checks == math.ceil(evaluations / CHECK_EVERY)  # one in CHECK_EVERY, the first included
+def test_a_busy_process_s_long_gap_is_not_followed() -> None:
+    # A 1 s scrape under a 10 s interval; the first two evaluations came 13 s apart (a creation burst).
+    phase = learn(learn(None, 100.0, 100.1, 10.0), 113.0, 113.1, 10.0)
+    assert phase is not None and phase.period == pytest.approx(13.0) and not followed(phase, 10.0)
+    # On the caller's schedule (10 s on) the next gap is 10 s: the common period is the scrape's.
+    phase = learn(phase, 123.0, 123.1, 10.0)
+    assert phase is not None and phase.period == pytest.approx(1.0) and followed(phase, 10.0)
+    assert next_evaluation(phase, due=123.1, interval=10.0) == pytest.approx(133.0 + INITIAL_MARGIN)
 
 
-def test_a_period_under_two_intervals_is_not_checked() -> None:
-    # A 4 s scrape under a 3 s interval: no multiple of a shorter period could hide a refresh worth having.
+def test_a_period_that_does_not_divide_the_interval_is_followed_once_confirmed() -> None:
+    # A 4 s scrape under a 3 s interval: once per scrape, after CONFIRMATIONS evaluations agree.
     phase = learn(learn(None, 96.0, 96.1, 3.0), 100.0, 100.1, 3.0)
-    for n in range(2 * CHECK_EVERY):
-        assert phase is not None
-        due = 100.1 + 4 * n
-        assert next_evaluation(phase, due=due, interval=3.0) == pytest.approx(due + 4.0)
-        phase = learn(phase, 100.0 + 4 * (n + 1), due + 4.0, 3.0)
+    due = 100.1
+    for _ in range(CONFIRMATIONS):
+        assert phase is not None and not followed(phase, 3.0)
+        assert next_evaluation(phase, due=due, interval=3.0) is None
+        due += 3.0  # the caller's schedule: the sample seen is the newest scrape at or before it
+        phase = learn(phase, 100.0 + 4 * ((due - 100.0 - 0.01) // 4), due, 3.0)
+    assert phase is not None and phase.period == pytest.approx(4.0) and followed(phase, 3.0)
+    planned = next_evaluation(phase, due=due, interval=3.0)
+    assert planned is not None and (planned - INITIAL_MARGIN - 100.0) % 4 == pytest.approx(0.0)
+    assert planned >= due + 3.0 * (1 - SLACK)
 
 
 def test_an_evaluation_before_its_refresh_is_visible_widens_the_margin_and_then_gives_up() -> None:

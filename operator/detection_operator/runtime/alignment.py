@@ -17,13 +17,14 @@ the evaluation interval, right after every n-th scrape. The margin starts small 
 period at most) whenever an evaluation finds that a refresh it should have seen is not there yet; it
 shrinks slowly while evaluations find their data on time.
 
-A period of two intervals or more may be a multiple of the true one (two evaluations that straddled an
-unseen refresh: 1 s + 1 s learned as 2 s), and evaluations a whole period apart can never show the refresh
-between them. Only then is there a refresh the schedule would wrongly skip (a shorter multiple of the true
-period at least an interval on), and only then is there room for one more evaluation between two aligned
-ones. So one evaluation in ``CHECK_EVERY``, the first included, is added halfway between two refreshes:
-it sees a refresh in between if there is one, and the gap shortens the period; the aligned evaluations
-around it stay where they are.
+A learned period can be a multiple of the true one: two evaluations that straddled an unseen refresh, or
+evaluations late in a busy process, show a gap of several scrapes (1 s + 1 s learned as 2 s; a 1 s scrape
+under a 10 s interval learned as 13 s), and evaluations a whole wrong period apart never show the
+refreshes between them again: the object would be evaluated every 13 s instead of every 10 s. A multiple
+does no harm when it divides the interval (the schedule then keeps exactly one interval). Any other period
+is *confirmed* before it is followed: the caller's own schedule (about an interval apart) applies until
+``CONFIRMATIONS`` evaluations in a row left it unchanged; a shorter true period shows up in their gaps at
+once, and a new period starts over.
 
 Unknown, so the caller keeps its own schedule: before two different sample times were seen, when the last
 probe failed, when the gaps have no common period (series refreshed at unrelated phases), and when several
@@ -42,8 +43,9 @@ SLACK = 0.05
 """Fraction of an interval by which two evaluations may come closer than the interval."""
 EARLY_LIMIT = 3
 """Evaluations in a row that found no refresh where one was due, at the largest margin, before giving up."""
-CHECK_EVERY = 8
-"""While the period is two intervals or more, one evaluation in this many is added between two refreshes."""
+CONFIRMATIONS = 3
+"""Evaluations on the caller's schedule that must leave a period unchanged before it is followed, unless it
+divides the interval."""
 _MIN_GAP = 0.001
 """Sample times closer than this are the same refresh (Prometheus stores milliseconds)."""
 _TOLERANCE = 0.01
@@ -69,8 +71,8 @@ class Phase:
     """Evaluations in a row that came before a due refresh was visible."""
     current: bool = True
     """Whether the last evaluation's probe answered."""
-    aligned: int = 0
-    """Evaluations since the last one halfway between refreshes, while the period is doubtful."""
+    confirmed: int = 0
+    """Evaluations in a row that left the period unchanged (counted while it needs confirming)."""
 
 
 def learn(previous: Phase | None, sample: float | None, observed_at: float, interval: float) -> Phase | None:
@@ -81,9 +83,7 @@ def learn(previous: Phase | None, sample: float | None, observed_at: float, inte
     if previous is None:
         return Phase(sample=sample, observed=observed_at)
     period = previous.period
-    # Gaps can only shorten the period (a common divisor), so gaps between aligned evaluations a doubtful
-    # period apart count too; only the first gap must come from evaluations about an interval apart.
-    on_schedule = observed_at - previous.observed <= 1.5 * max(interval, previous.period or 0.0)
+    on_schedule = observed_at - previous.observed <= 1.5 * interval
     if on_schedule and sample - previous.sample >= _MIN_GAP:
         gap = sample - previous.sample
         period = gap if period is None else _common_period(period, gap)
@@ -97,10 +97,11 @@ def learn(previous: Phase | None, sample: float | None, observed_at: float, inte
             early, margin = early + 1, min(max(2 * margin, INITIAL_MARGIN), period / 2)
         else:
             early, margin = 0, max(INITIAL_MARGIN, margin * 0.9)
-    # Counted from the first evaluation that finds the period doubtful: that one is off phase already.
-    aligned = (previous.aligned + 1) % CHECK_EVERY if _doubtful(previous.period, interval) else 0
+    confirmed = 0
+    if period is not None and period == previous.period:
+        confirmed = min(previous.confirmed + 1, CONFIRMATIONS)
     return Phase(
-        sample=sample, observed=observed_at, period=period, margin=margin, early=early, aligned=aligned
+        sample=sample, observed=observed_at, period=period, margin=margin, early=early, confirmed=confirmed
     )
 
 
@@ -117,10 +118,6 @@ def _common_period(period: float, gap: float) -> float:
     return a
 
 
-def _doubtful(period: float | None, interval: float) -> bool:
-    return period is not None and period >= 2 * interval * (1 - SLACK)
-
-
 def usable(phase: Phase | None) -> bool:
     """Whether ``phase`` is known well enough to schedule by."""
     return (
@@ -131,12 +128,20 @@ def usable(phase: Phase | None) -> bool:
     )
 
 
-def next_evaluation(phase: Phase | None, due: float, interval: float) -> float | None:
-    """Unix time of the next evaluation after one due at ``due``; None if the phase is not known."""
+def followed(phase: Phase | None, interval: float) -> bool:
+    """Whether evaluations every ``interval`` follow ``phase``: known, and a period that divides the interval
+    or has been confirmed."""
     if phase is None or phase.period is None or not usable(phase):
+        return False
+    multiple = interval / phase.period
+    divides = abs(multiple - round(multiple)) * phase.period <= _TOLERANCE and round(multiple) >= 1
+    return divides or phase.confirmed >= CONFIRMATIONS
+
+
+def next_evaluation(phase: Phase | None, due: float, interval: float) -> float | None:
+    """Unix time of the next evaluation after one due at ``due``; None if the phase is not followed."""
+    if phase is None or phase.period is None or not followed(phase, interval):
         return None
     earliest = due + interval * (1 - SLACK)
-    # Halfway between two refreshes for a check (still an interval on: the period is two or more).
-    shift = phase.period / 2 if _doubtful(phase.period, interval) and phase.aligned == 0 else 0.0
-    k = max(1, math.ceil((earliest - phase.margin - phase.sample + shift) / phase.period))
-    return phase.sample + k * phase.period - shift + phase.margin
+    k = max(1, math.ceil((earliest - phase.margin - phase.sample) / phase.period))
+    return phase.sample + k * phase.period + phase.margin

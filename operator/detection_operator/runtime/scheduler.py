@@ -23,7 +23,7 @@ from ..api.kinds import by_plural
 from ..core.errors import NotLeader
 from ..core.identity import Key
 from ..core.logref import about
-from .alignment import Phase, learn, next_evaluation, usable
+from .alignment import Phase, followed, learn, next_evaluation
 
 Evaluate = Callable[[Key, Mapping[str, Any]], Awaitable[None]]
 
@@ -119,7 +119,11 @@ class Scheduler:
 
     def aligned(self) -> int:
         """How many of the objects this replica evaluates follow their data's refresh (runtime.alignment)."""
-        return sum(1 for key, entry in self._entries.items() if usable(entry.phase) and self._owns(key))
+        return sum(
+            1
+            for key, entry in self._entries.items()
+            if followed(entry.phase, entry.interval) and self._owns(key)
+        )
 
     def wake(self) -> None:
         """Look at due entries now (e.g. on becoming the leader) instead of at the next tick."""
