@@ -29,7 +29,7 @@ def _rfc3339(value: object) -> object:
     return datetime.fromisoformat(value.upper())
 
 
-Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
+DocumentTime = Annotated[datetime, BeforeValidator(_rfc3339)]
 """A document time: an RFC 3339 date-time with a zone, as JSON Schema's `date-time` format says."""
 
 
@@ -72,7 +72,7 @@ class ProfileDocument(_Document):
     policy: ObjectIdentity
     profile: str
     revision: int = Field(ge=1, description="Increases by one each time the content below changes.")
-    decided_at: Timestamp
+    decided_at: DocumentTime
     reason: str
     latency_target_ms: float | None = None
     contributors: list[str] = Field(description="In-process contributors to run, in policy order.")
@@ -187,7 +187,7 @@ class ScorecardDocument(_Document):
     kind: Literal["DetectionScorecard"] = "DetectionScorecard"
     policy: ObjectIdentity
     revision: int = Field(ge=1)
-    decided_at: Timestamp
+    decided_at: DocumentTime
     decision: DecisionRow
     rules: list[RuleRow]
     latency: LatencyRow | None = None
@@ -230,7 +230,7 @@ class RouteDocument(_Document):
     revision: int = Field(
         ge=1, description="Increases by one each time active, primary, state, traffic or fallbacks change."
     )
-    decided_at: Timestamp
+    decided_at: DocumentTime
     candidates: list[CandidateEntry]
 
 
