@@ -398,6 +398,10 @@ EDGES: list[tuple[str, dict[str, Any], bool]] = [
         edited(ROUTE, {UNTIL: {"model": "neuroweaver-v2", "until": "2030-01-01T10:00:00"}}),
         False,
     ),
+    # $window is a range selector's length, and a route's request rate is divided by it.
+    ("zero window (route)", edited(ROUTE, {"spec.window": "0s"}), False),
+    ("zero window in two parts (policy)", edited(POLICY, {"spec.window": "0m0s"}), False),
+    ("sub-second window", edited(ROUTE, {"spec.window": "500ms"}), True),
     ("int64 max", edited(ROUTE, {"spec.minRequests": 2**63 - 1}), True),
     ("beyond int64", edited(ROUTE, {"spec.minRequests": 2**63}), False),
     ("beyond float64", edited(POLICY, {"spec.rules[0].threshold": 10**400}), False),

@@ -73,7 +73,9 @@ def test_document_vectors(case: dict[str, Any]) -> None:
     schema_errors = []
     try:
         schema_errors = list(
-            jsonschema.Draft202012Validator(SCHEMAS[case["document"]]).iter_errors(json.loads(payload))
+            jsonschema.Draft202012Validator(
+                SCHEMAS[case["document"]], format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+            ).iter_errors(json.loads(payload))
         )
         parsed_json = True
     except json.JSONDecodeError:

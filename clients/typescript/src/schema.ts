@@ -26,8 +26,8 @@ const ASSERTIONS = new Set([
   "format",
 ]);
 
-// RFC 3339 date-time; the offset is optional because the operator's models (pydantic) accept a naive time.
-const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):?(\d{2}))?$/;
+// RFC 3339 date-time, with its time zone (as the Python reader: a naive time is refused by both).
+const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):?(\d{2}))$/;
 
 /** Whether `text` is a date-time of the calendar: no February 30th, no 24:00, offsets below a day. */
 function isDateTime(text: string): boolean {

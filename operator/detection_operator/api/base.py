@@ -158,6 +158,14 @@ INTERVAL_BOUNDS = Invariant(
 )
 """Shared by both kinds: faster than 1s floods Prometheus, slower than 1h is no longer 'adaptive'."""
 
+WINDOW_POSITIVE = Invariant(
+    field=".window",
+    message="window must be longer than 0s",
+    cel="duration(self.window) > duration('0s')",
+    holds=lambda spec: parse_duration(spec.window) > 0,
+)
+"""Shared by both kinds: `$window` is a range selector's length, and rates are divided by it."""
+
 
 @functools.cache
 def _list_keys(model: type[BaseModel]) -> tuple[tuple[str, str, bool], ...]:

@@ -6,13 +6,31 @@ detection services can validate against; :mod:`detection_operator.client.readers
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from .base import API_VERSION
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:?\d{2})")
+"""What the TypeScript reader takes too (clients/typescript/src/schema.ts); the calendar is checked after."""
+
+
+def _rfc3339(value: object) -> object:
+    # pydantic also reads "1796120000" (Unix seconds) and zone-less times as a datetime; the schema's
+    # `date-time` and the TypeScript reader do not. Parsed here, since strict mode then wants a datetime.
+    if not isinstance(value, str):
+        return value
+    if not _RFC3339.fullmatch(value):
+        raise ValueError("not an RFC 3339 date-time with a time zone")
+    return datetime.fromisoformat(value.upper())
+
+
+DocumentTime = Annotated[datetime, BeforeValidator(_rfc3339)]
+"""A document time: an RFC 3339 date-time with a zone, as JSON Schema's `date-time` format says."""
 
 
 class _Document(BaseModel):
@@ -54,7 +72,7 @@ class ProfileDocument(_Document):
     policy: ObjectIdentity
     profile: str
     revision: int = Field(ge=1, description="Increases by one each time the content below changes.")
-    decided_at: datetime
+    decided_at: DocumentTime
     reason: str
     latency_target_ms: float | None = None
     contributors: list[str] = Field(description="In-process contributors to run, in policy order.")
@@ -169,7 +187,7 @@ class ScorecardDocument(_Document):
     kind: Literal["DetectionScorecard"] = "DetectionScorecard"
     policy: ObjectIdentity
     revision: int = Field(ge=1)
-    decided_at: datetime
+    decided_at: DocumentTime
     decision: DecisionRow
     rules: list[RuleRow]
     latency: LatencyRow | None = None
@@ -212,7 +230,7 @@ class RouteDocument(_Document):
     revision: int = Field(
         ge=1, description="Increases by one each time active, primary, state, traffic or fallbacks change."
     )
-    decided_at: datetime
+    decided_at: DocumentTime
     candidates: list[CandidateEntry]
 
 

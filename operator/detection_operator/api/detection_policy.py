@@ -8,7 +8,17 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from . import sdk_catalog
-from .base import INTERVAL_BOUNDS, Duration, Invariant, Name, ObjectName, SpecModel, list_map, list_set
+from .base import (
+    INTERVAL_BOUNDS,
+    WINDOW_POSITIVE,
+    Duration,
+    Invariant,
+    Name,
+    ObjectName,
+    SpecModel,
+    list_map,
+    list_set,
+)
 from .common import (
     HISTORY_LIMIT,
     METRICS_FROM_DESCRIPTION,
@@ -639,6 +649,7 @@ class DetectionPolicySpec(SpecModel):
             ),
         ),
         INTERVAL_BOUNDS,
+        WINDOW_POSITIVE,
     )
 
     @functools.cached_property

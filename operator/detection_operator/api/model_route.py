@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 
 from . import sdk_catalog
-from .base import INTERVAL_BOUNDS, Duration, Invariant, ObjectName, SpecModel, list_map
+from .base import INTERVAL_BOUNDS, WINDOW_POSITIVE, Duration, Invariant, ObjectName, SpecModel, list_map
 from .common import (
     HISTORY_LIMIT,
     METRICS_FROM_DESCRIPTION,
@@ -303,6 +303,7 @@ class ModelRouteSpec(SpecModel):
             ),
         ),
         INTERVAL_BOUNDS,
+        WINDOW_POSITIVE,
     )
 
     @functools.cached_property

@@ -89,7 +89,10 @@ class _DocumentReader(Generic[D]):
             if not verify(self.key, payload, signature):
                 raise DocumentError(f"{self.file_name} does not match its signature: refusing it")
         try:
-            document = self.document_type.model_validate_json(payload, strict=True)
+            # By alias only: the schema's keys are camelCase, and pydantic would also take field names.
+            document = self.document_type.model_validate_json(
+                payload, strict=True, by_alias=True, by_name=False
+            )
         except ValidationError as exc:
             raise DocumentError(f"{self.file_name} is not a valid document: {exc}") from exc
         with self._lock:

@@ -15,7 +15,8 @@ def sign(key: bytes, payload: bytes) -> str:
 
 def verify(key: bytes, payload: bytes, signature: str) -> bool:
     """Whether ``signature`` is ``payload``'s, compared in constant time."""
-    return hmac.compare_digest(sign(key, payload), signature.strip())
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, not "no match").
+    return hmac.compare_digest(sign(key, payload).encode(), signature.strip().encode())
 
 
 def digest(payload: bytes) -> str:
@@ -52,7 +53,8 @@ def verify_webhook(
         raise SignatureError(f"malformed {WEBHOOK_HEADER} header") from exc
     if abs(now - timestamp) > tolerance:
         raise SignatureError(f"timestamp {timestamp} is outside the {tolerance:g}s tolerance")
-    if not hmac.compare_digest(sign_webhook(key, body, timestamp), f"t={timestamp},v1={mac}"):
+    expected, given = sign_webhook(key, body, timestamp).encode(), f"t={timestamp},v1={mac}".encode()
+    if not hmac.compare_digest(expected, given):
         raise SignatureError("signature does not match the body")
     return timestamp
 
