@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
 import pytest
@@ -28,6 +28,7 @@ class Counting:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, float | None]] = []
+        self.batches: list[list[str]] = []
         self.release: asyncio.Event | None = None
         self.fail = False
 
@@ -38,6 +39,13 @@ class Counting:
         if self.fail:
             raise RuntimeError("boom")
         return Value(float(len(self.calls)))
+
+    async def query_many(
+        self, promqls: Sequence[str], at: float | None = None, fresh_after: float | None = None
+    ) -> dict[str, Reading]:
+        self.batches.append(list(promqls))
+        readings = await asyncio.gather(*(self.query(q, at) for q in promqls))
+        return dict(zip(promqls, readings, strict=True))
 
     async def aclose(self) -> None:
         pass
@@ -180,3 +188,17 @@ def test_expired_answers_are_dropped_within_a_ttl() -> None:
 
     run(scenario())
     assert len(source) == 1
+
+
+def test_the_queries_of_one_call_nobody_shares_go_to_the_inner_source_in_one_call() -> None:
+    inner = Counting()
+    source = CoalescingSource(inner, ttl=1.0)
+
+    async def scenario() -> tuple[dict[str, Reading], dict[str, Reading]]:
+        first = await query_all(source, ["a", "b"])
+        second = await query_all(source, ["b", "c", "d", "c"])
+        return first, second
+
+    first, second = run(scenario())
+    assert inner.batches == [["a", "b"], ["c", "d"]]  # b was shared, c asked once
+    assert second["b"] == first["b"] and list(second) == ["b", "c", "d"]

@@ -174,6 +174,7 @@ class Connections:
             ca_file=ca_file,
             headers=headers or None,
             pool_size=base.pool_size,
+            batch_size=base.batch_size,
         )
 
 

@@ -137,6 +137,7 @@ class Settings:
             ca_file=_existing(get("PROMETHEUS_CA_FILE")),
             headers=json.loads(get("PROMETHEUS_HEADERS") or "{}") or None,
             pool_size=int(get("MAX_WORKERS") or default.max_workers),
+            batch_size=int(get("QUERY_BATCH") or default.prometheus.batch_size),
         )
         return cls(
             namespaces=namespaces,
