@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import math
 import time
@@ -78,6 +80,13 @@ class Scheduler:
         self._fresh_after = fresh_after
         self._wall = wall
         self._entries: dict[Key, _Entry] = {}
+        # Due times in a heap, so a pass looks only at what is due (a pass over every entry, woken by every
+        # evaluation's end, made the loop quadratic in the objects). An entry whose due time changed
+        # leaves its old place behind, recognised when it comes up; the running ones are pushed again
+        # when they end, the ones of buckets not held wait in _parked until ownership changes.
+        self._heap: list[tuple[float, int, Key]] = []
+        self._order = itertools.count()
+        self._parked: set[Key] = set()
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -87,23 +96,27 @@ class Scheduler:
         generation = body.get("metadata", {}).get("generation")
         entry = self._entries.get(key)
         if entry is None:
-            self._entries[key] = _Entry(
+            self._entries[key] = entry = _Entry(
                 body=body, interval=interval, due=self._clock(), generation=generation
             )
-            self._wake.set()
+            self._push(key, entry)
             return
         entry.body, entry.interval = body, interval
         if generation != entry.generation:
             entry.generation = generation
             entry.due = self._clock()
-            self._wake.set()
+            self._push(key, entry)
+
+    def _push(self, key: Key, entry: _Entry) -> None:
+        heapq.heappush(self._heap, (entry.due, next(self._order), key))
+        self._wake.set()
 
     def due_now(self, key: Key) -> None:
         """Evaluate a known object as soon as possible (its output needs repair); unknown keys are ignored."""
         entry = self._entries.get(key)
         if entry is not None:
             entry.due = self._clock()
-            self._wake.set()
+            self._push(key, entry)
 
     def remove(self, key: Key) -> None:
         """Forget a deleted object; an evaluation already running finishes on its own, then is forgotten."""
@@ -126,27 +139,34 @@ class Scheduler:
         )
 
     def wake(self) -> None:
-        """Look at due entries now (e.g. on becoming the leader) instead of at the next tick."""
+        """Ownership changed (e.g. buckets gained): look at the objects held back as not owned, now."""
+        parked, self._parked = self._parked, set()
+        for key in parked:
+            if (entry := self._entries.get(key)) is not None:
+                self._push(key, entry)
         self._wake.set()
 
     async def run(self) -> None:
         """Dispatch due evaluations until cancelled."""
         while True:
             now = self._clock()
-            next_due = now + 1.0
-            for key, entry in list(self._entries.items()):
-                if entry.running or not self._owns(key):
+            while self._heap and self._heap[0][0] <= now:
+                due, _, key = heapq.heappop(self._heap)
+                entry = self._entries.get(key)
+                if entry is None or entry.due != due or entry.running:
+                    continue  # gone, moved, or pushed again when its evaluation ends
+                if not self._owns(key):
+                    self._parked.add(key)
                     continue
-                if entry.due <= now:
-                    due = entry.due
-                    aligned = due == entry.aligned
-                    self._fresh_after(key, due - now + self._wall() if aligned else None)
-                    entry.due, entry.aligned = self._next_due(key, entry, now), None
-                    entry.running = True
-                    task = asyncio.create_task(self._run_one(key, entry, due, entry.due))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                next_due = min(next_due, entry.due)
+                aligned = due == entry.aligned
+                self._fresh_after(key, due - now + self._wall() if aligned else None)
+                entry.due, entry.aligned = self._next_due(key, entry, now), None
+                entry.running = True
+                heapq.heappush(self._heap, (entry.due, next(self._order), key))
+                task = asyncio.create_task(self._run_one(key, entry, due, entry.due))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            next_due = min(now + 1.0, self._heap[0][0]) if self._heap else now + 1.0
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_due - self._clock()))
@@ -174,7 +194,6 @@ class Scheduler:
         # Only in place of the periodic plan: a spec change or a repair made during the run stays due now.
         if aligned is not None and entry.due == planned:
             entry.due = entry.aligned = aligned - wall + now
-            self._wake.set()
 
     async def _run_one(self, key: Key, entry: _Entry, due: float, planned: float) -> None:
         try:
@@ -193,6 +212,7 @@ class Scheduler:
                 self._on_removed(key)
             else:
                 self._align(key, entry, due, planned)
+                self._push(key, entry)
 
     async def drain(self) -> None:
         """Wait for running evaluations (used at shutdown)."""
