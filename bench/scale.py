@@ -165,12 +165,15 @@ class Config:
     label: str
     coalesce_seconds: float
     status_refresh_seconds: float
+    batch: int = 32
+    """Queries to a request at most (DETECTION_OPERATOR_QUERY_BATCH)."""
 
     def env(self) -> dict[str, str]:
         """The operator's environment for these settings."""
         return {
             "DETECTION_OPERATOR_QUERY_COALESCE_SECONDS": str(self.coalesce_seconds),
             "DETECTION_OPERATOR_STATUS_REFRESH_SECONDS": str(self.status_refresh_seconds),
+            "DETECTION_OPERATOR_QUERY_BATCH": str(self.batch),
             "DETECTION_OPERATOR_LEADER_ELECTION": "false",
         }
 
@@ -178,6 +181,7 @@ class Config:
 UNTUNED = Config("no coalescing, status every evaluation", 0, 0)
 COALESCED = Config("coalescing 1 s, status every evaluation (defaults)", 1, 0)
 TUNED = Config("coalescing 1 s, status refresh 60 s", 1, 60)
+ONE_PER_REQUEST = Config("coalescing 1 s, status refresh 60 s, one query per request", 1, 60, batch=1)
 
 
 @dataclass(frozen=True)
@@ -286,7 +290,10 @@ def _measure(
 
 def scale(
     workdir: Path,
-    runs: tuple[tuple[Config, tuple[int, ...]], ...] = ((TUNED, (500, 1000, 2000, 3000)),),
+    runs: tuple[tuple[Config, tuple[int, ...]], ...] = (
+        (ONE_PER_REQUEST, (500,)),
+        (TUNED, (500, 1000, 2000, 3000)),
+    ),
     window: float = 60.0,
     settle: float = 2 * INTERVAL_S,
 ) -> list[Step]:

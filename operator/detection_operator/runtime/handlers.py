@@ -48,10 +48,25 @@ def _api_client(pool_size: int) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: every handler here is an event handler, which reads none. kopf builds one at every
+    watch event all the same, deep-copying the body (3 % of the operator's samples at 500 objects)."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf, then start the HTTP endpoints, the leader election and the scheduler."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.diffbase_storage = _NoDiffBase()
     # A server-side watch timeout makes kopf re-list periodically, which heals a silently broken stream.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
