@@ -214,7 +214,10 @@ async def track(
     if event.get("type") == "DELETED":
         memo.scheduler.remove(key)
     else:
-        snapshot = {field: body.get(field) for field in ("metadata", "spec", "status")}
+        # Without managedFields: the apiserver's bookkeeping of who set which field, never read here, was
+        # the largest part of each object kept (a third of a policy's JSON, more as Python objects).
+        metadata = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+        snapshot = {"metadata": metadata, "spec": body.get("spec"), "status": body.get("status")}
         memo.scheduler.upsert(key, snapshot, _interval(body))
     telemetry.OBJECTS.labels(by_plural(resource.plural).kind).set(memo.scheduler.count(resource.plural))
 
