@@ -134,7 +134,10 @@ def test_scheduler_runs_at_interval_and_at_once_on_a_new_generation_or_a_repair(
         scheduler.due_now(key)  # its ConfigMap needs repair
         scheduler.due_now(("detectionpolicies", "ns", "unknown"))
         await asyncio.sleep(0.01)
+        assert scheduler.count("detectionpolicies") == 1
         scheduler.remove(key)
+        scheduler.remove(key)  # a second DELETED event for the same object
+        assert (scheduler.count("detectionpolicies"), len(scheduler)) == (0, 0)
         await asyncio.sleep(0.01)
         task.cancel()
         return runs

@@ -10,6 +10,7 @@ learned (runtime.alignment), on a fixed grid where not.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import itertools
@@ -87,6 +88,8 @@ class Scheduler:
         self._heap: list[tuple[float, int, Key]] = []
         self._order = itertools.count()
         self._parked: set[Key] = set()
+        self._counts: collections.Counter[str] = collections.Counter()
+        """Objects per kind (asked at every watch event: counting the entries then was quadratic)."""
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -99,6 +102,7 @@ class Scheduler:
             self._entries[key] = entry = _Entry(
                 body=body, interval=interval, due=self._clock(), generation=generation
             )
+            self._counts[key[0]] += 1
             self._push(key, entry)
             return
         entry.body, entry.interval = body, interval
@@ -120,7 +124,8 @@ class Scheduler:
 
     def remove(self, key: Key) -> None:
         """Forget a deleted object; an evaluation already running finishes on its own, then is forgotten."""
-        self._entries.pop(key, None)
+        if self._entries.pop(key, None) is not None:
+            self._counts[key[0]] -= 1
         self._on_removed(key)
 
     def __len__(self) -> int:
@@ -128,7 +133,7 @@ class Scheduler:
 
     def count(self, plural: str) -> int:
         """How many objects of one kind are known."""
-        return sum(1 for key in self._entries if key[0] == plural)
+        return self._counts[plural]
 
     def aligned(self) -> int:
         """How many of the objects this replica evaluates follow their data's refresh (runtime.alignment)."""
