@@ -91,8 +91,10 @@ class Settings:
     max_workers: int = 16
     """Threads for blocking Kubernetes calls; also the connections (and so the queries in flight) per
     Prometheus connection, whose queries run on the event loop."""
-    max_concurrent_evaluations: int = 32
-    """Evaluations in flight at once; the rest wait their turn."""
+    max_concurrent_evaluations: int = 128
+    """Evaluations in flight at once; the rest wait their turn. Most of an evaluation's time is waiting
+    (on Prometheus, on a worker for a status write), so this bounds waiting coroutines, not work: at
+    2,000 objects on 10 s, 32 fell behind (192 of 200 evaluations/s, lag p95 22 s) where 128 kept up."""
     http_port: int = 8080
     """Port of /healthz, /readyz and /metrics."""
     election: LeaderElection = field(default_factory=LeaderElection)
