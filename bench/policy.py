@@ -170,10 +170,12 @@ def rule_to_config_map(workdir: Path, switches: int = 100) -> tuple[Stats, Stats
                 )
                 # The same queries again, alone: how much of the above is Prometheus.
                 start = time.perf_counter()
-                loop.run_until_complete(query_all(source, list(plan.values()), executor))
+                loop.run_until_complete(query_all(source, list(plan.values())))
                 queries.append(time.perf_counter() - start)
         finally:
             stop.set()
+            loop.run_until_complete(source.aclose())
+            loop.run_until_complete(connections.aclose())
             loop.close()
             executor.shutdown()
         # The first evaluation creates the ConfigMap; only switches are measured.

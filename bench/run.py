@@ -19,10 +19,12 @@ from bench import (
     delivery,
     history_store,
     hotspots,
+    kube_writes,
     policy,
     policy_loop,
     reaction,
     reader_latency,
+    replicas,
     route,
     scale,
     ts_reader,
@@ -131,12 +133,21 @@ def rule_to_config_map() -> list[str]:
     ]
 
 
+def kubernetes_writes() -> list[str]:
+    """The Kubernetes client's cost per status, ConfigMap and Event write."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return kube_writes.section(Path(tmp))
+
+
 def breach_to_switch() -> list[str]:
     """Items 3 and 4: breach -> switch end to end, and the Alertmanager-based alternative in the same run."""
     cases = [
         reaction.Case("1s", "1s", for_count=1, steps=12),
         reaction.Case("1s", "1s", for_count=3, steps=10),
         reaction.Case("5s", "5s", for_count=1, steps=10),
+        reaction.Case("5s", "5s", for_count=3, steps=6),
+        reaction.Case("15s", "15s", for_count=1, steps=4),
+        reaction.Case("15s", "15s", for_count=3, steps=4),
     ]
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         return reaction.section(reaction.reaction_times(Path(tmp), cases))
@@ -161,9 +172,15 @@ def reader_callback() -> list[str]:
 
 
 def scale_steps() -> list[str]:
-    """Item 5: 100 to 2,000 objects in one operator process."""
+    """Item 5: 500 to 3,000 objects in one operator process."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         return scale.section(Path(tmp))
+
+
+def active_active() -> list[str]:
+    """Issue 19: 1, 2 and 3 replicas active-active on the same 1,000 objects."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return replicas.section(Path(tmp))
 
 
 def profile_at_scale() -> list[str]:
@@ -196,11 +213,13 @@ SECTIONS: list[Callable[[], list[str]]] = [
     backtest_speed,
     validate_speed,
     rule_to_config_map,
+    kubernetes_writes,
     breach_to_switch,
     route_closed_loop,
     policy_closed_loop,
     reader_callback,
     scale_steps,
+    active_active,
     profile_at_scale,
     typescript_reader,
     history_store_section,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -48,6 +48,11 @@ QUERIES_COALESCED = Counter(
     "Queries answered by an identical query in flight or answered within the coalescing window.",
 )
 OBJECTS = Gauge("detection_operator_objects", "Objects known to the scheduler.", ["kind"])
+ALIGNED = Gauge(
+    "detection_operator_aligned_objects",
+    "Objects this replica evaluates right after their data is refreshed (scrape alignment); the others keep"
+    " a fixed phase.",
+)
 HISTORY_SNAPSHOTS = Counter(
     "detection_operator_history_snapshots",
     "Snapshots for the history store: taken, stored, dropped (the queue was full during a long outage).",
@@ -85,7 +90,18 @@ ALERTS_SENT = Counter("detection_operator_alerts_sent", "Alert deliveries that s
 ALERTS_FAILED = Counter(
     "detection_operator_alerts_failed", "Alert deliveries that failed after every attempt.", ["receiver"]
 )
-LEADER = Gauge("detection_operator_leader", "1 while this replica holds the leader Lease.")
+LEADER = Gauge(
+    "detection_operator_leader",
+    "1 while this replica holds a bucket Lease (the leader Lease with one bucket).",
+)
+BUCKETS_HELD = Gauge("detection_operator_buckets_held", "Bucket Leases this replica holds and may write for.")
+BUCKETS_TOTAL = Gauge("detection_operator_buckets", "Buckets the objects are split into.")
+LIVE_REPLICAS = Gauge("detection_operator_live_replicas", "Replicas this one sees alive (member Leases).")
+BUCKET_CHANGES = Counter(
+    "detection_operator_bucket_changes",
+    "Bucket ownership changes of this replica: acquired, released (to rebalance or at shutdown), lost.",
+    ["change"],
+)
 
 _PER_OBJECT = (ACTIVE_PROFILE, ACTIVE_MODEL, MODEL_HEALTH, CONTRIBUTOR_EXPENSE)
 _Series = Gauge | Counter
@@ -124,9 +140,9 @@ class ObjectSeries:
             for labels in self._exported.pop((key, id(metric)), set()):
                 _remove(metric, labels)
 
-    def clear(self) -> None:
-        """Remove every per-object series (this replica stopped or started leading)."""
-        for key in {key for key, _ in self._exported}:
+    def clear(self, affected: Callable[[Key], bool] = lambda _: True) -> None:
+        """Remove the per-object series of the ``affected`` objects (this replica gained or lost them)."""
+        for key in {key for key, _ in self._exported if affected(key)}:
             self.forget(key)
 
 

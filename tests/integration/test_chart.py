@@ -257,6 +257,8 @@ def test_history_store_settings_and_its_password_as_a_mounted_file(namespace: st
         ({"logFormat": "yaml"}, "/logFormat"),
         ({"history": {"postgres": {"retention": "90 days"}}}, "/history/postgres/retention"),
         ({"leaderElection": {"renewDeadlineSeconds": 20}}, "renewDeadlineSeconds must be less than"),
+        ({"replicas": 3, "leaderElection": {"memberSlots": 2}}, "memberSlots (2) must be at least replicas"),
+        ({"leaderElection": {"buckets": 0}}, "/leaderElection/buckets"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(values: dict[str, Any], message: str) -> None:

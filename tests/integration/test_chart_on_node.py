@@ -3,9 +3,9 @@
 What the manifest promises is observed from the running Pods: their uid, the read-only root filesystem,
 the projected ServiceAccount token, the probes answering; the in-cluster operator evaluates a policy and a
 route through the ``kubernetes`` Service (kube-proxy) and queries a Prometheus on this machine; of two
-replicas one holds the Lease and the other is a Ready standby that takes over when the holder's Pod is
-deleted; ``helm upgrade`` with a changed value rolls the Pods. The optional NetworkPolicy is installed
-too (admitted; the bridge CNI plugin does not enforce it).
+replicas (active-active) one holds the watched namespace's bucket Lease and the other takes it over when
+the holder's Pod is deleted; ``helm upgrade`` with a changed value rolls the Pods. The optional
+NetworkPolicy is installed too (admitted; the bridge CNI plugin does not enforce it).
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ from typing import Any
 import httpx
 import pytest
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from detection_operator.api.base import GROUP, VERSION
+from detection_operator.runtime.buckets import bucket_of
+from detection_operator.runtime.settings import LeaderElection
 from detection_testing.charts import install, kubectl_binary, uninstall
 from detection_testing.kube import wait_for
 from detection_testing.prometheus import PrometheusServer
@@ -187,15 +190,24 @@ def test_another_replica_takes_over_when_the_leaders_pod_is_deleted(
     core, leases = client.CoreV1Api(kube), client.CoordinationV1Api(kube)
     ns = release.namespace
 
+    # The bucket of the watched namespace (the chart's default 12 buckets): its holder writes its objects.
+    election = LeaderElection()
+    lease = election.bucket_leases()[bucket_of(release.watched, election.buckets)]
+
     def holder() -> str | None:
-        spec = leases.read_namespaced_lease("detection-operator", ns).spec
+        try:
+            spec = leases.read_namespaced_lease(lease, ns).spec
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
         return spec.holder_identity or None
 
     leader = wait_for(holder, timeout=30, what="a Lease holder")
     pods = {p.metadata.name: p for p in _pods(core, ns)}
     assert leader in pods
     (standby,) = set(pods) - {leader}
-    assert _ready(pods[standby])  # the standby is Ready: it serves probes and metrics, only does not act
+    assert _ready(pods[standby])  # the other replica is Ready, and takes the bucket over
     started = time.monotonic()
     core.delete_namespaced_pod(leader, ns)
     # The leader releases the Lease on SIGTERM; the standby and the Pod that replaces the deleted one

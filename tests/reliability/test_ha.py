@@ -1,6 +1,7 @@
-"""Two operator replicas against one apiserver: one leads (holds the Lease) and is the only writer; when it
-is SIGKILLed the standby takes over within lease duration + retry period, and a graceful stop hands over
-at once. Real apiserver, Prometheus and operator processes.
+"""Two operator replicas in active/standby mode (one bucket, so one Lease) against one apiserver: one leads
+(holds the Lease) and is the only writer; when it is SIGKILLed the standby takes over within lease duration
++ retry period, and a graceful stop hands over at once. Real apiserver, Prometheus and operator processes.
+Active-active replicas (several buckets) are in test_active_active.py.
 
 Short Lease timings (duration 4 s, renew deadline 3 s, retry 1 s) keep it quick; production defaults are
 15 / 10 / 2 s and the bound scales the same way.
@@ -143,6 +144,7 @@ def replicas(
         "DETECTION_OPERATOR_LEASE_DURATION_SECONDS": str(LEASE_DURATION),
         "DETECTION_OPERATOR_RENEW_DEADLINE_SECONDS": str(RENEW_DEADLINE),
         "DETECTION_OPERATOR_RETRY_PERIOD_SECONDS": str(RETRY_PERIOD),
+        "DETECTION_OPERATOR_BUCKETS": "1",
     }
     replicas = Replicas(kube, exporter, namespace)
     try:
@@ -259,7 +261,7 @@ def test_a_paused_leader_loses_the_lease_and_never_writes_after_it_resumes(repli
     # Woken up, the old leader finds its renew deadline long past: it follows and writes nothing.
     replicas.processes[leader].resume()
     wait_for(
-        lambda: '"lost leadership' in replicas.processes[leader].log_tail(400),
+        lambda: '"lost bucket 0 of 1' in replicas.processes[leader].log_tail(400),
         timeout=30,
         what="the resumed replica to notice it lost the Lease",
     )

@@ -170,6 +170,8 @@ def replicas(
         "DETECTION_OPERATOR_LEASE_DURATION_SECONDS": "4",
         "DETECTION_OPERATOR_RENEW_DEADLINE_SECONDS": "3",
         "DETECTION_OPERATOR_RETRY_PERIOD_SECONDS": "1",
+        # Active/standby (one bucket, the one Lease `holder` reads): one writer, then a takeover.
+        "DETECTION_OPERATOR_BUCKETS": "1",
         **store_env(own_postgres, tmp_path),
     }
     processes: dict[str, OperatorProcess] = {}

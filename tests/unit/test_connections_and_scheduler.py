@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import certifi
 import pytest
 
 from detection_operator.api.common import PrometheusRef
@@ -30,6 +33,10 @@ def reader(secrets: dict[str, dict[str, bytes]]) -> Any:
     return read
 
 
+CA = Path(certifi.where()).read_bytes()
+"""A real CA bundle: httpx loads it when the client is built."""
+
+
 def test_default_connection_without_override() -> None:
     connections = Connections(DEFAULT, reader({}))
     assert connections.for_object("ns", None).config is DEFAULT
@@ -42,7 +49,7 @@ def test_secret_override_merges_with_defaults_and_is_cached() -> None:
                 "url": b"https://mimir.example/prometheus",
                 "token": b"t0k3n",
                 "headers": b'{"X-Scope-OrgID": "team-a"}',
-                "ca.crt": b"-----BEGIN CERT",
+                "ca.crt": CA,
             }
         }
     )
@@ -54,7 +61,7 @@ def test_secret_override_merges_with_defaults_and_is_cached() -> None:
     assert config.url == "https://mimir.example/prometheus"
     assert config.bearer_token == "t0k3n" and config.timeout_seconds == 2
     assert config.headers == {"X-Scope-OrgID": "team-a"}
-    assert config.ca_file is not None and Path(config.ca_file).read_bytes() == b"-----BEGIN CERT"
+    assert config.ca_file is not None and Path(config.ca_file).read_bytes() == CA
     assert "t0k3n" not in repr(config)
     assert connections.for_object("team-a", ref) is source
     assert connections.at_hand("team-a", ref) is source and connections.at_hand("team-b", ref) is None
@@ -71,6 +78,7 @@ def test_secret_override_merges_with_defaults_and_is_cached() -> None:
         ({"url": b"file:///etc/passwd"}, r"key 'url': must be an absolute http\(s\) URL"),
         ({"headers": b"[1, 2]"}, "'headers' is not a JSON object"),
         ({"username": b"u"}, "'username' and 'password' go together"),
+        ({"ca.crt": b"-----BEGIN CERT"}, "key 'ca.crt': not a PEM CA bundle"),
     ],
 )
 def test_bad_secrets_are_rejected_naming_the_key(data: dict[str, bytes], message: str) -> None:
@@ -126,7 +134,10 @@ def test_scheduler_runs_at_interval_and_at_once_on_a_new_generation_or_a_repair(
         scheduler.due_now(key)  # its ConfigMap needs repair
         scheduler.due_now(("detectionpolicies", "ns", "unknown"))
         await asyncio.sleep(0.01)
+        assert scheduler.count("detectionpolicies") == 1
         scheduler.remove(key)
+        scheduler.remove(key)  # a second DELETED event for the same object
+        assert (scheduler.count("detectionpolicies"), len(scheduler)) == (0, 0)
         await asyncio.sleep(0.01)
         task.cancel()
         return runs
@@ -195,6 +206,25 @@ def test_a_broken_secret_is_read_again_only_after_the_ttl() -> None:
     assert len(read.calls) == 2
 
 
+@contextlib.asynccontextmanager
+async def running(scheduler: Scheduler) -> AsyncIterator[None]:
+    """The scheduler's loop, running while the block does."""
+    task = asyncio.create_task(scheduler.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+async def advance(scheduler: Scheduler, now: list[float], ticks: int, step: float) -> None:
+    """Move the scheduler's clock ``now`` forward tick by tick, letting it dispatch what became due."""
+    for tick in range(1, ticks):
+        now[0] = tick * step
+        scheduler.wake()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+
 def test_scheduler_puts_each_namespace_on_its_own_grid() -> None:
     async def scenario() -> dict[Key, list[float]]:
         now = [0.0]
@@ -205,18 +235,13 @@ def test_scheduler_puts_each_namespace_on_its_own_grid() -> None:
 
         phases = {"ns-a": 0.25, "ns-b": 0.7}
         scheduler = Scheduler(evaluate, max_concurrency=8, clock=lambda: now[0], phase=lambda k: phases[k[1]])
-        task = asyncio.create_task(scheduler.run())
         keys: list[Key] = [("p", "ns-a", "one"), ("p", "ns-a", "two"), ("p", "ns-b", "three")]
-        for index, key in enumerate(keys):
-            now[0] = index * 1.3  # created at different moments
-            scheduler.upsert(key, {"metadata": {"generation": 1}}, interval=10)
-            await asyncio.sleep(0.01)
-        for tick in range(1, 400):
-            now[0] = tick * 0.1
-            scheduler.wake()
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-        task.cancel()
+        async with running(scheduler):
+            for index, key in enumerate(keys):
+                now[0] = index * 1.3  # created at different moments
+                scheduler.upsert(key, {"metadata": {"generation": 1}}, interval=10)
+                await asyncio.sleep(0.01)
+            await advance(scheduler, now, ticks=400, step=0.1)
         return runs
 
     runs = asyncio.run(scenario())
@@ -227,3 +252,45 @@ def test_scheduler_puts_each_namespace_on_its_own_grid() -> None:
     assert b[1:] == pytest.approx([17.0, 27.0, 37.0], abs=0.11)  # created at 2.6: 7 is too close
     assert namespace_phase(("p", "ns-a", "x")) == namespace_phase(("p", "ns-a", "y"))
     assert 0 <= namespace_phase(("p", "ns-b", "x")) < 1
+
+
+def test_scheduler_follows_the_data_refresh_where_it_is_learned_and_its_grid_where_not() -> None:
+    scrape_offset = 0.3  # the target is scraped at 0.3 + 2k (wall clock = the scheduler's clock here)
+
+    async def scenario() -> dict[Key, list[float]]:
+        now = [0.0]
+        runs: dict[Key, list[float]] = {}
+        aligned: Key = ("p", "ns", "scraped")
+        unknown: Key = ("p", "ns", "constant")
+
+        async def evaluate(key: Key, body: Mapping[str, Any]) -> None:
+            runs.setdefault(key, []).append(now[0])
+
+        def sampled(key: Key) -> tuple[float, float] | None:
+            if key != aligned:
+                return None  # its queries read no series: no probe
+            return scrape_offset + ((now[0] - scrape_offset) // 2) * 2, now[0]
+
+        scheduler = Scheduler(
+            evaluate,
+            max_concurrency=8,
+            clock=lambda: now[0],
+            wall=lambda: now[0],
+            phase=lambda k: 0.8,
+            sampled=sampled,
+        )
+        async with running(scheduler):
+            for key in (aligned, unknown):
+                scheduler.upsert(key, {"metadata": {"generation": 1}}, interval=2)
+            await asyncio.sleep(0.01)
+            await advance(scheduler, now, ticks=200, step=0.05)
+        return runs
+
+    runs = asyncio.run(scenario())
+    scraped, constant = runs[("p", "ns", "scraped")], runs[("p", "ns", "constant")]
+    # Learned after two refreshes; from then on right after each scrape (0.3 + 2k + 0.1 margin).
+    # (Within two 0.05 s ticks of this test's clock.)
+    assert scraped[-3:] == pytest.approx([4.4, 6.4, 8.4], abs=0.11)
+    # (The first gap is the grid's, between half and one and a half intervals.)
+    assert all(b - a >= 2 * 0.95 - 0.11 for a, b in itertools.pairwise(scraped[1:]))
+    assert constant[1:] == pytest.approx([1.6, 3.6, 5.6, 7.6, 9.6], abs=0.11)  # its grid: 1.6 + 2k

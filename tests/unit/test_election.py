@@ -115,7 +115,7 @@ def test_a_standby_scheduler_dispatches_nothing_until_it_leads() -> None:
         async def evaluate(key: Key, body: Mapping[str, Any]) -> None:
             runs.append(key)
 
-        scheduler = Scheduler(evaluate, max_concurrency=2, may_dispatch=lambda: lead[0])
+        scheduler = Scheduler(evaluate, max_concurrency=2, owns=lambda _: lead[0])
         task = asyncio.create_task(scheduler.run())
         scheduler.upsert(("detectionpolicies", "ns", "a"), {"metadata": {"generation": 1}}, interval=60)
         await asyncio.sleep(0.05)

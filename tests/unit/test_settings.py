@@ -42,6 +42,10 @@ def test_scale_settings() -> None:
         {"DETECTION_OPERATOR_QUERY_COALESCE_SECONDS": "0", "DETECTION_OPERATOR_STATUS_REFRESH_SECONDS": "60"}
     )
     assert (tuned.query_coalesce_seconds, tuned.status_refresh_seconds) == (0.0, 60.0)
+    assert Settings.from_env({}).scrape_alignment
+    assert not Settings.from_env({"DETECTION_OPERATOR_SCRAPE_ALIGNMENT": "false"}).scrape_alignment
+    assert Settings.from_env({}).prometheus.batch_size == 32
+    assert Settings.from_env({"DETECTION_OPERATOR_QUERY_BATCH": "1"}).prometheus.batch_size == 1
 
 
 def test_no_history_store_without_a_host() -> None:

@@ -50,3 +50,15 @@ def test_clear_removes_every_object() -> None:
         is None
     )
     assert sample("detection_operator_active_model", namespace=other[1], name=other[2], model="v3") is None
+
+
+def test_clear_of_the_moved_objects_keeps_the_others() -> None:
+    # A bucket changed hands: only its objects' series go, the rest stay exported.
+    series = telemetry.ObjectSeries()
+    moved: Key = ("modelroutes", "unit-telemetry-moved", "route")
+    series.publish(telemetry.ACTIVE_MODEL, KEY, {"v2": 1.0})
+    series.publish(telemetry.ACTIVE_MODEL, moved, {"v3": 1.0})
+    series.clear(lambda key: key[1] == moved[1])
+    assert sample("detection_operator_active_model", namespace=moved[1], name=moved[2], model="v3") is None
+    assert sample("detection_operator_active_model", namespace=KEY[1], name=KEY[2], model="v2") == 1.0
+    series.clear()

@@ -37,12 +37,15 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
-{{/* One replica evaluates at a time: several without a lease would write over each other. */}}
+{{/* Each object has one writer: several replicas without the Leases would write over each other. */}}
 {{- define "detection-operator.validate" -}}
 {{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) -}}
 {{- fail (printf "replicas: %d needs leaderElection.enabled: true (only the lease holder may evaluate and write)" (int .Values.replicas)) -}}
 {{- end -}}
 {{- if not (lt (int .Values.leaderElection.renewDeadlineSeconds) (int .Values.leaderElection.leaseDurationSeconds)) -}}
 {{- fail "leaderElection.renewDeadlineSeconds must be less than leaderElection.leaseDurationSeconds" -}}
+{{- end -}}
+{{- if and (gt (int .Values.leaderElection.buckets) 1) (lt (int .Values.leaderElection.memberSlots) (int .Values.replicas)) -}}
+{{- fail (printf "leaderElection.memberSlots (%d) must be at least replicas (%d): each replica needs a slot to be counted" (int .Values.leaderElection.memberSlots) (int .Values.replicas)) -}}
 {{- end -}}
 {{- end -}}

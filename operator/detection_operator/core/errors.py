@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 class NotLeader(Exception):
-    """An evaluation stopped before a write because this replica no longer holds the Lease."""
+    """An evaluation stopped before a write because this replica no longer holds the Lease of
+    the object's bucket."""
 
 
 class OutputError(Exception):

@@ -9,11 +9,11 @@ nothing a decision can see, while a query in flight is simply awaited by everyon
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import math
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..core.readings import Reading
@@ -23,71 +23,111 @@ from .source import MetricsSource
 
 @dataclass
 class _Entry:
-    pending: Future[Reading] | None
-    """What callers wait on while the query runs; dropped once answered (a Future holds a Condition)."""
+    running: asyncio.Future[Reading] | None
+    """The answer in flight, awaited by everyone who asks; dropped once answered."""
+    asked: float
+    """Unix time the query was sent: a caller that needs a refresh after some moment needs it after that."""
     expires: float = float("inf")
     """When the result stops being reused; +inf while the query is still running."""
     reading: Reading | None = None
 
 
-class CoalescingSource:
-    """A source that shares one answer among identical queries within ``ttl`` seconds (thread-safe)."""
+_Key = tuple[str, float | None]
 
-    def __init__(self, inner: MetricsSource, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+
+class CoalescingSource:
+    """A source that shares one answer among identical queries within ``ttl`` seconds.
+
+    Used from one event loop only (no locks: nothing yields between a lookup and its update). The
+    queries of one call that nobody else has asked go to the inner source together (one request).
+    """
+
+    def __init__(
+        self,
+        inner: MetricsSource,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.inner = inner
         self._ttl = ttl
         self._clock = clock
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[str, float | None], _Entry] = {}
+        self._wall = wall
+        self._entries: dict[_Key, _Entry] = {}
         self._next_sweep = clock() + ttl
 
-    def query(self, promql: str, at: float | None = None) -> Reading:
-        """Answer from a result at most ``ttl`` seconds old or in flight, else run the query."""
-        key = self._key(promql, at)
-        with self._lock:
-            now = self._clock()
-            self._sweep(now)
-            entry = self._entries.get(key)
-            if entry is not None and entry.expires > now:
-                QUERIES_COALESCED.inc()
+    async def query(self, promql: str, at: float | None = None, fresh_after: float | None = None) -> Reading:
+        """Answer from a result at most ``ttl`` seconds old or in flight (and asked after the Unix time
+        ``fresh_after``, if given: an evaluation due right after a scrape must not get an answer from
+        before it), else run the query."""
+        return (await self.query_many([promql], at, fresh_after))[promql]
+
+    async def query_many(
+        self, promqls: Sequence[str], at: float | None = None, fresh_after: float | None = None
+    ) -> dict[str, Reading]:
+        """Each of the distinct ``promqls`` answered as :meth:`query` answers it; the ones with no shared
+        answer are asked of the inner source in one call."""
+        now = self._clock()
+        self._sweep(now)
+        answers: dict[str, Reading] = {}
+        waiting: dict[str, asyncio.Future[Reading]] = {}
+        asking: list[str] = []
+        distinct = list(dict.fromkeys(promqls))
+        for promql in distinct:
+            entry = self._entries.get(self._key(promql, at))
+            fresh = entry is not None and (fresh_after is None or entry.asked >= fresh_after)
+            if entry is not None and fresh and entry.expires > now:
                 if entry.reading is not None:
-                    return entry.reading
-                shared = entry.pending
+                    answers[promql] = entry.reading
+                else:
+                    assert entry.running is not None
+                    waiting[promql] = entry.running
             else:
-                shared = None
-                entry = _Entry(Future())
-                self._entries[key] = entry
-        if shared is not None:
-            return shared.result()
-        pending = entry.pending
-        assert pending is not None
-        try:
-            reading = self.inner.query(promql, at)
-        except BaseException as exc:
-            # Nobody may wait forever on a query that raised; the next caller tries afresh.
-            with self._lock:
+                asking.append(promql)
+        if len(asking) < len(distinct):
+            QUERIES_COALESCED.inc(len(distinct) - len(asking))
+        if asking:
+            waiting.update(self._ask(asking, at))
+        if waiting:
+            # asyncio.wait, not the futures themselves: one caller giving up (its evaluation cancelled)
+            # must not cancel everyone's query.
+            await asyncio.wait(waiting.values())
+            answers.update((promql, future.result()) for promql, future in waiting.items())
+        return {promql: answers[promql] for promql in distinct}
+
+    def _ask(self, promqls: list[str], at: float | None) -> dict[str, asyncio.Future[Reading]]:
+        """Start one inner call for ``promqls``; a future per query, answered when the call is."""
+        loop = asyncio.get_running_loop()
+        asked = self._wall()
+        entries = {promql: _Entry(loop.create_future(), asked) for promql in promqls}
+        for promql, entry in entries.items():
+            self._entries[self._key(promql, at)] = entry
+        running = asyncio.ensure_future(self.inner.query_many(promqls, at))
+        running.add_done_callback(functools.partial(self._answered, at, entries))
+        return {promql: entry.running for promql, entry in entries.items() if entry.running is not None}
+
+    def _answered(
+        self, at: float | None, entries: dict[str, _Entry], task: asyncio.Future[dict[str, Reading]]
+    ) -> None:
+        failure = None if task.cancelled() else task.exception()
+        expires = self._clock() + self._ttl
+        for promql, entry in entries.items():
+            future, entry.running = entry.running, None
+            assert future is not None
+            if task.cancelled() or failure is not None:
+                # Nobody may be handed a failure later: the next caller tries afresh.
+                key = self._key(promql, at)
                 if self._entries.get(key) is entry:
                     del self._entries[key]
-            pending.set_exception(exc)
-            raise
-        with self._lock:
-            entry.reading, entry.pending, entry.expires = reading, None, self._clock() + self._ttl
-        pending.set_result(reading)
-        return reading
+                if failure is None:
+                    future.cancel()
+                else:
+                    future.set_exception(failure)
+                continue
+            entry.reading, entry.expires = task.result()[promql], expires
+            future.set_result(entry.reading)
 
-    def cached(self, promql: str, at: float | None = None) -> Reading | Future[Reading] | None:
-        """A finished answer younger than ``ttl``, the Future of the same query in flight, or None.
-
-        Never blocks: the caller awaits the Future its own way (on the event loop, not in a worker).
-        """
-        with self._lock:
-            entry = self._entries.get(self._key(promql, at))
-            if entry is None or entry.expires <= self._clock():
-                return None
-            QUERIES_COALESCED.inc()
-            return entry.reading if entry.reading is not None else entry.pending
-
-    def _key(self, promql: str, at: float | None) -> tuple[str, float | None]:
+    def _key(self, promql: str, at: float | None) -> _Key:
         # Queries at a past time (trends) coalesce when within the same ttl-long slot: a few seconds
         # either way on a window of minutes is the same tolerance as a result ttl seconds old.
         return promql, None if at is None else math.floor(at / self._ttl)
@@ -100,9 +140,8 @@ class CoalescingSource:
 
     def __len__(self) -> int:
         """How many answers (or queries in flight) are remembered."""
-        with self._lock:
-            return len(self._entries)
+        return len(self._entries)
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Release the inner source's connections."""
-        self.inner.close()
+        await self.inner.aclose()

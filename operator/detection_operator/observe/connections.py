@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import tempfile
 import threading
 import time
@@ -59,6 +60,7 @@ class Connections:
         self._cache: dict[_Key, tuple[float, MetricsSource]] = {}
         self._failures: dict[_Key, tuple[float, Exception]] = {}
         self._ca_files: dict[tuple[str, str], tempfile._TemporaryFileWrapper[bytes]] = {}
+        self._retired: list[MetricsSource] = []
 
     def for_object(self, namespace: str, ref: PrometheusRef | None) -> MetricsSource:
         """The source for an object (blocking: may read a Secret). Raises InvalidConnection."""
@@ -103,8 +105,26 @@ class Connections:
             old = self._cache.get(key)
             self._cache[key] = (now + self._ttl, source)
         if old is not None:
-            old[1].close()
+            # Closing is a coroutine and this may run in a worker: the loop closes it (release_retired).
+            with self._lock:
+                self._retired.append(old[1])
         return source
+
+    async def release_retired(self) -> None:
+        """Close the sources that refreshed overrides replaced (on the event loop)."""
+        with self._lock:
+            retired, self._retired = self._retired, []
+        for source in retired:
+            await source.aclose()
+
+    async def aclose(self) -> None:
+        """Close every source (at shutdown)."""
+        with self._lock:
+            sources = [self._default, *(source for _, source in self._cache.values())]
+            self._cache.clear()
+        await self.release_retired()
+        for source in sources:
+            await source.aclose()
 
     def _source(self, config: PrometheusConfig) -> MetricsSource:
         source = PrometheusSource(config)
@@ -135,7 +155,8 @@ class Connections:
             raise InvalidConnection(f"Secret {name}: 'username' and 'password' go together")
         ca_file = base.ca_file
         if (ca := data.get("ca.crt")) is not None:
-            # requests takes a CA bundle only as a path; one file per Secret, rewritten on refresh.
+            _check_ca(ca, f"Secret {name}: key 'ca.crt'")
+            # httpx's verify takes a CA bundle as a path; one file per Secret, rewritten on refresh.
             handle = self._ca_files.get((namespace, name))
             if handle is None:
                 handle = tempfile.NamedTemporaryFile(prefix="prometheus-ca-", suffix=".crt")  # noqa: SIM115
@@ -153,7 +174,16 @@ class Connections:
             ca_file=ca_file,
             headers=headers or None,
             pool_size=base.pool_size,
+            batch_size=base.batch_size,
         )
+
+
+def _check_ca(pem: bytes, field: str) -> None:
+    # httpx loads the bundle when the client is built: say which key is wrong rather than fail there.
+    try:
+        ssl.create_default_context(cadata=pem.decode("ascii"))
+    except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidConnection(f"{field}: not a PEM CA bundle") from exc
 
 
 def _key(namespace: str, ref: PrometheusRef | None) -> _Key | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from typing import Any, Literal, TypeVar
@@ -23,8 +24,9 @@ from ..api.conditions import EventReason
 from ..core.errors import NotLeader, OutputError
 from ..core.identity import Key, ObjectRef
 from ..core.logref import about
-from ..core.readings import Missing, Reading
+from ..core.readings import Missing, Reading, Value
 from ..observe.connections import Connections, InvalidConnection
+from ..observe.freshness import probe
 from ..observe.source import query_all
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,8 @@ class Effects:
         connections: Connections,
         executor: Executor,
         identity: str,
-        may_write: Callable[[], bool],
+        may_write: Callable[[str], bool],
+        freshness: bool = True,
     ) -> None:
         self.api = api
         self.identity = identity
@@ -51,10 +54,15 @@ class Effects:
         self._connections = connections
         self._executor = executor
         self._may_write = may_write
+        self._freshness = freshness
+        """Whether plans run now also ask when their series were refreshed (for scrape alignment)."""
+        self._samples: dict[ObjectRef, tuple[float, float]] = {}
+        self._fresh_after: dict[ObjectRef, float] = {}
 
-    def check_leader(self) -> None:
-        """Raise :class:`NotLeader` unless this replica may write now (checked right before each write)."""
-        if not self._may_write():
+    def check_leader(self, namespace: str) -> None:
+        """Raise :class:`NotLeader` unless this replica may write for the namespace's objects now (it holds
+        their bucket; checked right before each write)."""
+        if not self._may_write(namespace):
             raise NotLeader()
 
     async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -62,16 +70,17 @@ class Effects:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
-    async def mutate(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking write in the worker pool, only while this replica leads."""
+    async def mutate(self, namespace: str, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking write about the namespace's objects in the worker pool, only while this replica
+        holds their bucket."""
 
         def guarded() -> T:
             # Checked again in the worker, right before the request: a replica paused (or starved) while
             # the call waited for a thread must not write once it wakes up without the Lease.
-            self.check_leader()
+            self.check_leader(namespace)
             return fn(*args)
 
-        self.check_leader()
+        self.check_leader(namespace)
         return await self.blocking(guarded)
 
     async def observe(
@@ -81,18 +90,42 @@ class Effects:
         plan: Mapping[K, str],
         at: float | None = None,
     ) -> dict[K, Reading]:
-        """Run a query plan (now, or at Unix time ``at``); a broken connection makes every reading missing."""
+        """Run a query plan (now, or at Unix time ``at``); a broken connection makes every reading missing.
+
+        A plan run now also asks when its series were last refreshed (the scheduler aligns the next
+        evaluation to it: :meth:`take_sample`).
+        """
         try:
-            # Known connections skip the thread hop, as answers at hand do in query_all.
+            # Known connections skip the thread hop (only a Secret read needs one).
             source = self._connections.at_hand(ref.namespace, prometheus)
             if source is None:
                 source = await self.blocking(self._connections.for_object, ref.namespace, prometheus)
+                await self._connections.release_retired()
         except (InvalidConnection, ApiException) as exc:
             # A broken connection is missing metrics like any other: the fail-safe applies.
             detail = str(exc) if isinstance(exc, InvalidConnection) else f"Prometheus Secret: {exc.reason}"
             return {key: Missing("error", detail) for key in plan}
-        readings = await query_all(source, list(plan.values()), self._executor, at)
+        queries = list(plan.values())
+        refreshed = probe(tuple(queries)) if at is None and self._freshness else None
+        asked_at = time.time()
+        fresh_after = self._fresh_after.get(ref) if at is None else None
+        readings = await query_all(source, [*queries, refreshed] if refreshed else queries, at, fresh_after)
+        if refreshed is not None and isinstance(sample := readings[refreshed], Value):
+            # Several plans in one evaluation: the newest refresh among them.
+            newest = max(sample.value, self._samples.get(ref, (sample.value, 0.0))[0])
+            self._samples[ref] = (newest, asked_at)
         return {key: readings[query] for key, query in plan.items()}
+
+    def need_fresh(self, ref: ObjectRef, after: float | None) -> None:
+        """Make the object's next evaluation take no shared answer asked before the Unix time ``after``."""
+        if after is None:
+            self._fresh_after.pop(ref, None)
+        else:
+            self._fresh_after[ref] = after
+
+    def take_sample(self, ref: ObjectRef) -> tuple[float, float] | None:
+        """The newest sample time the object's last evaluation saw, and when it asked; then forgotten."""
+        return self._samples.pop(ref, None)
 
     async def deployments(
         self, namespace: str, names: Mapping[str, str]
@@ -134,18 +167,18 @@ class Effects:
         self.outputs.record(key, name, data)
         annotations = {kube.REVISION_ANNOTATION: str(revision)}
         try:
-            await self.mutate(kube.apply_config_map, self.api, ref, name, data, annotations)
+            await self.mutate(ref.namespace, kube.apply_config_map, self.api, ref, name, data, annotations)
         except BaseException:
             self.outputs.invalidate(key)
             raise
 
     async def annotate_deployment(self, namespace: str, name: str, checksum: str) -> bool:
         """Roll a Deployment by its config checksum annotation; False if it does not exist."""
-        return await self.mutate(kube.annotate_deployment, self.api, namespace, name, checksum)
+        return await self.mutate(namespace, kube.annotate_deployment, self.api, namespace, name, checksum)
 
     async def scale_deployment(self, namespace: str, name: str, replicas: int) -> bool:
         """Set a Deployment's replicas; False if it does not exist."""
-        return await self.mutate(kube.scale_deployment, self.api, namespace, name, replicas)
+        return await self.mutate(namespace, kube.scale_deployment, self.api, namespace, name, replicas)
 
     async def write(self, ref: ObjectRef, what: str, action: Awaitable[None]) -> OutputError | None:
         """Run an output write; return what failed (for the Ready condition) instead of raising."""
@@ -167,7 +200,9 @@ class Effects:
     ) -> None:
         """Post an Event on the object; a failure is logged, never raised."""
         try:
-            await self.mutate(kube.post_event, self.api, ref, type_, str(reason), message, self.identity)
+            await self.mutate(
+                ref.namespace, kube.post_event, self.api, ref, type_, str(reason), message, self.identity
+            )
         except ApiException as exc:  # an Event is best effort; the status carries the same facts
             log.warning(
                 "could not post %s event on %s/%s: %s",
@@ -180,4 +215,4 @@ class Effects:
 
     async def write_status(self, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
         """Replace the object's whole status (while leading); the status the apiserver returned."""
-        return await self.mutate(kube.write_status, self.api, ref, status)
+        return await self.mutate(ref.namespace, kube.write_status, self.api, ref, status)

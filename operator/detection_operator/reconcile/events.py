@@ -37,8 +37,17 @@ class RecordEvents:
             type_, reason, message = event
             post = partial(kube.post_event, name=f"{record.object.name}.{record.id[:20]}")
             try:
-                await fx.mutate(post, fx.api, record.object, type_, str(reason), message, fx.identity)
+                await fx.mutate(
+                    record.object.namespace,
+                    post,
+                    fx.api,
+                    record.object,
+                    type_,
+                    str(reason),
+                    message,
+                    fx.identity,
+                )
             except NotLeader as exc:
-                raise DeliveryError("not the leader") from exc
+                raise DeliveryError("not the owner of this object's bucket") from exc
             except ApiException as exc:
                 raise DeliveryError(f"HTTP {exc.status} {exc.reason}") from exc

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -45,8 +45,6 @@ from .route_flow import RouteFlow
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 FLOWS: Mapping[str, Flow[Any, Any, Any, Any, Any]] = {flow.kind: flow for flow in (PolicyFlow(), RouteFlow())}
 """Kind name -> its flow."""
 
@@ -62,10 +60,11 @@ class Reconciler:
         notifier: Deliverer,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         identity: str = "detection-operator",
-        may_write: Callable[[], bool] = lambda: True,
+        may_write: Callable[[str], bool] = lambda _: True,
         status_refresh_seconds: float = 0.0,
+        scrape_alignment: bool = True,
     ) -> None:
-        self.effects = Effects(api, connections, executor, identity, may_write)
+        self.effects = Effects(api, connections, executor, identity, may_write, freshness=scrape_alignment)
         self.notifier = notifier
         notifier.add(RecordEvents(self.effects))
         self.series = telemetry.ObjectSeries()
@@ -86,9 +85,14 @@ class Reconciler:
         """What was applied to each owned ConfigMap (the ConfigMap watch reports drift to it)."""
         return self.effects.outputs
 
-    async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking call in the evaluations' worker pool (the leader election uses it too)."""
-        return await self.effects.blocking(fn, *args, **kwargs)
+    def need_fresh(self, key: Key, after: float | None) -> None:
+        """The object's next evaluation is due right after a refresh at about ``after`` (Unix time): it
+        must read answers asked since (None: any answer the coalescing window allows)."""
+        self.effects.need_fresh(_ref(key), after)
+
+    def take_sample(self, key: Key) -> tuple[float, float] | None:
+        """When the data the object's last evaluation read was refreshed, and when it asked (Unix times)."""
+        return self.effects.take_sample(_ref(key))
 
     def forget(self, key: Key) -> None:
         """Drop what is remembered about a deleted object, its metric series too."""
@@ -98,17 +102,21 @@ class Reconciler:
         self._specs.forget(key)
         self._persisted.pop(key, None)
         self._written.pop(key, None)
-        self.notifier.forget(ObjectRef(by_plural(key[0]).kind, key[1], key[2]))
+        self.effects.take_sample(_ref(key))
+        self.effects.need_fresh(_ref(key), None)
+        self.notifier.forget(_ref(key))
 
-    def reset(self) -> None:
-        """Forget cached statuses and per-object series when leadership changes hands.
+    def reset(self, affected: Callable[[Key], bool] = lambda _: True) -> None:
+        """Forget cached statuses and per-object series of the ``affected`` objects when they change hands
+        (their bucket was gained or lost); the others' caches stay, so a move costs no extra writes.
 
         Another replica may have written since this one last did, so statuses are taken from the watch
-        again; and only the leader exports per-object series, so dashboards see one value per object.
+        again; and only the owner exports per-object series, so dashboards see one value per object.
         """
-        self._written.clear()
-        self._persisted.clear()
-        self.series.clear()
+        for cache in (self._written, self._persisted):
+            for key in [key for key in cache if affected(key)]:
+                del cache[key]
+        self.series.clear(affected)
 
     def _status(self, key: Key, body: Mapping[str, Any]) -> dict[str, Any]:
         uid = body["metadata"]["uid"]
@@ -255,7 +263,7 @@ class Reconciler:
 
     def _deliver(self, ref: ObjectRef, box: Outbox, now: datetime) -> None:
         """Start the delivery rounds that are due (a notification is an action too: only a leader sends)."""
-        self.effects.check_leader()
+        self.effects.check_leader(ref.namespace)
         self.notifier.start(ref, outbox.due(box, now, self.notifier.busy(ref)))
 
     async def _record(
@@ -278,6 +286,7 @@ class Reconciler:
         if not status_writes.must_write(previous, new_status, age, self._status_refresh):
             self._written[key] = (ref.uid, new_status)  # the next evaluation starts from the newest
             return True
+        sent = time.time()
         try:
             result = await self.effects.write_status(ref, new_status)
         except ApiException as exc:
@@ -288,5 +297,16 @@ class Reconciler:
             log.debug("%s/%s was deleted during its evaluation", ref.namespace, ref.name)
             return False
         self._written[key] = (ref.uid, dict(result.get("status") or new_status))
+        # One line per write, with who wrote: replicas' logs together show that no object had two writers.
+        log.debug(
+            "wrote status",
+            extra=about(
+                ref.kind, ref.namespace, ref.name, identity=self.effects.identity, write="status", sent=sent
+            ),
+        )
         self._persisted[key] = (ref.uid, status_writes.settled(new_status), time.monotonic())
         return True
+
+
+def _ref(key: Key) -> ObjectRef:
+    return ObjectRef(by_plural(key[0]).kind, key[1], key[2])

@@ -85,12 +85,15 @@ def decide(observed: Observed, now: float, identity: str, retry_period: float) -
         return Decision(Step.CREATE, retry_period)
     if record.holder == identity:
         return Decision(Step.RENEW, retry_period)
-    if not record.holder:
+    if not record.holder or expired(observed, now):
         return Decision(Step.ACQUIRE, retry_period)
-    expires = observed.at + record.lease_duration_seconds
-    if now >= expires:
-        return Decision(Step.ACQUIRE, retry_period)
-    return Decision(Step.FOLLOW, min(retry_period, expires - now))
+    return Decision(Step.FOLLOW, min(retry_period, observed.at + record.lease_duration_seconds - now))
+
+
+def expired(observed: Observed, now: float) -> bool:
+    """Whether the Lease went unrenewed for its duration, counted on our clock since we saw it change."""
+    record = observed.record
+    return record is None or now >= observed.at + record.lease_duration_seconds
 
 
 def leading(renewed_at: float | None, now: float, renew_deadline: float) -> bool:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 from kubernetes import client, config
@@ -20,20 +22,25 @@ from ..core.times import parse_duration
 from ..notify.delivery import Deliverer
 from ..notify.receivers import ReceiverConfig
 from ..observe.connections import Connections
+from ..reconcile import reconciler as reconciler_module
 from ..reconcile.reconciler import Reconciler
 from .history_store import HistoryStore
 from .http_server import HttpServer
-from .lease import LeaderElector
+from .lease import Elector
 from .scheduler import Scheduler, namespace_phase
 from .settings import Settings
 
 DEFAULT_INTERVAL = 30.0
 
+T = TypeVar("T")
+
 log = logging.getLogger(__name__)
 
 
-def _api_client() -> client.ApiClient:
+def _api_client(pool_size: int) -> client.ApiClient:
     configuration = client.Configuration()
+    # One connection per worker: the default (5 per CPU) left workers waiting on urllib3's pool.
+    configuration.connection_pool_maxsize = pool_size
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
@@ -41,10 +48,25 @@ def _api_client() -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: every handler here is an event handler, which reads none. kopf builds one at every
+    watch event all the same, deep-copying the body (3 % of the operator's samples at 500 objects)."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Configure kopf, then start the HTTP endpoints, the leader election and the scheduler."""
     settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.diffbase_storage = _NoDiffBase()
     # A server-side watch timeout makes kopf re-list periodically, which heals a silently broken stream.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -55,8 +77,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.label_selectors["configmaps"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
     operator_settings = Settings.from_env()
+    if operator_settings.log_writes:
+        # Its debug lines are the per-write ones ("wrote status"); the root logger stays at its level.
+        logging.getLogger(reconciler_module.__name__).setLevel(logging.DEBUG)
     election = operator_settings.election
-    api = _api_client()
+    api = _api_client(operator_settings.max_workers)
     executor = ThreadPoolExecutor(max_workers=operator_settings.max_workers, thread_name_prefix="blocking")
     connections = Connections(
         operator_settings.prometheus,
@@ -70,13 +95,19 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         executor,
         notifier,
         identity=election.identity,
-        may_write=lambda: _leading(memo),
+        may_write=lambda namespace: _owns(memo, namespace),
         status_refresh_seconds=operator_settings.status_refresh_seconds,
+        scrape_alignment=operator_settings.scrape_alignment,
     )
     history = None
     if operator_settings.history_store is not None:
-        # Its sink joins the outbox's sinks; snapshots come from every evaluation the leader makes.
-        history = HistoryStore(operator_settings.history_store, election.identity, lambda: _leading(memo))
+        # Its sink joins the outbox's sinks; snapshots come from every evaluation of an owned object.
+        history = HistoryStore(
+            operator_settings.history_store,
+            election.identity,
+            lambda: _leading(memo),
+            owns=lambda namespace: _owns(memo, namespace),
+        )
         notifier.add(history.record_sink)
         reconciler.on_evaluated = history.evaluated
         store = operator_settings.history_store
@@ -85,45 +116,68 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     scheduler = Scheduler(
         reconciler,
         operator_settings.max_concurrent_evaluations,
-        may_dispatch=lambda: _leading(memo),
+        owns=lambda key: _owns(memo, key[1]),
         on_lag=telemetry.SCHEDULE_LAG.observe,
         phase=namespace_phase,
         on_removed=reconciler.forget,
+        sampled=reconciler.take_sample if operator_settings.scrape_alignment else None,
+        fresh_after=reconciler.need_fresh,
     )
+    telemetry.ALIGNED.set_function(scheduler.aligned)
 
-    def leadership_changed(leading: bool) -> None:
-        reconciler.reset()
-        if leading:
+    def ownership_changed(gained: frozenset[int], lost: frozenset[int]) -> None:
+        moved = gained | lost
+        reconciler.reset(lambda key: elector is not None and elector.bucket(key[1]) in moved)
+        if gained:
             scheduler.wake()
 
     elector = None
+    # Its own threads: renewals queued behind a busy replica's evaluation I/O would miss the renew
+    # deadline, and the replica would drop its buckets exactly when it is loaded.
+    # One thread per Lease written in a round (its buckets and member slot), so a slow apiserver delays
+    # the renewals side by side rather than one after another.
+    election_pool = ThreadPoolExecutor(max_workers=election.buckets + 1, thread_name_prefix="election")
+
+    async def election_blocking(fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(election_pool, functools.partial(fn, *args))
+
     if election.enabled:
-        elector = LeaderElector(api, election, reconciler.blocking, leadership_changed)
-    memo.elector = elector  # before anything can ask _leading(): without it, this replica counts as leader
+        elector = Elector(api, election, election_blocking, ownership_changed)
+    memo.elector = elector  # before anything can ask _owns(): without it, this replica owns every object
     # Read at each scrape, so the gauge drops the moment a renewal misses its deadline.
     telemetry.LEADER.set_function(lambda: float(_leading(memo)))
     ready = memo.get("ready")
     http = HttpServer("0.0.0.0", operator_settings.http_port, ready=ready.is_set if ready else lambda: True)
     await http.start()
     memo.api, memo.executor, memo.reconciler, memo.scheduler = api, executor, reconciler, scheduler
-    memo.notifier, memo.http = notifier, http
+    memo.election_pool = election_pool
+    memo.notifier, memo.http, memo.connections = notifier, http, connections
     memo.scheduler_task = asyncio.create_task(scheduler.run(), name="scheduler")
     memo.history = history
     if history is not None:
         memo.history_task = asyncio.create_task(history.run(), name="history-store")
     if elector is not None:
-        memo.elector_task = asyncio.create_task(elector.run(), name="leader-election")
+        memo.elector_task = asyncio.create_task(elector.run(), name="bucket-election")
     log.info(
-        "replica %s serving /healthz, /readyz, /metrics on port %d; leader election %s",
+        "replica %s serving /healthz, /readyz, /metrics on port %d; election %s",
         election.identity,
         operator_settings.http_port,
-        f"on lease {election.lease_namespace}/{election.lease_name}" if election.enabled else "off",
+        (
+            f"of {election.buckets} bucket(s) on leases {election.lease_namespace}/{election.lease_name}*"
+            if election.enabled
+            else "off"
+        ),
     )
 
 
 def _leading(memo: kopf.Memo) -> bool:
-    elector: LeaderElector | None = memo.elector
+    elector: Elector | None = memo.elector
     return elector is None or elector.leading()
+
+
+def _owns(memo: kopf.Memo, namespace: str) -> bool:
+    elector: Elector | None = memo.elector
+    return elector is None or elector.owns(namespace)
 
 
 @kopf.on.cleanup()
@@ -138,8 +192,10 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     if memo.history is not None:
         memo.history_task.cancel()
         await memo.history.close()
+    await memo.connections.aclose()
     await memo.http.stop()
     memo.executor.shutdown(wait=False)
+    memo.election_pool.shutdown(wait=False)
     memo.api.close()
 
 
@@ -158,7 +214,10 @@ async def track(
     if event.get("type") == "DELETED":
         memo.scheduler.remove(key)
     else:
-        snapshot = {field: body.get(field) for field in ("metadata", "spec", "status")}
+        # Without managedFields: the apiserver's bookkeeping of who set which field, never read here, was
+        # the largest part of each object kept (a third of a policy's JSON, more as Python objects).
+        metadata = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+        snapshot = {"metadata": metadata, "spec": body.get("spec"), "status": body.get("status")}
         memo.scheduler.upsert(key, snapshot, _interval(body))
     telemetry.OBJECTS.labels(by_plural(resource.plural).kind).set(memo.scheduler.count(resource.plural))
 

@@ -1,4 +1,4 @@
-"""The history store in the running operator: its sink, the snapshots it samples, retention, all leader-only.
+"""The history store in the running operator: its sink, sampled snapshots, retention (by bucket holders).
 
 The outbox delivers audit records to :attr:`HistoryStore.sink` like to any other sink. Snapshots do not go
 through the outbox: each evaluation offers one, the sampler keeps one per object per interval, and
@@ -59,9 +59,11 @@ class HistoryStore:
         config: StoreConfig,
         identity: str,
         may_write: Callable[[], bool],
+        owns: Callable[[str], bool] = lambda _: True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        """Prepare the store for replica ``identity``; ``may_write`` says whether it leads right now."""
+        """Prepare the store for replica ``identity``; ``may_write`` says whether it holds any bucket right
+        now (flushes and retention), ``owns`` whether it may write for a namespace's objects (snapshots)."""
         self.config = config
         self.identity = identity
         self.sink = PostgresSink(config)
@@ -69,12 +71,13 @@ class HistoryStore:
         """What the outbox delivers every record to."""
         self.sampler = SnapshotSampler(config.snapshot_interval)
         self._may_write = may_write
+        self._owns = owns
         self._clock = clock
         self._failing = False
 
     def evaluated(self, ref: ObjectRef, now: datetime, generation: int | None, decision: object) -> None:
-        """After an evaluation: queue its snapshot if one is due (only the leader's evaluations count)."""
-        if not self._may_write() or not self.sampler.due(ref, now):
+        """After an evaluation: queue its snapshot if one is due (only the owner's evaluations count)."""
+        if not self._owns(ref.namespace) or not self.sampler.due(ref, now):
             return
         snapshot = snapshot_of(decision)
         if snapshot is not None:
@@ -86,7 +89,7 @@ class HistoryStore:
         self.sink.offer_snapshot(record)
 
     async def run(self) -> None:
-        """Write queued snapshots every few seconds and enforce retention every hour, while leading.
+        """Write queued snapshots every few seconds and enforce retention every hour, while holding a bucket.
 
         Nothing stops it but cancellation: the store is optional, and a failure is reported, then retried.
         """

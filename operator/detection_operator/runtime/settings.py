@@ -28,7 +28,7 @@ def _existing(path: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class LeaderElection:
-    """The coordination.k8s.io/v1 Lease that decides which replica evaluates and writes."""
+    """The coordination.k8s.io/v1 Leases that decide which replica evaluates and writes which objects."""
 
     enabled: bool = True
     lease_name: str = "detection-operator"
@@ -38,8 +38,32 @@ class LeaderElection:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+    buckets: int = 12
+    """Objects are split into this many buckets by namespace, each with its own Lease (see buckets.py);
+    12 spreads evenly over 1, 2, 3, 4 or 6 replicas. 1 is active/standby on the one Lease ``lease_name``."""
+    member_slots: int = 8
+    """Member Leases through which replicas see each other: at least the replicas that can run at once
+    (a rolling update's surge too); a replica that finds none free still claims free buckets."""
+
+    def bucket_leases(self) -> tuple[str, ...]:
+        """The Lease of each bucket, by index; the names carry the bucket count, so replicas configured
+        with another count (during a rolling update that changes it) see each other's Leases as foreign."""
+        if self.buckets == 1:
+            return (self.lease_name,)
+        return tuple(f"{self.lease_name}-bucket-{i}-of-{self.buckets}" for i in range(self.buckets))
+
+    def member_leases(self) -> tuple[str, ...]:
+        """The member slots' Leases; none with one bucket, where nobody needs to know the others."""
+        if self.buckets == 1:
+            return ()
+        return tuple(f"{self.lease_name}-member-{i}" for i in range(self.member_slots))
 
     def __post_init__(self) -> None:
+        if self.buckets < 1 or self.member_slots < 1:
+            raise ValueError(
+                f"{_PREFIX}BUCKETS ({self.buckets}) and {_PREFIX}MEMBER_SLOTS ({self.member_slots}) "
+                "must be at least 1"
+            )
         # client-go's rule: the holder must give up before others may take over, and retry in between.
         if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
             raise ValueError(
@@ -65,17 +89,25 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch; empty means cluster-wide."""
     max_workers: int = 16
-    """Threads for blocking Kubernetes and Prometheus calls."""
-    max_concurrent_evaluations: int = 32
-    """Evaluations in flight at once; the rest wait their turn."""
+    """Threads for blocking Kubernetes calls; also the connections (and so the queries in flight) per
+    Prometheus connection, whose queries run on the event loop."""
+    max_concurrent_evaluations: int = 128
+    """Evaluations in flight at once; the rest wait their turn. Most of an evaluation's time is waiting
+    (on Prometheus, on a worker for a status write), so this bounds waiting coroutines, not work: at
+    2,000 objects on 10 s, 32 fell behind (192 of 200 evaluations/s, lag p95 22 s) where 128 kept up."""
     http_port: int = 8080
     """Port of /healthz, /readyz and /metrics."""
     election: LeaderElection = field(default_factory=LeaderElection)
     status_refresh_seconds: float = 0.0
     """A status whose only changes are `lastEvaluated` and measured values is rewritten at most this often;
     decisions, conditions and memory are always written at once. 0 writes after every evaluation."""
+    log_writes: bool = False
+    """Log one line per status write (which replica wrote which object) without the rest of debug logging:
+    an audit of hand-overs between replicas."""
     query_coalesce_seconds: float = 1.0
     """Identical queries within this many seconds share one Prometheus request; 0 turns that off."""
+    scrape_alignment: bool = True
+    """Evaluate each object right after its data is refreshed (runtime.alignment); off: a fixed grid."""
     receivers_file: str | None = None
     """YAML/JSON file (a mounted Secret) listing alert receivers; see notify.receivers."""
     prometheus: PrometheusConfig = field(
@@ -107,6 +139,7 @@ class Settings:
             ca_file=_existing(get("PROMETHEUS_CA_FILE")),
             headers=json.loads(get("PROMETHEUS_HEADERS") or "{}") or None,
             pool_size=int(get("MAX_WORKERS") or default.max_workers),
+            batch_size=int(get("QUERY_BATCH") or default.prometheus.batch_size),
         )
         return cls(
             namespaces=namespaces,
@@ -123,9 +156,13 @@ class Settings:
                 lease_duration=float(get("LEASE_DURATION_SECONDS") or default.election.lease_duration),
                 renew_deadline=float(get("RENEW_DEADLINE_SECONDS") or default.election.renew_deadline),
                 retry_period=float(get("RETRY_PERIOD_SECONDS") or default.election.retry_period),
+                buckets=int(get("BUCKETS") or default.election.buckets),
+                member_slots=int(get("MEMBER_SLOTS") or default.election.member_slots),
             ),
             status_refresh_seconds=float(get("STATUS_REFRESH_SECONDS") or default.status_refresh_seconds),
+            log_writes=_flag("LOG_WRITES", get("LOG_WRITES"), default.log_writes),
             query_coalesce_seconds=float(get("QUERY_COALESCE_SECONDS") or default.query_coalesce_seconds),
+            scrape_alignment=_flag("SCRAPE_ALIGNMENT", get("SCRAPE_ALIGNMENT"), default.scrape_alignment),
             receivers_file=get("RECEIVERS_FILE"),
             prometheus=prometheus,
             history_store=_history_store(get),
