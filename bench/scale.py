@@ -23,6 +23,7 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from detection_operator.api.base import GROUP, VERSION
+from detection_operator.api.kinds import KINDS
 from detection_testing.charts import kubectl_binary
 from detection_testing.exporter import MetricExporter
 from detection_testing.operator_process import OperatorProcess
@@ -37,7 +38,7 @@ ROUTE_SHARE = 5
 CONTRIBUTORS = ("strict-rules", "ua-heuristics", "ip-reputation", "asn-geo", "header-sanity", "llm-judge")
 MODELS = ("primary", "backup1", "backup2")
 
-PLURALS = ("detectionpolicies", "modelroutes")
+PLURALS = tuple(kind.plural for kind in KINDS)
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -249,7 +250,7 @@ def create(api: client.ApiClient, exporter: MetricExporter, start: int, stop: in
 def _evaluated(api: client.ApiClient) -> int:
     custom = client.CustomObjectsApi(api)
     count = 0
-    for plural in ("detectionpolicies", "modelroutes"):
+    for plural in PLURALS:
         items = custom.list_cluster_custom_object(GROUP, VERSION, plural)["items"]
         count += sum(1 for item in items if (item.get("status") or {}).get("lastEvaluated"))
     return count
