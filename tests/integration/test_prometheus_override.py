@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from detection_operator.api.base import GROUP, VERSION
+from detection_testing.controlplane import serving_certificate
 from detection_testing.exporter import MetricExporter
 from detection_testing.kube import wait_for
 from detection_testing.operator_process import OperatorProcess
 from detection_testing.ports import free_port
-from detection_testing.prometheus import PrometheusServer
+from detection_testing.prometheus import PrometheusServer, WebSecurity
+
+PASSWORD = "s3cret-Pa55"
+
+
+@pytest.fixture(scope="module")
+def secured(exporter: MetricExporter, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+    """A Prometheus that serves only HTTPS, with a certificate from a private CA, to basic credentials."""
+    directory = tmp_path_factory.mktemp("secured-prometheus")
+    ca, cert, key = serving_certificate(directory / "pki")
+    web = WebSecurity(cert, key, ca, username="operator", password=PASSWORD)
+    with PrometheusServer(directory, targets=[exporter.target], web=web) as prom:
+        yield prom
 
 
 @pytest.fixture
@@ -95,3 +109,48 @@ def test_secret_override_reaches_prometheus_and_bad_secrets_fail_safe(
         )
         assert cause in condition["message"], condition
         assert "file:///etc/passwd" not in condition["message"]  # the bad value is not echoed back
+
+
+def test_a_secured_prometheus_is_reached_with_the_secrets_ca_and_credentials(
+    kube: client.ApiClient,
+    namespace: str,
+    exporter: MetricExporter,
+    secured: PrometheusServer,
+    operator: OperatorProcess,
+) -> None:
+    core, objects = client.CoreV1Api(kube), client.CustomObjectsApi(kube)
+    exporter.set("override_latency", 350, {"namespace": namespace})
+    secured.wait_for_series(f'override_latency{{namespace="{namespace}"}}')
+    assert secured.web is not None
+    reach = {"url": secured.url, "username": "operator", "ca.crt": secured.web.ca_file.read_text()}
+    secrets = {
+        "tls": {**reach, "password": PASSWORD},
+        "tls-wrong-password": {**reach, "password": "not-the-password"},
+        "tls-unknown-ca": {**{k: v for k, v in reach.items() if k != "ca.crt"}, "password": PASSWORD},
+    }
+    for name, data in secrets.items():
+        core.create_namespaced_secret(
+            namespace, client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data)
+        )
+        objects.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "detectionpolicies", policy(name, {"secretRef": {"name": name}})
+        )
+
+    def metrics_condition(name: str) -> dict[str, Any] | None:
+        obj = objects.get_namespaced_custom_object(GROUP, VERSION, namespace, "detectionpolicies", name)
+        conditions = (obj.get("status") or {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == "MetricsAvailable"), None)
+
+    wait_for(
+        lambda: (c := metrics_condition("tls")) and c["status"] == "True",
+        timeout=30,
+        what="MetricsAvailable=True through TLS and basic auth",
+    )
+    for name, cause in (("tls-wrong-password", "HTTP 401"), ("tls-unknown-ca", "certificate verify failed")):
+        condition = wait_for(
+            lambda n=name: (c := metrics_condition(n)) and c["status"] == "False" and c,
+            timeout=30,
+            what=f"{name}: MetricsAvailable=False",
+        )
+        assert cause in condition["message"], condition
+        assert PASSWORD not in condition["message"] and "not-the-password" not in condition["message"]
