@@ -22,6 +22,7 @@ from bench import (
     kube_writes,
     policy,
     policy_loop,
+    query_client,
     reaction,
     reader_latency,
     replicas,
@@ -139,6 +140,12 @@ def kubernetes_writes() -> list[str]:
         return kube_writes.section(Path(tmp))
 
 
+def prometheus_queries() -> list[str]:
+    """Issue 19: the Prometheus client's CPU per request, httpx against aiohttp."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        return query_client.section(Path(tmp))
+
+
 def breach_to_switch() -> list[str]:
     """Items 3 and 4: breach -> switch end to end, and the Alertmanager-based alternative in the same run."""
     cases = [
@@ -214,6 +221,7 @@ SECTIONS: list[Callable[[], list[str]]] = [
     validate_speed,
     rule_to_config_map,
     kubernetes_writes,
+    prometheus_queries,
     breach_to_switch,
     route_closed_loop,
     policy_closed_loop,

@@ -18,7 +18,7 @@ def _run(args: argparse.Namespace) -> int:
 
     import kopf
 
-    from .runtime import handlers  # noqa: F401  (registers the handlers with kopf)
+    from .runtime import handlers, heap  # noqa: F401  (handlers registers the handlers with kopf)
     from .runtime.settings import Settings
 
     try:
@@ -32,6 +32,7 @@ def _run(args: argparse.Namespace) -> int:
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     # Raised by kopf once the startup handlers are done and the watches start: /readyz answers 200 then.
     ready = threading.Event()
+    heap.settle()
     # standalone: no kopf peering. It would not give one active replica (see election.py); the Lease does.
     kopf.run(
         clusterwide=not namespaces,

@@ -294,6 +294,14 @@ class _Pki:
         return cert_path, key_path
 
 
+def serving_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a serving certificate it signed for 127.0.0.1 and localhost, for a server other
+    than the apiserver (a secured Prometheus): the CA certificate, certificate and key files."""
+    pki = _Pki(directory)
+    pki.generate()
+    return pki.ca_cert, pki.serving_cert, pki.serving_key
+
+
 # --------------------------------------------------------------------------------------------------
 # The control plane
 # --------------------------------------------------------------------------------------------------

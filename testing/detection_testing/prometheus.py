@@ -6,18 +6,21 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import bcrypt
 import httpx
 
 from .lifecycle import Started
 from .ports import LOOPBACK, LoopbackServer, free_port
 from .processes import ManagedProcess
 
-__all__ = ["PrometheusNotFoundError", "PrometheusServer", "Sample", "find_prometheus"]
+__all__ = ["PrometheusNotFoundError", "PrometheusServer", "Sample", "WebSecurity", "find_prometheus"]
 
 _FALLBACK_BINARY = "/usr/bin/prometheus"
 _POLL_INTERVAL = 0.1
@@ -34,6 +37,18 @@ class Sample(NamedTuple):
 
     labels: dict[str, str]
     value: float
+
+
+@dataclass(frozen=True)
+class WebSecurity:
+    """Prometheus' own TLS and basic authentication (``--web.config.file``), as a secured server has."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+    """The CA that signed ``cert_file``: what clients must trust."""
+    username: str
+    password: str
 
 
 def find_prometheus(binary: str | None = None) -> str:
@@ -82,13 +97,15 @@ class PrometheusServer(LoopbackServer, Started):
         *,
         listen_host: str = LOOPBACK,
         scrape_configs: Sequence[dict[str, Any]] = (),
+        web: WebSecurity | None = None,
     ) -> None:
         """Prepare (but do not start) a server; raises PrometheusNotFoundError without a binary.
 
         ``rule_files`` are loaded as recording/alerting rules; firing alerts go to ``alertmanagers``
         (``host:port`` targets). ``listen_host`` ``0.0.0.0`` makes it reachable from Pods on a local
         node too (``url`` stays the loopback one); ``scrape_configs`` are added after the ``exporter``
-        job (e.g. Kubernetes service discovery of Pods).
+        job (e.g. Kubernetes service discovery of Pods). With ``web`` it serves HTTPS only and answers
+        only requests with its basic credentials (this class's own requests carry them).
         """
         self.workdir = Path(workdir)
         self.binary = find_prometheus(binary)
@@ -98,11 +115,17 @@ class PrometheusServer(LoopbackServer, Started):
         self.alertmanagers = list(alertmanagers)
         self.listen_host = listen_host
         self.scrape_configs = [dict(c) for c in scrape_configs]
+        self.web = web
         self._targets = list(targets)
         self._port = port
         self._process: ManagedProcess | None = None
 
     # -- paths and properties ------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:9090`` (``https://`` with :attr:`web`)."""
+        return f"{'https' if self.web else 'http'}://{self.target}"
 
     @property
     def config_path(self) -> Path:
@@ -287,6 +310,21 @@ class PrometheusServer(LoopbackServer, Started):
         tmp.write_text(json.dumps(config, indent=2) + "\n")
         # Atomic replace: a reload racing the write must never read a half-written file.
         tmp.replace(self.config_path)
+        if self.web is not None:
+            # The fewest rounds bcrypt allows: Prometheus checks the hash at every request.
+            hashed = bcrypt.hashpw(self.web.password.encode(), bcrypt.gensalt(rounds=4)).decode()
+            web = {
+                "tls_server_config": {
+                    "cert_file": str(self.web.cert_file),
+                    "key_file": str(self.web.key_file),
+                },
+                "basic_auth_users": {self.web.username: hashed},
+            }
+            self._web_config_path.write_text(json.dumps(web, indent=2) + "\n")
+
+    @property
+    def _web_config_path(self) -> Path:
+        return self.workdir / "web.yml"
 
     def _argv(self) -> list[str]:
         return [
@@ -297,6 +335,7 @@ class PrometheusServer(LoopbackServer, Started):
             "--web.enable-lifecycle",
             "--web.enable-admin-api",
             "--log.level=warn",
+            *([f"--web.config.file={self._web_config_path}"] if self.web else []),
             *self.extra_flags,
         ]
 
@@ -318,7 +357,14 @@ class PrometheusServer(LoopbackServer, Started):
 
     def _client(self) -> httpx.Client:
         # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback requests.
-        return httpx.Client(timeout=_HTTP_TIMEOUT, trust_env=False)
+        if self.web is None:
+            return httpx.Client(timeout=_HTTP_TIMEOUT, trust_env=False)
+        return httpx.Client(
+            timeout=_HTTP_TIMEOUT,
+            trust_env=False,
+            verify=ssl.create_default_context(cafile=str(self.web.ca_file)),
+            auth=(self.web.username, self.web.password),
+        )
 
     def _require_process(self) -> ManagedProcess:
         if self._process is None:

@@ -156,7 +156,7 @@ class Connections:
         ca_file = base.ca_file
         if (ca := data.get("ca.crt")) is not None:
             _check_ca(ca, f"Secret {name}: key 'ca.crt'")
-            # httpx's verify takes a CA bundle as a path; one file per Secret, rewritten on refresh.
+            # The SSL context takes a CA bundle as a path; one file per Secret, rewritten on refresh.
             handle = self._ca_files.get((namespace, name))
             if handle is None:
                 handle = tempfile.NamedTemporaryFile(prefix="prometheus-ca-", suffix=".crt")  # noqa: SIM115
@@ -179,7 +179,7 @@ class Connections:
 
 
 def _check_ca(pem: bytes, field: str) -> None:
-    # httpx loads the bundle when the client is built: say which key is wrong rather than fail there.
+    # The source loads the bundle when it is built: say which key is wrong rather than fail there.
     try:
         ssl.create_default_context(cadata=pem.decode("ascii"))
     except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:

@@ -1,15 +1,17 @@
 """MetricsSource: run an instant PromQL query and normalise the answer to a value or a typed 'missing'.
 
 Every failure (HTTP error, malformed JSON, timeout) becomes a :class:`~..core.readings.Missing` with its
-cause, never an exception and never 0. Queries are coroutines on the event loop over one pooled httpx
-client per connection: no thread per query (at 2,000 objects the thread hand-offs and urllib3 were 39 % of
-the operator's samples).
+cause, never an exception and never 0. Queries are coroutines on the event loop over one pooled aiohttp
+session per connection: no thread per query (at 2,000 objects the thread hand-offs and urllib3 were 39 % of
+the operator's samples). aiohttp, not httpx: on the same loop, against the same server, an httpx request
+took 1.5 to 2.3 ms of CPU and an aiohttp one 0.4 ms (bench/RESULTS.md "Prometheus client"), and kopf
+already runs its watches on aiohttp in this process.
 
 The queries of one evaluation travel in one request: ``label_replace((q0), L, "0", "", "") or ...`` tags
-each query's series with its index, and the answer is split by the tag. httpx costs about 1.5 ms of CPU
-per request, more than everything else an evaluation does with one answer; Prometheus evaluates each
-part as it would alone. A query that cannot be a part (a scalar, a string, a parse error: the server
-refuses the whole request) is asked alone, then and from then on.
+each query's series with its index, and the answer is split by the tag. A request costs more CPU than
+everything else an evaluation does with one answer; Prometheus evaluates each part as it would alone. A
+query that cannot be a part (a scalar, a string, a parse error: the server refuses the whole request) is
+asked alone, then and from then on.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
+import aiohttp
 
 from ..core.readings import Missing, Reading, Value, normalise
 from ..telemetry import QUERY_DURATION
@@ -70,32 +72,48 @@ class PrometheusConfig:
 
 
 class PrometheusSource:
-    """MetricsSource over an async httpx client: keep-alive pool, no retries, an explicit timeout.
+    """MetricsSource over an aiohttp session: keep-alive pool, no retries, an explicit timeout.
 
     The next evaluation is our retry, so each query gets exactly one attempt bounded by
-    ``timeout_seconds`` (connect, each read and write), on the server side too. Waiting for a free
-    connection is not bounded by it: that is queueing behind our own queries, not a slow server.
+    ``timeout_seconds`` (connecting, and each wait for the answer's bytes), on the server side too.
+    Waiting for a free connection is not bounded by it: that is queueing behind our own queries, not a
+    slow server.
     """
 
     def __init__(self, config: PrometheusConfig) -> None:
         self.config = config
         headers = dict(config.headers or {})
-        if config.bearer_token:
+        # One Authorization header: basic credentials over a token over one among the headers.
+        if config.basic_auth:
+            headers["Authorization"] = aiohttp.BasicAuth(*config.basic_auth).encode()
+        elif config.bearer_token:
             headers["Authorization"] = f"Bearer {config.bearer_token}"
+        self._headers = headers
+        # Built here, where a bad bundle fails at once; the session is made on the event loop (this may
+        # run in a worker thread, and an aiohttp session belongs to the loop it was made on).
+        self._ssl = ssl.create_default_context(cafile=config.ca_file) if config.ca_file else True
+        self._url = config.url.rstrip("/") + "/api/v1/query"
         timeout = config.timeout_seconds
-        self._client = httpx.AsyncClient(
-            base_url=config.url.rstrip("/"),
-            headers=headers,
-            auth=config.basic_auth,
-            verify=ssl.create_default_context(cafile=config.ca_file) if config.ca_file else True,
-            trust_env=False,
-            timeout=httpx.Timeout(timeout, pool=None),
-            limits=httpx.Limits(max_connections=config.pool_size, max_keepalive_connections=config.pool_size),
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=None, sock_connect=timeout, sock_read=timeout
         )
+        self._session: aiohttp.ClientSession | None = None
         # Prometheus parses durations strictly: "2.0s" is a 400, "2000ms" is fine.
         self._server_timeout = f"{round(timeout * 1000)}ms"
         self._alone: set[str] = set()
         """Queries that cannot be asked in company: the server refused them, or what they answer."""
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.config.pool_size, ssl=self._ssl),
+                headers=self._headers,
+                timeout=self._timeout,
+                # The environment's HTTP(S)_PROXY must not capture the connection to Prometheus.
+                trust_env=False,
+                raise_for_status=False,
+            )
+        return self._session
 
     async def query(self, promql: str, at: float | None = None, fresh_after: float | None = None) -> Reading:
         """Run ``promql`` as an instant query (at ``at``, else now); every failure becomes a Missing.
@@ -163,23 +181,26 @@ class PrometheusSource:
             params["time"] = f"{at:.3f}"
         try:
             # POST: a request of many queries may be longer than a proxy allows a URL to be.
-            response = await self._client.post("/api/v1/query", data=params)
-        except httpx.TimeoutException:
+            async with self._client().post(self._url, data=params) as response:
+                status, reason, body = response.status, response.reason, await response.read()
+        except TimeoutError:  # aiohttp's timeouts are TimeoutErrors too
             return Missing("timeout", f"no answer within {self.config.timeout_seconds:g}s"), False
-        except httpx.HTTPError as exc:
+        except (aiohttp.ClientError, ValueError) as exc:
+            # ValueError: a header value no request may carry (a line break from a Secret's headers).
             return Missing("error", _short(exc)), False
-        if response.status_code != 200:
-            missing = Missing("error", f"HTTP {response.status_code}: {_error_text(response)}")
-            return missing, response.status_code in (400, 422)
+        if status != 200:
+            missing = Missing("error", f"HTTP {status}: {_error_text(body, reason)}")
+            return missing, status in (400, 422)
         try:
-            data = response.json()["data"]
+            data = json.loads(body)["data"]
             return data["result"], data.get("resultType") != "vector"
         except (ValueError, KeyError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
             return Missing("bad-response", _short(exc)), False
 
     async def aclose(self) -> None:
         """Release pooled connections."""
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 BATCH_LABEL = "detection_operator_query"
@@ -206,14 +227,14 @@ def _observe(reading: Reading, seconds: float) -> None:
     QUERY_DURATION.labels("ok" if isinstance(reading, Value) else reading.cause).observe(seconds)
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_text(body: bytes, reason: str | None) -> str:
     # Prometheus explains a refused query in the body ({"error": ...}); a proxy may send anything.
     try:
-        body: Any = response.json()
-    except json.JSONDecodeError:
-        body = None
-    text = body.get("error") if isinstance(body, dict) else None
-    return _clip(str(text) if text else response.reason_phrase)
+        parsed: Any = json.loads(body)
+    except ValueError:  # not JSON, or not UTF-8
+        parsed = None
+    text = parsed.get("error") if isinstance(parsed, dict) else None
+    return _clip(str(text) if text else reason or "")
 
 
 def _short(exc: BaseException) -> str:

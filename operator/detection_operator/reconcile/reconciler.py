@@ -8,6 +8,7 @@ so each evaluation writes the whole status, and the last written status is remem
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -71,8 +72,8 @@ class Reconciler:
         self._clock = clock
         self._written: dict[Key, tuple[str, dict[str, Any]]] = {}
         self._status_refresh = status_refresh_seconds
-        self._persisted: dict[Key, tuple[str, dict[str, Any], float]] = {}
-        """Per object: uid, settled status last written, and when (monotonic)."""
+        self._persisted: dict[Key, tuple[str, bytes, float]] = {}
+        """Per object: uid, the fingerprint of the status last written, and when (monotonic)."""
         self._decided_at: dict[Key, float] = {}
         self._specs = ValidatedSpecs()
         self.on_decided: Callable[[Key, float], None] | None = None
@@ -123,7 +124,9 @@ class Reconciler:
         written = self._written.get(key)
         if written is not None and written[0] == uid:
             return written[1]
-        return dict(body.get("status") or {})
+        # The scheduler keeps a watched status as its JSON text (runtime/handlers.py, track).
+        status = body.get("status")
+        return json.loads(status) if isinstance(status, str) else dict(status or {})
 
     async def __call__(self, key: Key, body: Mapping[str, Any]) -> None:
         """Evaluate one object now, counted and timed by kind and result."""
@@ -283,7 +286,8 @@ class Reconciler:
         previous, age = None, 0.0
         if persisted is not None and persisted[0] == ref.uid:
             previous, age = persisted[1], time.monotonic() - persisted[2]
-        if not status_writes.must_write(previous, new_status, age, self._status_refresh):
+        fingerprint = status_writes.fingerprint(new_status)
+        if not status_writes.must_write(previous, fingerprint, age, self._status_refresh):
             self._written[key] = (ref.uid, new_status)  # the next evaluation starts from the newest
             return True
         sent = time.time()
@@ -304,7 +308,7 @@ class Reconciler:
                 ref.kind, ref.namespace, ref.name, identity=self.effects.identity, write="status", sent=sent
             ),
         )
-        self._persisted[key] = (ref.uid, status_writes.settled(new_status), time.monotonic())
+        self._persisted[key] = (ref.uid, fingerprint, time.monotonic())
         return True
 
 

@@ -9,6 +9,8 @@ changes go out at most every refresh period.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,8 +45,14 @@ def settled(status: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _without_measurements(k, v) for k, v in status.items() if k != "lastEvaluated"}
 
 
-def must_write(
-    previous: Mapping[str, Any] | None, new: Mapping[str, Any], age_seconds: float, refresh_seconds: float
-) -> bool:
-    """Whether to write ``new`` now, given the settled status last written ``age_seconds`` ago."""
-    return previous is None or age_seconds >= refresh_seconds or settled(new) != previous
+def fingerprint(status: Mapping[str, Any]) -> bytes:
+    """A digest of :func:`settled` ``status``: remembering 16 bytes per object instead of the settled
+    copy (about 16 KB of Python objects each) is 30 MB less at 2,000 objects."""
+    canonical = json.dumps(settled(status), sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(canonical.encode(), digest_size=16).digest()
+
+
+def must_write(previous: bytes | None, new: bytes, age_seconds: float, refresh_seconds: float) -> bool:
+    """Whether to write a status of :func:`fingerprint` ``new`` now, given the fingerprint of the status
+    last written ``age_seconds`` ago."""
+    return previous is None or age_seconds >= refresh_seconds or new != previous
