@@ -3,8 +3,8 @@
 Every failure (HTTP error, malformed JSON, timeout) becomes a :class:`~..core.readings.Missing` with its
 cause, never an exception and never 0. Queries are coroutines on the event loop over one pooled aiohttp
 session per connection: no thread per query (at 2,000 objects the thread hand-offs and urllib3 were 39 % of
-the operator's samples). aiohttp, not httpx: on the same loop, against the same server, an httpx request
-took 1.5 to 2.3 ms of CPU and an aiohttp one 0.4 ms (bench/RESULTS.md "Prometheus client"), and kopf
+the operator's samples). aiohttp, not httpx: on the same loop, against the same real Prometheus, an httpx
+request took 2.14 ms of CPU and an aiohttp one 0.78 ms (bench/RESULTS.md "Prometheus client"), and kopf
 already runs its watches on aiohttp in this process.
 
 The queries of one evaluation travel in one request: ``label_replace((q0), L, "0", "", "") or ...`` tags
