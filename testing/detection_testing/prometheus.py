@@ -356,15 +356,12 @@ class PrometheusServer(LoopbackServer, Started):
         return False
 
     def _client(self) -> httpx.Client:
+        secured: dict[str, Any] = {}
+        if self.web is not None:
+            secured["verify"] = ssl.create_default_context(cafile=str(self.web.ca_file))
+            secured["auth"] = (self.web.username, self.web.password)
         # trust_env=False: an HTTP(S)_PROXY in the environment must not capture loopback requests.
-        if self.web is None:
-            return httpx.Client(timeout=_HTTP_TIMEOUT, trust_env=False)
-        return httpx.Client(
-            timeout=_HTTP_TIMEOUT,
-            trust_env=False,
-            verify=ssl.create_default_context(cafile=str(self.web.ca_file)),
-            auth=(self.web.username, self.web.password),
-        )
+        return httpx.Client(timeout=_HTTP_TIMEOUT, trust_env=False, **secured)
 
     def _require_process(self) -> ManagedProcess:
         if self._process is None:
