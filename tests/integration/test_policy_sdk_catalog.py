@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -79,17 +78,11 @@ def test_expense_and_external_circuits_from_generated_queries(
     # Prometheus holds two scrapes of the counters every contributor is assumed heavy, and an evaluation
     # may come first: the measured classes are waited for, not the first status.
     measured = {"strict-rules": "light", "llm-judge": "heavy"}
-    seen: list[object] = []
-
-    def measured_status() -> dict[str, Any] | None:
-        status = policy.status()
-        seen.append(status.get("expense"))
-        return status if seen[-1] == measured else None
-
-    try:
-        status = wait_for(measured_status, timeout=60, what="expense measured")
-    except TimeoutError:
-        pytest.fail(f"expense never measured as {measured}; the last status said {seen[-1:]}")
+    status = wait_for(
+        lambda: (s := policy.status()).get("expense") == measured and s,
+        timeout=60,
+        what=f"expense measured as {measured}",
+    )
     assert status["contributors"] == ["strict-rules"]  # balanced enables up to maxExpense light
     external = wait_for(
         lambda: (e := policy.status().get("externalContributors")) and e[0]["circuit"] == "open" and e[0],
