@@ -15,7 +15,6 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ..api.base import GROUP, VERSION
-from ..api.kinds import by_kind
 from ..core.identity import ObjectRef
 from ..core.times import rfc3339
 
@@ -187,20 +186,6 @@ def _namespace_terminating(exc: ApiException) -> bool:
         return False
     causes = (body.get("details") or {}).get("causes") or [] if isinstance(body, dict) else []
     return any(isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes)
-
-
-def write_status(api: client.ApiClient, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
-    """Replace the whole status (the operator is its only writer) without a resourceVersion precondition."""
-    result: Any = client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-        GROUP,
-        VERSION,
-        ref.namespace,
-        by_kind(ref.kind).plural,
-        ref.name,
-        [{"op": "add", "path": "/status", "value": status}],
-        _content_type="application/json-patch+json",
-    )
-    return dict(result)
 
 
 def read_secret(api: client.ApiClient, namespace: str, name: str) -> dict[str, bytes]:

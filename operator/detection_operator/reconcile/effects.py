@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ..act import kube
 from ..act.outputs import AppliedOutputs
+from ..act.status_client import StatusClient
 from ..api.common import PrometheusRef
 from ..api.conditions import EventReason
 from ..core.errors import NotLeader, OutputError
@@ -46,8 +47,12 @@ class Effects:
         identity: str,
         may_write: Callable[[str], bool],
         freshness: bool = True,
+        write_timeout_seconds: float = 30.0,
     ) -> None:
         self.api = api
+        # As many connections as the Kubernetes client's pool (one per worker: runtime/handlers.py).
+        pool = api.configuration.connection_pool_maxsize or 16
+        self._status = StatusClient(api.configuration, pool, write_timeout_seconds)
         self.identity = identity
         """This replica's name, in Events (reportingInstance)."""
         self.outputs = AppliedOutputs()
@@ -58,6 +63,10 @@ class Effects:
         """Whether plans run now also ask when their series were refreshed (for scrape alignment)."""
         self._samples: dict[ObjectRef, tuple[float, float]] = {}
         self._fresh_after: dict[ObjectRef, float] = {}
+
+    async def aclose(self) -> None:
+        """Close the status writes' session (at shutdown)."""
+        await self._status.aclose()
 
     def check_leader(self, namespace: str) -> None:
         """Raise :class:`NotLeader` unless this replica may write for the namespace's objects now (it holds
@@ -215,4 +224,4 @@ class Effects:
 
     async def write_status(self, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
         """Replace the object's whole status (while leading); the status the apiserver returned."""
-        return await self.mutate(ref.namespace, kube.write_status, self.api, ref, status)
+        return await self._status.write_status(ref, status, lambda: self.check_leader(ref.namespace))

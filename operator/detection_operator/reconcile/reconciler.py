@@ -86,6 +86,10 @@ class Reconciler:
         """What was applied to each owned ConfigMap (the ConfigMap watch reports drift to it)."""
         return self.effects.outputs
 
+    async def aclose(self) -> None:
+        """Close the clients opened on the event loop (at shutdown)."""
+        await self.effects.aclose()
+
     def need_fresh(self, key: Key, after: float | None) -> None:
         """The object's next evaluation is due right after a refresh at about ``after`` (Unix time): it
         must read answers asked since (None: any answer the coalescing window allows)."""

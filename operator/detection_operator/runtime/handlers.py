@@ -194,6 +194,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         memo.history_task.cancel()
         await memo.history.close()
     await memo.connections.aclose()
+    await memo.reconciler.aclose()
     await memo.http.stop()
     memo.executor.shutdown(wait=False)
     memo.election_pool.shutdown(wait=False)
