@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 K = TypeVar("K")
 
+_STATUS_WRITE_TIMEOUT_SECONDS = 30.0
+"""One status write's bound: kopf's own request timeout here (runtime/handlers.py)."""
+
 
 class Effects:
     """Reads and guarded writes against Prometheus and the Kubernetes API."""
@@ -47,12 +50,11 @@ class Effects:
         identity: str,
         may_write: Callable[[str], bool],
         freshness: bool = True,
-        write_timeout_seconds: float = 30.0,
     ) -> None:
         self.api = api
         # As many connections as the Kubernetes client's pool (one per worker: runtime/handlers.py).
         pool = api.configuration.connection_pool_maxsize or 16
-        self._status = StatusClient(api.configuration, pool, write_timeout_seconds)
+        self._status = StatusClient(api.configuration, pool, _STATUS_WRITE_TIMEOUT_SECONDS)
         self.identity = identity
         """This replica's name, in Events (reportingInstance)."""
         self.outputs = AppliedOutputs()
@@ -223,5 +225,5 @@ class Effects:
             )
 
     async def write_status(self, ref: ObjectRef, status: dict[str, Any]) -> dict[str, Any]:
-        """Replace the object's whole status (while leading); the status the apiserver returned."""
+        """Replace the object's whole status (while leading); the object as the apiserver stored it."""
         return await self._status.write_status(ref, status, lambda: self.check_leader(ref.namespace))
