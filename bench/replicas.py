@@ -3,7 +3,7 @@
 Each run starts fresh replicas (default 12 buckets, default Lease timings 15 / 10 / 2 s), waits until the
 buckets have spread and every object has been evaluated, then measures a window: each replica's cores
 (from /proc), evaluations/s of all replicas together, schedule lag p50/p95 (the replicas' histograms
-summed). Then it SIGKILLs the replica holding the most buckets and times until the survivors hold every
+summed). Then it SIGKILLs the replica holding the most load and times until the survivors hold every
 bucket Lease (the bound: lease duration + retry period). Double evaluations are counted from the replicas'
 JSON logs (a line per status write, DETECTION_OPERATOR_LOG_WRITES; see detection_testing.ownership).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from detection_operator.runtime.buckets import quota
+from detection_operator.runtime.buckets import settled, weights
 from detection_operator.runtime.settings import LeaderElection
 from detection_testing import ownership
 from detection_testing.operator_process import OperatorProcess
@@ -27,6 +27,7 @@ from detection_testing.operator_process import OperatorProcess
 from .harness import Stack, real_stack
 from .scale import (
     INTERVAL_S,
+    PER_NAMESPACE,
     Samples,
     _cpu_seconds,
     _histogram_quantile,
@@ -96,14 +97,17 @@ def _evaluated(api: client.ApiClient) -> int:
         return 0
 
 
+# What each bucket weighs to the replicas: every namespace's objects at the benchmark's interval.
+WEIGHTS = weights(
+    {f"scale-{n}": PER_NAMESPACE * 3600 / INTERVAL_S for n in range(-(-OBJECTS // PER_NAMESPACE))},
+    ELECTION.buckets,
+)
+
+
 def _spread(api: client.ApiClient, names: list[str]) -> bool:
     holders = _holders(api)
-    counts = Counter(holders.values())
-    return (
-        len(holders) == ELECTION.buckets
-        and set(counts) == set(names)
-        and max(counts.values()) <= quota(ELECTION.buckets, len(names))
-    )
+    indexed = {ELECTION.bucket_leases().index(name): holder for name, holder in holders.items()}
+    return len(indexed) == ELECTION.buckets and settled(indexed, WEIGHTS, names)
 
 
 def _sum(samples: list[Samples]) -> Samples:
@@ -158,8 +162,10 @@ def measure(stack: Stack, workdir: Path, replicas: int, window: float, settle: f
         lag = "detection_operator_schedule_lag_seconds"
         takeover = None
         if replicas > 1:
-            counts = Counter(_holders(stack.api).values())
-            victim = max(names, key=lambda n: counts.get(n, 0))
+            loads: Counter[str | None] = Counter()
+            for name, holder in _holders(stack.api).items():
+                loads[holder] += WEIGHTS[ELECTION.bucket_leases().index(name)]
+            victim = max(names, key=lambda n: loads.get(n, 0))
             killed_at = time.monotonic()
             processes[victim].kill()
             survivors = [n for n in names if n != victim]
@@ -206,7 +212,7 @@ def section(workdir: Path, counts: tuple[int, ...] = (1, 2, 3), window: float = 
         f"The scale benchmark's objects ({OBJECTS // 20} namespaces of 20), status refresh 60 s, default",
         f"{ELECTION.buckets} buckets and Lease timings ({timings} s). Cores per replica from /proc over a",
         f"{window:.0f} s window after every object was evaluated; lag from the replicas' summed",
-        "`schedule_lag_seconds` histograms. Takeover: SIGKILL of the replica holding the most buckets",
+        "`schedule_lag_seconds` histograms. Takeover: SIGKILL of the replica holding the most load",
         "until the survivors hold every bucket Lease",
         f"(goal: <= lease duration + retry period = {TAKEOVER_BOUND:g} s). Double evaluations: status",
         "writes of an object made inside another replica's tenure of its bucket, or by a replica not",

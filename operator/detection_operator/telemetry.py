@@ -96,6 +96,11 @@ LEADER = Gauge(
 )
 BUCKETS_HELD = Gauge("detection_operator_buckets_held", "Bucket Leases this replica holds and may write for.")
 BUCKETS_TOTAL = Gauge("detection_operator_buckets", "Buckets the objects are split into.")
+LOAD_HELD = Gauge(
+    "detection_operator_load_held_ratio",
+    "Share of all buckets' weight (evaluations per hour of their objects, plus one per bucket) this replica "
+    "holds; about 1/N of live replicas when balanced.",
+)
 LIVE_REPLICAS = Gauge("detection_operator_live_replicas", "Replicas this one sees alive (member Leases).")
 BUCKET_CHANGES = Counter(
     "detection_operator_bucket_changes",

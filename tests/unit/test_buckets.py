@@ -6,10 +6,20 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
+from fractions import Fraction
 
 import pytest
 
-from detection_operator.runtime.buckets import bucket_of, holding_off, layout, live_replicas, plan, quota
+from detection_operator.runtime.buckets import (
+    bucket_of,
+    holding_off,
+    layout,
+    live_replicas,
+    plan,
+    settled,
+    share,
+    weights,
+)
 from detection_operator.runtime.election import LeaseRecord, Observed, Step
 from detection_operator.runtime.settings import LeaderElection, Settings
 
@@ -37,31 +47,61 @@ def test_one_bucket_puts_everything_in_it() -> None:
 
 
 @pytest.mark.parametrize(
-    ("buckets", "replicas", "expected"), [(12, 1, 12), (12, 2, 6), (12, 5, 3), (1, 3, 1)]
+    ("buckets", "replicas", "expected"), [(12, 1, 12), (12, 2, 6), (12, 5, 3), (13, 5, 3), (1, 3, 1)]
 )
-def test_quota_is_the_ceiling_of_buckets_over_replicas(buckets: int, replicas: int, expected: int) -> None:
-    assert quota(buckets, replicas) == expected
+def test_with_equal_weights_a_replica_holds_the_ceiling_of_buckets_over_replicas(
+    buckets: int, replicas: int, expected: int
+) -> None:
+    target = share(weights({}, buckets), replicas)
+    everything = plan(dict.fromkeys(range(buckets), Step.RENEW), target, "a")
+    nothing = plan(dict.fromkeys(range(buckets), Step.ACQUIRE), target, "a")
+    assert len(everything.renew) == len(nothing.claim) == expected
 
 
-def test_a_replica_over_its_quota_releases_the_excess_and_claims_nothing() -> None:
+def test_a_replica_over_its_share_releases_the_excess_and_claims_nothing() -> None:
     steps = {i: Step.RENEW for i in range(8)} | {8: Step.ACQUIRE, 9: Step.FOLLOW}
-    todo = plan(steps, 6, "a")
+    todo = plan(steps, Fraction(6), "a")
     assert len(todo.renew) == 6 and len(todo.release) == 2 and todo.claim == ()
     assert set(todo.renew) | set(todo.release) == set(range(8))
 
 
-def test_a_replica_under_its_quota_claims_free_buckets_up_to_it() -> None:
+def test_a_replica_under_its_share_claims_free_buckets_up_to_it() -> None:
     steps = {0: Step.RENEW, 1: Step.CREATE, 2: Step.ACQUIRE, 3: Step.ACQUIRE, 4: Step.FOLLOW}
-    todo = plan(steps, 3, "a")
+    todo = plan(steps, Fraction(3), "a")
     assert todo.renew == (0,) and len(todo.claim) == 2 and set(todo.claim) <= {1, 2, 3}
     assert todo.release == ()
 
 
 def test_the_buckets_a_replica_keeps_are_stable_and_replicas_rank_them_differently() -> None:
     steps = dict.fromkeys(range(12), Step.RENEW)
-    assert plan(steps, 6, "a") == plan(steps, 6, "a")
+    assert plan(steps, Fraction(6), "a") == plan(steps, Fraction(6), "a")
     free = dict.fromkeys(range(12), Step.ACQUIRE)
-    assert plan(free, 6, "a").claim != plan(free, 6, "b").claim
+    assert plan(free, Fraction(6), "a").claim != plan(free, Fraction(6), "b").claim
+
+
+def test_a_bucket_weighs_its_namespaces_evaluations_per_hour_plus_one() -> None:
+    a = "team-a"
+    b = next(f"team-{i}" for i in range(100) if bucket_of(f"team-{i}", 4) != bucket_of(a, 4))
+    weighed = weights({a: 360.0, b: 0.4}, 4)  # 360: one object every 10 s
+    assert weighed[bucket_of(a, 4)] == 361 and weighed[bucket_of(b, 4)] == 1
+    assert sum(weighed) == 361 + 1 + 2 and share(weighed, 2) == Fraction(364, 2)
+
+
+def test_a_heavy_bucket_is_kept_only_while_the_rest_cannot_reach_the_share() -> None:
+    held = dict.fromkeys(range(4), Step.RENEW)
+    # 20 + 1 + 1 + 1 held, share 12: giving up the 20 would leave 3, so the 1s go until what is kept is
+    # the 20 alone (one more 1 would be above the share by more than it weighs).
+    todo = plan(held, Fraction(12), "a", weights=(20, 1, 1, 1))
+    assert set(todo.renew) == {0} and set(todo.release) == {1, 2, 3}
+    # Below the share a replica claims even a bucket heavier than what it lacks: someone must hold it.
+    free = {0: Step.RENEW, 1: Step.ACQUIRE}
+    assert plan(free, Fraction(12), "b", weights=(5, 20)).claim == (1,)
+
+
+def test_giving_up_everything_and_claiming_nothing_with_a_share_of_zero() -> None:
+    steps = {0: Step.RENEW, 1: Step.RENEW, 2: Step.ACQUIRE}
+    todo = plan(steps, Fraction(0), "a", weights=(3, 1, 1))
+    assert todo.renew == () and set(todo.release) == {0, 1} and todo.claim == ()
 
 
 def _record(holder: str | None) -> LeaseRecord:
@@ -75,31 +115,51 @@ def test_live_replicas_are_the_unexpired_member_holders_and_ourselves() -> None:
     assert live_replicas([], 0, "a") == {"a"}
 
 
-def _rounds(holders: dict[int, str | None], replicas: list[str], rounds: int = 6) -> dict[int, str | None]:
+def _rounds(
+    holders: dict[int, str | None],
+    replicas: list[str],
+    rounds: int = 8,
+    weighed: tuple[int, ...] | None = None,
+) -> dict[int, str | None]:
     """Every replica runs its plan in turn against the Leases' holders: a claim succeeds only while the
-    Lease is still free (the conditional write of the real Lease), releases clear the holder."""
+    Lease is still free (the conditional write of the real Lease), releases clear the holder. Returns
+    once a whole round moved nothing; a placement still moving after ``rounds`` fails."""
+    target = share(weighed or (1,) * len(holders), len(replicas))
     for _ in range(rounds):
+        before = dict(holders)
         for me in replicas:
             steps = {
                 i: Step.RENEW if h == me else Step.ACQUIRE if h is None else Step.FOLLOW
                 for i, h in holders.items()
             }
-            todo = plan(steps, quota(len(holders), len(replicas)), me)
+            todo = plan(steps, target, me, weighed)
             for i in todo.release:
                 holders[i] = None
             for i in todo.claim:
                 if holders[i] is None:
                     holders[i] = me
-    return holders
+        if holders == before:
+            return holders
+    raise AssertionError(f"still moving after {rounds} rounds: {holders}")
 
 
-def _balanced(holders: dict[int, str | None], replicas: list[str]) -> None:
-    counts = Counter(holders.values())
-    assert None not in counts, holders
-    assert set(counts) == set(replicas)
-    assert max(counts.values()) <= quota(len(holders), len(replicas))
-    if len(holders) % len(replicas) == 0:  # otherwise ceil(B/N) allows, e.g., 3, 3, 3, 3, 1
-        assert max(counts.values()) == min(counts.values())
+def _balanced(
+    holders: dict[int, str | None], replicas: list[str], weighed: tuple[int, ...] | None = None
+) -> None:
+    weight = weighed or (1,) * len(holders)
+    # Above the share by less than the lightest bucket kept: giving any of them up would drop below it.
+    assert settled(holders, weight, replicas), holders
+    loads = Counter(holders.values())
+    if weighed is None and len(holders) % len(replicas) == 0:  # else e.g. 3, 3, 3, 3, 1 (ceil(B/N))
+        assert max(loads.values()) == min(loads.values())
+
+
+def test_settled_means_every_bucket_held_by_a_live_replica_and_none_to_give_up() -> None:
+    assert settled({0: "a", 1: "b", 2: "a"}, (1, 1, 1), ["a", "b"])
+    assert not settled({0: "a", 1: None, 2: "a"}, (1, 1, 1), ["a", "b"])  # a free bucket
+    assert not settled({0: "a", 1: "c", 2: "a"}, (1, 1, 1), ["a", "b"])  # held by a dead replica
+    assert not settled({0: "a", 1: "a", 2: "a"}, (1, 1, 1), ["a", "b"])  # b holds nothing, a gives one up
+    assert settled({0: "a", 1: "b", 2: "b"}, (10, 1, 1), ["a", "b"])  # a's one heavy bucket, b the rest
 
 
 def test_buckets_spread_evenly_then_move_when_replicas_join_and_leave() -> None:
@@ -119,6 +179,35 @@ def test_buckets_spread_evenly_then_move_when_replicas_join_and_leave() -> None:
 def test_thirteen_buckets_over_five_replicas_leave_no_bucket_unheld() -> None:
     holders: dict[int, str | None] = dict.fromkeys(range(13))
     _balanced(_rounds(holders, ["a", "b", "c", "d", "e"]), ["a", "b", "c", "d", "e"])
+
+
+# The scale benchmark's 30 namespaces of 20 objects at 10 s in 12 buckets: 6, 5, 4, 2 x 7, 1 and 0 namespaces.
+_BENCH = tuple(1 + 7200 * n for n in (6, 5, 4, 2, 2, 2, 2, 2, 2, 2, 1, 0))
+
+
+@pytest.mark.parametrize("replicas", [["a", "b"], ["a", "b", "c"], ["a", "b", "c", "d"]])
+def test_uneven_buckets_spread_by_weight(replicas: list[str]) -> None:
+    holders: dict[int, str | None] = dict.fromkeys(range(12))
+    _balanced(_rounds(holders, ["a"], weighed=_BENCH), ["a"], _BENCH)
+    _balanced(_rounds(holders, replicas, weighed=_BENCH), replicas, _BENCH)
+    loads = Counter[str | None]()
+    for i, h in holders.items():
+        loads[h] += _BENCH[i]
+    # By bucket count one replica of three carried 0.57 of the objects; by weight the busiest is within
+    # one namespace (7,200 evaluations per hour) of an even split.
+    assert max(loads.values()) <= sum(_BENCH) / len(replicas) + 7200
+
+
+def test_a_dead_replicas_weight_goes_to_the_survivors_and_nothing_else_moves_needlessly() -> None:
+    holders: dict[int, str | None] = dict.fromkeys(range(12))
+    _rounds(holders, ["a", "b", "c"], weighed=_BENCH)
+    kept = {i: h for i, h in holders.items() if h != "c"}
+    for i, h in holders.items():
+        if h == "c":
+            holders[i] = None
+    _balanced(_rounds(holders, ["a", "b"], weighed=_BENCH), ["a", "b"], _BENCH)
+    # The survivors were below their new share, so they only claim; neither gives a bucket up.
+    assert all(holders[i] == h for i, h in kept.items())
 
 
 def test_bucket_settings_from_the_environment_and_lease_names() -> None:

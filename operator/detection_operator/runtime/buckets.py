@@ -6,8 +6,13 @@ mostly ask the same `$namespace` queries, coalesced into one request) are always
 Each bucket has its own Lease with the semantics of `election.py`; only the holder of a bucket's Lease
 evaluates and writes that bucket's objects. Replicas learn the live set from member Leases: each replica
 holds exactly one of a fixed number of member slots, and the slots' live holders are the live replicas.
-With N live replicas each claims at most ceil(B/N) buckets and gives up what it holds beyond that, so the
-buckets spread evenly and move when a replica dies (its Leases expire) or joins (the others release).
+
+Buckets are placed by weight, not by count: a bucket weighs its objects' evaluations per hour plus one (its
+Lease), as every replica counts them from its watch. With N live replicas each replica's share is 1/N of
+the total weight; it claims free buckets while it holds less than its share and gives a bucket up only if
+what it keeps still reaches its share. Namespaces are few and uneven, so counting buckets left one replica
+of three with 0.57 of the objects; by weight no replica ends above its share by more than the lightest
+bucket it holds. With equal weights this is exactly a quota of ceil(B/N) buckets.
 
 With one bucket there are no member Leases and the bucket's Lease is the leader Lease of active/standby.
 """
@@ -16,8 +21,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from .election import Observed, Step, expired
 
@@ -35,9 +41,32 @@ def bucket_of(namespace: str, buckets: int) -> int:
     return _hash(namespace) % buckets
 
 
-def quota(buckets: int, replicas: int) -> int:
-    """The most buckets one of ``replicas`` live replicas may hold: ceil(B/N)."""
-    return -(-buckets // max(1, replicas))
+def weights(demand: Mapping[str, float], buckets: int) -> tuple[int, ...]:
+    """Each bucket's weight: one for its Lease plus the evaluations per hour of its namespaces' objects
+    (``demand``, by namespace). Whole numbers, so every replica compares shares exactly."""
+    per_bucket = [0.0] * buckets
+    for namespace, per_hour in demand.items():
+        per_bucket[bucket_of(namespace, buckets)] += per_hour
+    return tuple(1 + round(load) for load in per_bucket)
+
+
+def share(weights: Sequence[int], replicas: int) -> Fraction:
+    """What one of ``replicas`` live replicas should hold: 1/N of the total weight."""
+    return Fraction(sum(weights), max(1, replicas))
+
+
+def settled(holders: Mapping[int, str | None], weights: Sequence[int], replicas: Collection[str]) -> bool:
+    """Whether ``plan`` would move nothing more: every bucket held by one of ``replicas``, each holding
+    some, none able to give a bucket up (each above its share by less than the lightest bucket it holds)."""
+    loads = dict.fromkeys(replicas, 0)
+    lightest: dict[str, int] = {}
+    for i, holder in holders.items():
+        if holder not in loads:
+            return False
+        loads[holder] += weights[i]
+        lightest[holder] = min(lightest.get(holder, weights[i]), weights[i])
+    target = share(weights, len(loads))
+    return len(lightest) == len(loads) and all(loads[r] - lightest[r] < target for r in loads)
 
 
 def live_replicas(members: Iterable[Observed], now: float, identity: str) -> frozenset[str]:
@@ -79,24 +108,43 @@ class Plan:
     renew: tuple[int, ...] = ()
     """Held, and kept."""
     claim: tuple[int, ...] = ()
-    """Free or expired, and within our quota: create or acquire."""
+    """Free or expired, and claimed while we hold less than our share: create or acquire."""
     release: tuple[int, ...] = ()
-    """Held beyond our quota: give up (holder cleared) so another replica takes it at once."""
+    """Held beyond our share: give up (holder cleared) so a replica below its share takes it at once."""
 
 
-def plan(steps: Mapping[int, Step], limit: int, identity: str) -> Plan:
-    """Keep at most ``limit`` of the Leases we hold and claim free ones up to it.
+def plan(
+    steps: Mapping[int, Step], target: Fraction, identity: str, weights: Sequence[int] | None = None
+) -> Plan:
+    """Hold about ``target`` of the Leases' weight (each weighs one without ``weights``): give a held Lease
+    up only if what we keep without it still weighs at least ``target``, and claim free ones while we hold
+    less than it.
 
-    Every replica ranks the Leases in its own order (rendezvous hashing of identity and index), so replicas
-    racing for free Leases mostly want different ones, and the ones a replica keeps are stable over rounds.
+    A Lease given up goes to a replica below its share, so every move narrows the gap between two replicas
+    and the placement settles; a free Lease always has a replica below its share to claim it, because the
+    held ones weigh less than the total. Every replica ranks the Leases in its own order (rendezvous hashing
+    of identity and index): replicas racing for free Leases mostly want different ones, and a replica keeps
+    its best-ranked ones, so what it holds is stable over rounds.
     """
 
     def rank(index: int) -> int:
         return _hash(f"{identity}/{index}")
 
+    def weight(index: int) -> int:
+        return weights[index] if weights is not None else 1
+
     held = sorted((i for i, step in steps.items() if step is Step.RENEW), key=rank)
     free = sorted((i for i, step in steps.items() if step in (Step.CREATE, Step.ACQUIRE)), key=rank)
-    keep = held[:limit]
-    return Plan(
-        renew=tuple(keep), claim=tuple(free[: max(0, limit - len(keep))]), release=tuple(held[limit:])
-    )
+    load = sum(weight(i) for i in held)
+    release = []
+    for i in reversed(held):
+        if load - weight(i) >= target:
+            release.append(i)
+            load -= weight(i)
+    claim = []
+    for i in free:
+        if load >= target:
+            break
+        claim.append(i)
+        load += weight(i)
+    return Plan(renew=tuple(i for i in held if i not in release), claim=tuple(claim), release=tuple(release))

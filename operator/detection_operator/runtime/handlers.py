@@ -143,7 +143,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         return await asyncio.get_running_loop().run_in_executor(election_pool, functools.partial(fn, *args))
 
     if election.enabled:
-        elector = Elector(api, election, election_blocking, ownership_changed)
+        elector = Elector(api, election, election_blocking, ownership_changed, demand=scheduler.demand)
     memo.elector = elector  # before anything can ask _owns(): without it, this replica owns every object
     # Read at each scrape, so the gauge drops the moment a renewal misses its deadline.
     telemetry.LEADER.set_function(lambda: float(_leading(memo)))

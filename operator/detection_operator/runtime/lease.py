@@ -1,5 +1,6 @@
 """Bucket election I/O: list the Leases with the Kubernetes client in the worker pool, and every retry period
-run the decisions of `election.py` and `buckets.py`: hold one member slot, hold the buckets within quota.
+run the decisions of `election.py` and `buckets.py`: hold one member slot, hold a share of the buckets'
+weight.
 
 Every replica watches and keeps its scheduler warm for every object; it dispatches and writes only for the
 objects whose bucket it holds (:meth:`Elector.owns`, checked right before each write). With one bucket this
@@ -13,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from fractions import Fraction
 from typing import Any
 
 from kubernetes import client
@@ -20,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from .. import telemetry
-from .buckets import Plan, bucket_of, holding_off, layout, live_replicas, plan, quota
+from .buckets import Plan, bucket_of, holding_off, layout, live_replicas, plan, share, weights
 from .election import LeaseRecord, Observed, Step, decide, expired, leading, observe
 from .settings import LeaderElection
 
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 Blocking = Callable[..., Awaitable[Any]]
 OnChange = Callable[[frozenset[int], frozenset[int]], None]
 """Called with the buckets gained and the buckets given up or lost."""
+Demand = Callable[[], Mapping[str, float]]
+"""Evaluations per hour of the watched objects, by namespace (what a bucket weighs)."""
 
 
 def _micro_time(now: datetime) -> str:
@@ -90,7 +94,8 @@ def write_lease(
 
 
 class Elector:
-    """Holds a member slot and its share of the bucket Leases; reports changes through ``on_change``."""
+    """Holds a member slot and its share of the bucket Leases' weight (``demand``, every round; without it
+    every bucket weighs the same); reports changes through ``on_change``."""
 
     def __init__(
         self,
@@ -99,14 +104,17 @@ class Elector:
         blocking: Blocking,
         on_change: OnChange,
         clock: Callable[[], float] = time.monotonic,
+        demand: Demand = dict,
     ) -> None:
         self._api = api
         self._settings = settings
         self._blocking = blocking
         self._on_change = on_change
         self._clock = clock
+        self._demand = demand
         self._buckets = settings.bucket_leases()
         self._members = settings.member_leases()
+        self._weights = weights({}, len(self._buckets))
         self._observed: dict[str, Observed] = {}
         self._renewed_at: dict[str, float] = {}
         """Per Lease we hold: when our last successful write of it was *sent*."""
@@ -174,10 +182,13 @@ class Elector:
         if self._members:
             # The member slot first: a replica's slot is renewed before its buckets, so others never see
             # its buckets expire while its slot still counts it as alive.
-            await self._apply(self._members, plan(_by_index(self._members, steps), 1, s.identity), records)
+            await self._apply(
+                self._members, plan(_by_index(self._members, steps), Fraction(1), s.identity), records
+            )
             live = live_replicas((self._observed[n] for n in self._members), now, s.identity)
             self._live = len(live)
-        limit = quota(len(self._buckets), self._live)
+        self._weights = weights(self._demand(), len(self._buckets))
+        target = share(self._weights, self._live)
         bucket_steps = _by_index(self._buckets, steps)
         no_claims, give_up = holding_off(self._foreign(records, now), len(self._buckets))
         self._hold_off(no_claims)
@@ -185,8 +196,8 @@ class Elector:
             bucket_steps = {
                 i: step if step is Step.RENEW else Step.FOLLOW for i, step in bucket_steps.items()
             }
-            limit = 0 if give_up else limit
-        await self._apply(self._buckets, plan(bucket_steps, limit, s.identity), records)
+            target = Fraction(0) if give_up else target
+        await self._apply(self._buckets, plan(bucket_steps, target, s.identity, self._weights), records)
         return max(0.0, min(waits))
 
     def _foreign(self, records: Mapping[str, LeaseRecord], now: float) -> list[int]:
@@ -280,6 +291,7 @@ class Elector:
         gained, gone = held - self._held, self._held - held
         self._held = held
         telemetry.BUCKETS_HELD.set(len(held))
+        telemetry.LOAD_HELD.set(self._load(held))
         telemetry.LIVE_REPLICAS.set(self._live)
         if not (gained or gone):
             return
@@ -289,14 +301,20 @@ class Elector:
             self._log_change("released" if why else "lost", i, why or "(renew deadline passed)")
         self._on_change(gained, gone)
 
+    def _load(self, held: frozenset[int]) -> float:
+        """The share of all buckets' weight in ``held``, by the last round's weights."""
+        return sum(self._weights[i] for i in held) / sum(self._weights)
+
     def _log_change(self, change: str, bucket: int, why: str) -> None:
         name = self._buckets[bucket]
         epoch = self._epochs.get(name, 0)
         telemetry.BUCKET_CHANGES.labels(change).inc()
         log.info(
-            "%s bucket %d of %d (lease %s/%s, epoch %d)%s; holding %d of %d with %d live replica(s)",
+            "%s bucket %d of %d (lease %s/%s, epoch %d)%s; holding %d of %d (%.0f%% of the load) with %d "
+            "live replica(s)",
             change, bucket, len(self._buckets), self._settings.lease_namespace, name, epoch,
-            f" {why}" if why else "", len(self._held), len(self._buckets), self._live,
+            f" {why}" if why else "", len(self._held), len(self._buckets), 100 * self._load(self._held),
+            self._live,
             extra={"identity": self.identity, "bucket": bucket, "change": change, "epoch": epoch},
         )  # fmt: skip
 

@@ -135,6 +135,14 @@ class Scheduler:
         """How many objects of one kind are known."""
         return self._counts[plural]
 
+    def demand(self) -> dict[str, float]:
+        """Evaluations per hour of the known objects, by namespace: what each namespace costs, for placing
+        buckets by weight (runtime.buckets). Every replica knows every object, so all count the same."""
+        per_hour: dict[str, float] = {}
+        for (_, namespace, _), entry in self._entries.items():
+            per_hour[namespace] = per_hour.get(namespace, 0.0) + 3600 / entry.interval
+        return per_hour
+
     def aligned(self) -> int:
         """How many of the objects this replica evaluates follow their data's refresh (runtime.alignment)."""
         return sum(
