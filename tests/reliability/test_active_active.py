@@ -20,7 +20,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from detection_operator.api.base import GROUP, VERSION
-from detection_operator.runtime.buckets import bucket_of
+from detection_operator.runtime.buckets import bucket_of, settled, weights
 from detection_testing import ownership
 from detection_testing.exporter import MetricExporter
 from detection_testing.kube import wait_for
@@ -267,3 +267,42 @@ def test_an_upgrade_from_active_standby_waits_for_the_old_leader_to_let_go(repli
     replicas.wait_written("operator-new", replicas.namespaces, after=stopped_wall)
     new_writes = [w for w in replicas.ownership().writes if w.replica == "operator-new"]
     assert min(w.at for w in new_writes) > stopped_wall
+
+
+def test_a_heavy_namespace_gets_a_replica_to_itself(replicas: Replicas) -> None:
+    # One namespace with eight policies, three with two: by bucket count each replica would hold two
+    # buckets (one with 10 of the 14 policies); by load the heavy bucket alone is a replica's share.
+    heavy = replicas.namespaces[0]
+    objects = client.CustomObjectsApi(replicas.kube)
+    extra = [f"extra-{i}" for i in range(6)]
+    for name in extra:
+        objects.create_namespaced_custom_object(GROUP, VERSION, heavy, "detectionpolicies", policy(name))
+    _create_policies(replicas)
+    replicas.start("operator-a")
+    replicas.start("operator-b")
+    per_hour = 3600 / 1  # latency_policy evaluates every second
+    demand = {ns: (2 + len(extra) * (ns == heavy)) * per_hour for ns in replicas.namespaces}
+    weighed = weights(demand, BUCKETS)
+
+    def by_load() -> bool:
+        holders = replicas.holders()
+        return settled(holders, weighed, ["operator-a", "operator-b"]) and all(
+            replicas.held(n) == c for n, c in Counter(holders.values()).items() if n is not None
+        )
+
+    wait_for(by_load, timeout=60, interval=0.2, what="buckets placed by load")
+    holders = replicas.holders()
+    alone = holders[bucket_of(heavy, BUCKETS)]
+    assert alone is not None and Counter(holders.values()) == {
+        alone: 1,
+        next(iter(set(holders.values()) - {alone})): 3,
+    }
+    # Each replica reports the share of the load it holds, from its own watch: about a half each.
+    for name in replicas.processes:
+        ratio = replicas.processes[name].metrics()["detection_operator_load_held_ratio"][frozenset()]
+        mine = sum(weighed[i] for i, h in holders.items() if h == name)
+        assert ratio == pytest.approx(mine / sum(weighed), abs=1e-6)
+        assert 0.4 < ratio < 0.6
+    other = next(n for n in replicas.processes if n != alone)
+    replicas.wait_written(other, replicas.namespaces_of(other), after=time.time())
+    replicas.assert_no_double_writes()
