@@ -75,13 +75,16 @@ class Run:
         )
 
 
-def _holders(api: client.ApiClient) -> dict[str, str | None]:
+def _holders(api: client.ApiClient) -> dict[int, str | None]:
+    """Each existing bucket Lease's holder, by bucket index."""
     try:
         leases = client.CoordinationV1Api(api).list_namespaced_lease(LEASE_NAMESPACE).items
     except ApiException:
         return {}
-    wanted = set(ELECTION.bucket_leases())
-    return {le.metadata.name: le.spec.holder_identity or None for le in leases if le.metadata.name in wanted}
+    index = {name: i for i, name in enumerate(ELECTION.bucket_leases())}
+    return {
+        index[le.metadata.name]: le.spec.holder_identity or None for le in leases if le.metadata.name in index
+    }
 
 
 def _wait(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
@@ -114,8 +117,7 @@ def _taken_over(api: client.ApiClient, survivors: list[str]) -> bool:
 
 def _spread(api: client.ApiClient, names: list[str]) -> bool:
     holders = _holders(api)
-    indexed = {ELECTION.bucket_leases().index(name): holder for name, holder in holders.items()}
-    return len(indexed) == ELECTION.buckets and settled(indexed, WEIGHTS, names)
+    return len(holders) == ELECTION.buckets and settled(holders, WEIGHTS, names)
 
 
 def _sum(samples: list[Samples]) -> Samples:
@@ -172,8 +174,8 @@ def measure(stack: Stack, workdir: Path, replicas: int, window: float, settle: f
         settle: float | None = None
         if replicas > 1:
             loads: Counter[str | None] = Counter()
-            for name, holder in _holders(stack.api).items():
-                loads[holder] += WEIGHTS[ELECTION.bucket_leases().index(name)]
+            for i, holder in _holders(stack.api).items():
+                loads[holder] += WEIGHTS[i]
             victim = max(names, key=lambda n: loads.get(n, 0))
             killed_at = time.monotonic()
             processes[victim].kill()
