@@ -27,6 +27,8 @@ class TcpProxy(LoopbackServer, Started):
         self._lock = threading.Lock()
         self.severed = 0
         """How many connections :meth:`sever` has cut so far."""
+        self.accepted = 0
+        """How many connections clients have opened so far (a client reusing its connections opens few)."""
 
     def start(self) -> None:
         """Listen and forward in background threads."""
@@ -49,6 +51,7 @@ class TcpProxy(LoopbackServer, Started):
             upstream.settimeout(None)
             with self._lock:
                 self._open |= {downstream, upstream}
+                self.accepted += 1
             for source, sink in ((downstream, upstream), (upstream, downstream)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 

@@ -5,7 +5,9 @@ check stopping a write before it is sent)."""
 from __future__ import annotations
 
 import asyncio
+import copy
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 from kubernetes import client
@@ -16,6 +18,7 @@ from detection_operator.api.base import GROUP, VERSION
 from detection_operator.core.errors import NotLeader
 from detection_operator.core.identity import ObjectRef
 from detection_testing.specs import latency_policy
+from detection_testing.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.usefixtures("crds")
 
@@ -101,3 +104,31 @@ def test_a_failed_ownership_check_sends_nothing(kube: client.ApiClient, namespac
 
     asyncio.run(run())
     assert "profile" not in _stored(kube, ref)
+
+
+IDLE_GAP_SECONDS = 20.0
+"""Longer than aiohttp's default keep-alive (15 s), shorter than the apiserver's idle timeout (90 s)."""
+
+
+def test_writes_an_idle_gap_apart_reuse_one_connection(kube: client.ApiClient, namespace: str) -> None:
+    # What a replica holding one namespace does: its objects' statuses are written together, then nothing
+    # for up to the status refresh. Each burst used to pay a new TLS handshake per connection.
+    ref = _create(kube, namespace, "p")
+    server = urlparse(kube.configuration.host)
+    assert server.hostname and server.port
+    with TcpProxy(server.hostname, server.port) as proxy:
+        configuration = copy.copy(kube.configuration)
+        configuration.host = f"https://{server.hostname}:{proxy.port}"
+        writer = StatusClient(configuration, 2, 30.0)
+
+        async def run() -> None:
+            try:
+                await writer.write_status(ref, {"revision": 1})
+                await asyncio.sleep(IDLE_GAP_SECONDS)  # the idle gap is the scenario, not a wait
+                await writer.write_status(ref, {"revision": 2})
+            finally:
+                await writer.aclose()
+
+        asyncio.run(run())
+        assert proxy.accepted == 1
+    assert _stored(kube, ref)["revision"] == 2

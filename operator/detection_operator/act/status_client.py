@@ -24,6 +24,12 @@ from ..api.kinds import by_kind
 from ..core.identity import ObjectRef
 
 _JSON_PATCH = "application/json-patch+json"
+_KEEPALIVE_SECONDS = 75.0
+"""How long an idle connection is kept for the next write. aiohttp's default (15 s) is shorter than the
+gap between a replica's status bursts (a namespace's objects are written together, each at most every
+60 s by default), so a replica holding few namespaces paid a TLS handshake for nearly every write. Below
+the apiserver's own idle timeout (90 s, k8s.io/apiserver secure_serving.go), so the server never closes a
+connection the pool is about to reuse."""
 
 
 def _ssl_context(configuration: client.Configuration) -> ssl.SSLContext | bool:
@@ -55,7 +61,9 @@ class StatusClient:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl),
+                connector=aiohttp.TCPConnector(
+                    limit=self._pool_size, ssl=self._ssl, keepalive_timeout=_KEEPALIVE_SECONDS
+                ),
                 timeout=self._timeout,
                 trust_env=False,
                 raise_for_status=False,
