@@ -49,6 +49,24 @@ def _api_client(pool_size: int) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+WATCH_HANDLERS = ("track", "restore-output")
+"""The ids of the watch handlers: kopf calls one at every watch event."""
+
+
+class QuietWatchHandlers(logging.Filter):
+    """Drops kopf's "Handler 'track' succeeded." lines, logged at INFO for every watch event of every
+    object in every replica (each status write is one): half of a replica's log lines at the benchmark's
+    600 objects, 1922 of 3851, each formatted and written. Failures and retries are logged as before."""
+
+    _quiet = frozenset(f"Handler {handler!r} succeeded." for handler in WATCH_HANDLERS)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and record.msg in self._quiet)
+
+
+_QUIET = QuietWatchHandlers()
+
+
 class _NoDiffBase(kopf.DiffBaseStorage):
     """No diff base: every handler here is an event handler, which reads none. kopf builds one at every
     watch event all the same, deep-copying the body (3 % of the operator's samples at 500 objects)."""
@@ -74,6 +92,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 30
     settings.posting.level = logging.INFO
+    objects_log = logging.getLogger("kopf.objects")
+    if _QUIET not in objects_log.filters:
+        objects_log.addFilter(_QUIET)
     # The owned-ConfigMap watch (restore_output) streams only our ConfigMaps, filtered by the apiserver.
     settings.watching.label_selectors["configmaps"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
 
@@ -228,10 +249,10 @@ async def track(
 
 
 for _kind in KINDS:
-    kopf.on.event(GROUP, VERSION, _kind.plural, id="track")(track)
+    kopf.on.event(GROUP, VERSION, _kind.plural, id=WATCH_HANDLERS[0])(track)
 
 
-@kopf.on.event("", "v1", "configmaps", labels={MANAGED_BY_LABEL: MANAGED_BY}, id="restore-output")
+@kopf.on.event("", "v1", "configmaps", labels={MANAGED_BY_LABEL: MANAGED_BY}, id=WATCH_HANDLERS[1])
 async def restore_output(event: kopf.RawEvent, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A deleted or hand-edited owned ConfigMap makes its owner due now, which re-applies it."""
     key = owner_key(body)
