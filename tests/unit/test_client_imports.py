@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -22,3 +23,24 @@ def test_the_client_imports_neither_kopf_nor_the_operators_layers() -> None:
     ours = {m for m in loaded if m.startswith("detection_operator")}
     outside = {m for m in ours if not m.startswith("detection_operator.client")}
     assert {m.rsplit(".", 1)[0] if m.count(".") > 1 else m for m in outside} <= ALLOWED, outside
+
+
+OPERATOR_PROBE = """
+import json, sys
+import detection_operator.cli, detection_operator.runtime.handlers
+from detection_operator.runtime.settings import Settings
+Settings.from_env()
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_the_operator_without_a_history_store_does_not_load_psycopg() -> None:
+    # psycopg is 8.6 MB of the process's RSS; only an operator with a history store needs it.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DETECTION_OPERATOR_")}
+    loaded = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", OPERATOR_PROBE], capture_output=True, text=True, check=True, env=env
+        ).stdout
+    )
+    assert "detection_operator.runtime.handlers" in loaded
+    assert not [m for m in loaded if m == "psycopg" or m.startswith("psycopg.")]

@@ -25,7 +25,6 @@ from ..notify.receivers import ReceiverConfig
 from ..observe.connections import Connections
 from ..reconcile import reconciler as reconciler_module
 from ..reconcile.reconciler import Reconciler
-from .history_store import HistoryStore
 from .http_server import HttpServer
 from .lease import Elector
 from .scheduler import Scheduler, namespace_phase
@@ -128,6 +127,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     )
     history = None
     if operator_settings.history_store is not None:
+        from .history_store import HistoryStore  # with psycopg, only when the store is configured
+
         # Its sink joins the outbox's sinks; snapshots come from every evaluation of an owned object.
         history = HistoryStore(
             operator_settings.history_store,

@@ -9,10 +9,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.times import age
 from ..observe.source import PrometheusConfig
-from ..store.config import StoreConfig
+
+if TYPE_CHECKING:
+    from ..store.config import StoreConfig
 
 _PREFIX = "DETECTION_OPERATOR_"
 
@@ -174,6 +177,9 @@ def _history_store(get: Callable[[str], str | None]) -> StoreConfig | None:
     host = get("HISTORY_POSTGRES_HOST")
     if not host:
         return None
+    # Here, not at the top: the store brings psycopg (8.6 MB of RSS), which an operator without it skips.
+    from ..store.config import StoreConfig
+
     default = StoreConfig(host=host)
     password_file = get("HISTORY_POSTGRES_PASSWORD_FILE")
     password = _read_file(password_file)
