@@ -171,7 +171,7 @@ def measure(stack: Stack, workdir: Path, replicas: int, window: float, settle: f
         )
         lag = "detection_operator_schedule_lag_seconds"
         takeover: float | None = None
-        settle: float | None = None
+        settled_after: float | None = None
         if replicas > 1:
             loads: Counter[str | None] = Counter()
             for i, holder in _holders(stack.api).items():
@@ -188,7 +188,7 @@ def measure(stack: Stack, workdir: Path, replicas: int, window: float, settle: f
             takeover = time.monotonic() - killed_at
             # Then their placement settles by load (a bucket may move once more between them).
             _wait(lambda: _spread(stack.api, survivors), 60, "the survivors' placement settling")
-            settle = time.monotonic() - killed_at
+            settled_after = time.monotonic() - killed_at
             # Let the survivors evaluate the victim's objects before the logs are read.
             time.sleep(INTERVAL_S)
         found = ownership.read({n: p.log_file for n, p in processes.items()}, ELECTION.buckets)
@@ -200,7 +200,7 @@ def measure(stack: Stack, workdir: Path, replicas: int, window: float, settle: f
             lag_p50_s=_histogram_quantile(merged_before, merged_after, lag, 0.5),
             lag_p95_s=_histogram_quantile(merged_before, merged_after, lag, 0.95),
             takeover_s=takeover,
-            settled_s=settle,
+            settled_s=settled_after,
             doubles=found.double_evaluations(),
             writes=len(writes),
         )
