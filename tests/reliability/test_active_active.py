@@ -269,6 +269,34 @@ def test_an_upgrade_from_active_standby_waits_for_the_old_leader_to_let_go(repli
     assert min(w.at for w in new_writes) > stopped_wall
 
 
+def test_a_replica_of_another_bucket_count_holding_off_takes_no_share_from_the_old_ones(
+    replicas: Replicas,
+) -> None:
+    # A rolling update from 4 buckets to 2: the new replica holds off while the old one's Leases live. The
+    # member Leases are shared by both layouts; counted as live, the new replica would halve the old one's
+    # share, and the buckets it gave up could be claimed by nobody until the old one stopped.
+    replicas.start("operator-old")
+    _create_policies(replicas)
+    replicas.wait_spread({"operator-old": BUCKETS})
+    replicas.env["DETECTION_OPERATOR_BUCKETS"] = "2"
+    replicas.start("operator-new")
+    wait_for(
+        lambda: "claiming no bucket" in replicas.processes["operator-new"].log_tail(400),
+        timeout=30,
+        what="the new replica to hold off",
+    )
+    holding_off = time.time()
+    deadline = time.monotonic() + 2 * LEASE_DURATION
+    while time.monotonic() < deadline:
+        assert replicas.held("operator-old") == BUCKETS
+        assert replicas.held("operator-new") == 0
+        time.sleep(0.5)
+    replicas.wait_written("operator-old", replicas.namespaces, after=holding_off)
+
+    replicas.processes["operator-old"].stop()
+    wait_for(lambda: replicas.held("operator-new") == 2, timeout=30, interval=0.2, what="the new layout held")
+
+
 def test_a_heavy_namespace_gets_a_replica_to_itself(replicas: Replicas) -> None:
     # One namespace with eight policies, three with two: by bucket count each replica would hold two
     # buckets (one with 10 of the 14 policies); by load the heavy bucket alone is a replica's share.

@@ -179,19 +179,21 @@ class Elector:
             decision = decide(seen, now, s.identity, s.retry_period)
             steps[name] = decision.step
             waits.append(decision.wait)
+        no_claims, give_up = holding_off(self._foreign(records, now), len(self._buckets))
+        self._hold_off(no_claims)
         if self._members:
             # The member slot first: a replica's slot is renewed before its buckets, so others never see
-            # its buckets expire while its slot still counts it as alive.
-            await self._apply(
-                self._members, plan(_by_index(self._members, steps), Fraction(1), s.identity), records
-            )
+            # its buckets expire while its slot still counts it as alive. A replica holding off holds no
+            # slot: the member Leases are shared by every bucket count, and a replica of the previous
+            # count that counted it would give up a share of its buckets that nobody may claim.
+            slots = Fraction(0) if no_claims else Fraction(1)
+            member_plan = plan(_by_index(self._members, steps), slots, s.identity)
+            await self._apply(self._members, member_plan, records)
             live = live_replicas((self._observed[n] for n in self._members), now, s.identity)
             self._live = len(live)
         self._weights = weights(self._demand(), len(self._buckets))
         target = share(self._weights, self._live)
         bucket_steps = _by_index(self._buckets, steps)
-        no_claims, give_up = holding_off(self._foreign(records, now), len(self._buckets))
-        self._hold_off(no_claims)
         if no_claims:
             bucket_steps = {
                 i: step if step is Step.RENEW else Step.FOLLOW for i, step in bucket_steps.items()
