@@ -126,6 +126,20 @@ class Replicas:
         holders = self.holders()
         return [ns for ns in self.namespaces if holders[bucket_of(ns, BUCKETS)] == who]
 
+    def assert_held_off(self, new: str, old: str, old_holds: int) -> None:
+        """Wait until ``new`` (of another bucket count than ``old``) holds off, then check for longer than
+        a lease duration that it claims nothing while ``old`` keeps renewing its ``old_holds`` buckets."""
+        wait_for(
+            lambda: "claiming no bucket" in self.processes[new].log_tail(400),
+            timeout=30,
+            what=f"{new} to hold off",
+        )
+        deadline = time.monotonic() + 2 * LEASE_DURATION
+        while time.monotonic() < deadline:
+            assert self.held(old) == old_holds
+            assert self.held(new) == 0
+            time.sleep(0.5)
+
     def assert_no_double_writes(self) -> None:
         found = self.ownership()
         assert found.writes, "no status writes in the logs"
@@ -250,16 +264,7 @@ def test_an_upgrade_from_active_standby_waits_for_the_old_leader_to_let_go(repli
     replicas.wait_written_by_one("operator-old")
     replicas.env["DETECTION_OPERATOR_BUCKETS"] = str(BUCKETS)
     replicas.start("operator-new")
-    wait_for(
-        lambda: "claiming no bucket" in replicas.processes["operator-new"].log_tail(400),
-        timeout=30,
-        what="the new replica to hold off",
-    )
-    # Held off for longer than a lease duration: the old leader renews, the new replica claims nothing.
-    deadline = time.monotonic() + 2 * LEASE_DURATION
-    while time.monotonic() < deadline:
-        assert replicas.held("operator-new") == 0
-        time.sleep(0.5)
+    replicas.assert_held_off("operator-new", old="operator-old", old_holds=1)
 
     stopped_wall = time.time()
     replicas.processes["operator-old"].stop()
@@ -280,17 +285,8 @@ def test_a_replica_of_another_bucket_count_holding_off_takes_no_share_from_the_o
     replicas.wait_spread({"operator-old": BUCKETS})
     replicas.env["DETECTION_OPERATOR_BUCKETS"] = "2"
     replicas.start("operator-new")
-    wait_for(
-        lambda: "claiming no bucket" in replicas.processes["operator-new"].log_tail(400),
-        timeout=30,
-        what="the new replica to hold off",
-    )
     holding_off = time.time()
-    deadline = time.monotonic() + 2 * LEASE_DURATION
-    while time.monotonic() < deadline:
-        assert replicas.held("operator-old") == BUCKETS
-        assert replicas.held("operator-new") == 0
-        time.sleep(0.5)
+    replicas.assert_held_off("operator-new", old="operator-old", old_holds=BUCKETS)
     replicas.wait_written("operator-old", replicas.namespaces, after=holding_off)
 
     replicas.processes["operator-old"].stop()
