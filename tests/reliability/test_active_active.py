@@ -140,6 +140,20 @@ class Replicas:
             assert self.held(new) == 0
             time.sleep(0.5)
 
+    def wait_by_load(self, policies: dict[str, int]) -> tuple[int, ...]:
+        """Wait until the running replicas' buckets are at rest by the weights of ``policies`` (how many
+        policies, each evaluated every second, by namespace) and each replica's gauge agrees; the weights."""
+        weighed = weights({ns: count * 3600.0 for ns, count in policies.items()}, BUCKETS)
+
+        def by_load() -> bool:
+            holders = self.holders()
+            return settled(holders, weighed, list(self.processes)) and all(
+                self.held(n) == c for n, c in Counter(holders.values()).items() if n is not None
+            )
+
+        wait_for(by_load, timeout=60, interval=0.2, what="buckets placed by load")
+        return weighed
+
     def assert_no_double_writes(self) -> None:
         found = self.ownership()
         assert found.writes, "no status writes in the logs"
@@ -304,17 +318,7 @@ def test_a_heavy_namespace_gets_a_replica_to_itself(replicas: Replicas) -> None:
     _create_policies(replicas)
     replicas.start("operator-a")
     replicas.start("operator-b")
-    per_hour = 3600 / 1  # latency_policy evaluates every second
-    demand = {ns: (2 + len(extra) * (ns == heavy)) * per_hour for ns in replicas.namespaces}
-    weighed = weights(demand, BUCKETS)
-
-    def by_load() -> bool:
-        holders = replicas.holders()
-        return settled(holders, weighed, ["operator-a", "operator-b"]) and all(
-            replicas.held(n) == c for n, c in Counter(holders.values()).items() if n is not None
-        )
-
-    wait_for(by_load, timeout=60, interval=0.2, what="buckets placed by load")
+    weighed = replicas.wait_by_load({ns: 2 + len(extra) * (ns == heavy) for ns in replicas.namespaces})
     holders = replicas.holders()
     alone = holders[bucket_of(heavy, BUCKETS)]
     assert alone is not None and Counter(holders.values()) == {
@@ -329,4 +333,34 @@ def test_a_heavy_namespace_gets_a_replica_to_itself(replicas: Replicas) -> None:
         assert 0.4 < ratio < 0.6
     other = next(n for n in replicas.processes if n != alone)
     replicas.wait_written(other, replicas.namespaces_of(other), after=time.time())
+    replicas.assert_no_double_writes()
+
+
+def test_a_replica_grown_heavier_gives_a_bucket_to_the_lighter_one_even_below_its_share(
+    replicas: Replicas,
+) -> None:
+    # Two and two buckets while there is nothing to weigh; then a's namespaces get 4 and 2 policies and b's
+    # 1 and 1. Giving up only what it could spare, a kept 6 of 8 for good: without the 2 it would hold 4
+    # policies and its one Lease, one Lease weight short of the share (half of 8 policies and 4 Leases).
+    # Giving the 2 to b leaves b at 4 policies and 3 Leases, lighter than a's 6 and 2: it moves.
+    replicas.start("operator-a")
+    replicas.start("operator-b")
+    replicas.wait_spread({"operator-a": 2, "operator-b": 2})
+    heavy, moved = replicas.namespaces_of("operator-a")
+    counts = {ns: 1 for ns in replicas.namespaces_of("operator-b")} | {heavy: 4, moved: 2}
+    objects = client.CustomObjectsApi(replicas.kube)
+    for ns, count in sorted(counts.items(), key=lambda item: item[1]):
+        for k in range(count):
+            objects.create_namespaced_custom_object(GROUP, VERSION, ns, "detectionpolicies", policy(f"p{k}"))
+    moved_at = time.time()
+    replicas.wait_by_load(counts)
+    holders = replicas.holders()
+    assert holders[bucket_of(heavy, BUCKETS)] == "operator-a"
+    assert Counter(holders.values()) == {"operator-a": 1, "operator-b": 3}
+
+    def written_by_b() -> bool:
+        writes = replicas.ownership().writes
+        return any(w.replica == "operator-b" and w.namespace == moved and w.at > moved_at for w in writes)
+
+    wait_for(written_by_b, timeout=30, interval=0.3, what=f"operator-b writing {moved}")
     replicas.assert_no_double_writes()

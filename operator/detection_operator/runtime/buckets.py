@@ -9,10 +9,15 @@ holds exactly one of a fixed number of member slots, and the slots' live holders
 
 Buckets are placed by weight, not by count: a bucket weighs its objects' evaluations per hour plus one (its
 Lease), as every replica counts them from its watch. With N live replicas each replica's share is 1/N of
-the total weight; it claims free buckets while it holds less than its share and gives a bucket up only if
-what it keeps still reaches its share. Namespaces are few and uneven, so counting buckets left one replica
-of three with 0.57 of the objects; by weight no replica ends above its share by more than the lightest
-bucket it holds. With equal weights this is exactly a quota of ceil(B/N) buckets.
+the total weight; it claims free buckets while it holds less than its share. A replica above its share
+gives a bucket up when what it keeps still reaches its share, or when the bucket would leave every replica
+below its share lighter than the giver is now: every replica reads the others' loads from the Leases'
+holders. Namespaces are few and uneven, so counting buckets left one replica of three with 0.57 of the
+objects; with the first rule alone two replicas came to rest at 17 and 13 of 30 namespaces (giving up a
+2-namespace bucket left the heavier one 3 Lease weights short of its share); with both, at rest no
+replica above its share outweighs the heaviest one below it by more than its own lightest bucket. Each
+move lowers the sum of the squared loads, so the placement settles. With equal weights this is exactly a
+quota of ceil(B/N).
 
 With one bucket there are no member Leases and the bucket's Lease is the leader Lease of active/standby.
 """
@@ -55,18 +60,54 @@ def share(weights: Sequence[int], replicas: int) -> Fraction:
     return Fraction(sum(weights), max(1, replicas))
 
 
+def loads(
+    holders: Mapping[int, str | None], weights: Sequence[int], replicas: Collection[str]
+) -> dict[str, int]:
+    """The weight each replica holds: every one of ``replicas`` (zero if it holds nothing) and every
+    other holder in ``holders`` (bucket: holder, None for a free bucket)."""
+    held = dict.fromkeys(replicas, 0)
+    for i, holder in holders.items():
+        if holder is not None:
+            held[holder] = held.get(holder, 0) + weights[i]
+    return held
+
+
 def settled(holders: Mapping[int, str | None], weights: Sequence[int], replicas: Collection[str]) -> bool:
     """Whether ``plan`` would move nothing more: every bucket held by one of ``replicas``, each holding
-    some, none able to give a bucket up (each above its share by less than the lightest bucket it holds)."""
-    loads = dict.fromkeys(replicas, 0)
-    lightest: dict[str, int] = {}
-    for i, holder in holders.items():
-        if holder not in loads:
+    some, none giving a bucket up (by either rule of :func:`plan`)."""
+    if any(holder not in replicas for holder in holders.values()):
+        return False
+    held = loads(holders, weights, replicas)
+    target = share(weights, len(held))
+    for replica, load in held.items():
+        mine = [weights[i] for i, holder in holders.items() if holder == replica]
+        others = [other for name, other in held.items() if name != replica]
+        if (
+            not mine
+            or _spare(load, mine, target) is not None
+            or _evens(load, mine, target, others) is not None
+        ):
             return False
-        loads[holder] += weights[i]
-        lightest[holder] = min(lightest.get(holder, weights[i]), weights[i])
-    target = share(weights, len(loads))
-    return len(lightest) == len(loads) and all(loads[r] - lightest[r] < target for r in loads)
+    return True
+
+
+def _spare(load: int, held: Sequence[int], target: Fraction) -> int | None:
+    """The worst-ranked held weight (by position) we can give up and still hold ``target``, if any."""
+    return next((p for p in reversed(range(len(held))) if load - held[p] >= target), None)
+
+
+def _evens(load: int, held: Sequence[int], target: Fraction, others: Sequence[int]) -> int | None:
+    """Above ``target``, the held weight (by position) to give the replicas below it (``others`` are the
+    other live replicas' loads): one that leaves whichever of them takes it lighter than we are now, the
+    one that evens the two loads best. None if there is none."""
+    below = [other for other in others if other < target]
+    if load <= target or not below:
+        return None
+    # Whoever below the share takes the bucket ends lighter than we were, so every move lowers the sum of
+    # the squared loads: no placement comes back, and the moves stop.
+    ceiling = max(below)
+    fits = [p for p in reversed(range(len(held))) if ceiling + held[p] < load]
+    return min(fits, key=lambda p: abs(load - ceiling - 2 * held[p]), default=None)
 
 
 def live_replicas(members: Iterable[Observed], now: float, identity: str) -> frozenset[str]:
@@ -110,15 +151,20 @@ class Plan:
     claim: tuple[int, ...] = ()
     """Free or expired, and claimed while we hold less than our share: create or acquire."""
     release: tuple[int, ...] = ()
-    """Held beyond our share: give up (holder cleared) so a replica below its share takes it at once."""
+    """Given up to rebalance (holder cleared) so a replica below its share takes it at once."""
 
 
 def plan(
-    steps: Mapping[int, Step], target: Fraction, identity: str, weights: Sequence[int] | None = None
+    steps: Mapping[int, Step],
+    target: Fraction,
+    identity: str,
+    weights: Sequence[int] | None = None,
+    others: Sequence[int] = (),
 ) -> Plan:
-    """Hold about ``target`` of the Leases' weight (each weighs one without ``weights``): give a held Lease
-    up only if what we keep without it still weighs at least ``target``, and claim free ones while we hold
-    less than it.
+    """Hold about ``target`` of the Leases' weight (each weighs one without ``weights``): give held Leases
+    up while what we keep without one still weighs at least ``target``; above it, give one a round to the
+    replicas below it if every one of them (``others`` are the other live replicas' loads) would still
+    end lighter than we are now; claim free ones while we hold less than ``target``.
 
     A Lease given up goes to a replica below its share, so every move narrows the gap between two replicas
     and the placement settles; a free Lease always has a replica below its share to claim it, because the
@@ -137,14 +183,18 @@ def plan(
     free = sorted((i for i, step in steps.items() if step in (Step.CREATE, Step.ACQUIRE)), key=rank)
     load = sum(weight(i) for i in held)
     release = []
-    for i in reversed(held):
-        if load - weight(i) >= target:
-            release.append(i)
-            load -= weight(i)
+    while (spare := _spare(load, [weight(i) for i in held], target)) is not None:
+        release.append(held.pop(spare))
+        load -= weight(release[-1])
+    # Only when nothing was spare: what was spared goes to a replica below its share, so the loads read
+    # this round are not the loads after it. Then one bucket at most, as nothing else was spare either.
+    if not release and (given := _evens(load, [weight(i) for i in held], target, others)) is not None:
+        release.append(held.pop(given))
+        load -= weight(release[-1])
     claim = []
     for i in free:
         if load >= target:
             break
         claim.append(i)
         load += weight(i)
-    return Plan(renew=tuple(i for i in held if i not in release), claim=tuple(claim), release=tuple(release))
+    return Plan(renew=tuple(held), claim=tuple(claim), release=tuple(release))

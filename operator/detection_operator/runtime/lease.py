@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from .. import telemetry
-from .buckets import Plan, bucket_of, holding_off, layout, live_replicas, plan, share, weights
+from .buckets import Plan, bucket_of, holding_off, layout, live_replicas, loads, plan, share, weights
 from .election import LeaseRecord, Observed, Step, decide, expired, leading, observe
 from .settings import LeaderElection
 
@@ -181,6 +181,7 @@ class Elector:
             waits.append(decision.wait)
         no_claims, give_up = holding_off(self._foreign(records, now), len(self._buckets))
         self._hold_off(no_claims)
+        live = frozenset({s.identity})  # with one bucket there are no member Leases: active/standby
         if self._members:
             # The member slot first: a replica's slot is renewed before its buckets, so others never see
             # its buckets expire while its slot still counts it as alive. A replica holding off holds no
@@ -190,17 +191,30 @@ class Elector:
             member_plan = plan(_by_index(self._members, steps), slots, s.identity)
             await self._apply(self._members, member_plan, records)
             live = live_replicas((self._observed[n] for n in self._members), now, s.identity)
-            self._live = len(live)
+        self._live = len(live)
         self._weights = weights(self._demand(), len(self._buckets))
         target = share(self._weights, self._live)
         bucket_steps = _by_index(self._buckets, steps)
+        others = self._others(live, now)
         if no_claims:
             bucket_steps = {
                 i: step if step is Step.RENEW else Step.FOLLOW for i, step in bucket_steps.items()
             }
             target = Fraction(0) if give_up else target
-        await self._apply(self._buckets, plan(bucket_steps, target, s.identity, self._weights), records)
+            others = []  # the others of our count may be holding off too: nobody would take what we give
+        todo = plan(bucket_steps, target, s.identity, self._weights, others)
+        await self._apply(self._buckets, todo, records)
         return max(0.0, min(waits))
+
+    def _others(self, live: frozenset[str], now: float) -> list[int]:
+        """The weight every other live replica holds, by the bucket Leases as last observed."""
+        holders = {}
+        for i, name in enumerate(self._buckets):
+            seen = self._observed[name]
+            holder = seen.record.holder if seen.record else None
+            holders[i] = holder if holder and holder != self.identity and not expired(seen, now) else None
+        held = loads(holders, self._weights, live - {self.identity})
+        return list(held.values())
 
     def _foreign(self, records: Mapping[str, LeaseRecord], now: float) -> list[int]:
         """The bucket counts of live Leases that other replicas hold in another layout."""
