@@ -6,6 +6,9 @@ buckets have spread and every object has been evaluated, then measures a window:
 summed). Then it SIGKILLs the replica holding the most load and times until the survivors hold every
 bucket Lease (the bound: lease duration + retry period). Double evaluations are counted from the replicas'
 JSON logs (a line per status write, DETECTION_OPERATOR_LOG_WRITES; see detection_testing.ownership).
+
+Before them, one replica alone on 1/N of the objects for each N: what the busiest of N replicas would
+cost if holding its share were all it did, the part of the gap to 1/N that is one process's own cost.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class Run:
     """What one replica count measured."""
 
     replicas: int
+    objects: int
     cores: list[float]
     achieved_per_s: float
     lag_p50_s: float
@@ -59,17 +63,20 @@ class Run:
     doubles: int
     writes: int
 
-    def row(self, baseline: float) -> str:
-        """A RESULTS.md table row; ``baseline`` is one replica's cores."""
-        cores = " / ".join(f"{c:.2f}" for c in self.cores)
+    def row(self, baseline: float, alone: float | None = None) -> str:
+        """A RESULTS.md table row; ``baseline`` is one replica's cores on every object, ``alone`` one
+        replica's on 1/N of them."""
+        cores = " / ".join(f"{c:.3f}" for c in self.cores)
         share = max(self.cores) / baseline if baseline else float("nan")
+        of_alone = f"{max(self.cores) / alone:.2f}" if alone else "-"
+        who = f"{self.replicas}" if self.objects == OBJECTS else f"1 alone on {self.objects}"
         takeover = f"{self.takeover_s:.1f} s" if self.takeover_s is not None else "-"
         settled = f"{self.settled_s:.1f} s" if self.settled_s is not None else "-"
         per_evaluation = sum(self.cores) / self.achieved_per_s * 1e3 if self.achieved_per_s else float("nan")
         return (
-            f"| {self.replicas} | {cores} | {share:.2f} (ideal {1 / self.replicas:.2f}) | "
-            f"{per_evaluation:.1f} ms | "
-            f"{self.achieved_per_s:.1f} / {OBJECTS / INTERVAL_S:.1f} | {self.lag_p50_s * 1e3:.0f} ms | "
+            f"| {who} | {cores} | {share:.2f} (ideal {self.objects / OBJECTS / self.replicas:.2f}) | "
+            f"{of_alone} | {per_evaluation:.1f} ms | "
+            f"{self.achieved_per_s:.1f} / {self.objects / INTERVAL_S:.1f} | {self.lag_p50_s * 1e3:.0f} ms | "
             f"{self.lag_p95_s * 1e3:.0f} ms | {takeover} | {settled} | "
             f"{self.doubles} of {self.writes} writes |"
         )
@@ -103,11 +110,12 @@ def _evaluated(api: client.ApiClient) -> int:
         return 0
 
 
-# What each bucket weighs to the replicas: every namespace's objects at the benchmark's interval.
-WEIGHTS = weights(
-    {f"scale-{n}": PER_NAMESPACE * 3600 / INTERVAL_S for n in range(-(-OBJECTS // PER_NAMESPACE))},
-    ELECTION.buckets,
-)
+def _weights(objects: int) -> tuple[int, ...]:
+    """What each bucket weighs to the replicas: every namespace's objects at the benchmark's interval."""
+    return weights(
+        {f"scale-{n}": PER_NAMESPACE * 3600 / INTERVAL_S for n in range(-(-objects // PER_NAMESPACE))},
+        ELECTION.buckets,
+    )
 
 
 def _taken_over(api: client.ApiClient, survivors: list[str]) -> bool:
@@ -115,9 +123,9 @@ def _taken_over(api: client.ApiClient, survivors: list[str]) -> bool:
     return len(holders) == ELECTION.buckets and set(holders.values()) <= set(survivors)
 
 
-def _spread(api: client.ApiClient, names: list[str]) -> bool:
+def _spread(api: client.ApiClient, names: list[str], weighed: tuple[int, ...]) -> bool:
     holders = _holders(api)
-    return len(holders) == ELECTION.buckets and settled(holders, WEIGHTS, names)
+    return len(holders) == ELECTION.buckets and settled(holders, weighed, names)
 
 
 def _sum(samples: list[Samples]) -> Samples:
@@ -128,9 +136,13 @@ def _sum(samples: list[Samples]) -> Samples:
     return total
 
 
-def measure(stack: Stack, workdir: Path, replicas: int, window: float, settle: float) -> Run:
-    """Start ``replicas`` operators, measure the window, SIGKILL one, count double evaluations."""
-    names = [f"replicas{replicas}-{i}" for i in range(replicas)]
+def measure(
+    stack: Stack, workdir: Path, replicas: int, window: float, settle: float, objects: int = OBJECTS
+) -> Run:
+    """Start ``replicas`` operators on the first ``objects`` objects (all created), measure the window,
+    SIGKILL one, count double evaluations."""
+    names = [f"replicas{replicas}-{i}-of-{objects}" for i in range(replicas)]
+    weighed = _weights(objects)
     env = {
         "DETECTION_OPERATOR_PROMETHEUS_URL": stack.prometheus.url,
         "DETECTION_OPERATOR_LEASE_NAMESPACE": LEASE_NAMESPACE,
@@ -151,9 +163,9 @@ def measure(stack: Stack, workdir: Path, replicas: int, window: float, settle: f
     try:
         for process in processes.values():
             process.start()
-        _wait(lambda: _spread(stack.api, names), 120, f"buckets spread over {replicas} replica(s)")
+        _wait(lambda: _spread(stack.api, names, weighed), 120, f"buckets spread over {replicas} replica(s)")
         started = time.time()
-        _wait(lambda: _evaluated(stack.api) >= OBJECTS, 900, f"{OBJECTS} objects evaluated", interval=5)
+        _wait(lambda: _evaluated(stack.api) >= objects, 900, f"{objects} objects evaluated", interval=5)
         # Evaluated by these replicas, not only by the previous run's: every object's due once more.
         time.sleep(settle)  # let the start-up burst leave the window
         urls = {n: f"{p.url}/metrics" for n, p in processes.items()}
@@ -175,7 +187,7 @@ def measure(stack: Stack, workdir: Path, replicas: int, window: float, settle: f
         if replicas > 1:
             loads: Counter[str | None] = Counter()
             for i, holder in _holders(stack.api).items():
-                loads[holder] += WEIGHTS[i]
+                loads[holder] += weighed[i]
             victim = max(names, key=lambda n: loads.get(n, 0))
             killed_at = time.monotonic()
             processes[victim].kill()
@@ -187,7 +199,7 @@ def measure(stack: Stack, workdir: Path, replicas: int, window: float, settle: f
             )
             takeover = time.monotonic() - killed_at
             # Then their placement settles by load (a bucket may move once more between them).
-            _wait(lambda: _spread(stack.api, survivors), 60, "the survivors' placement settling")
+            _wait(lambda: _spread(stack.api, survivors, weighed), 60, "the survivors' placement settling")
             settled_after = time.monotonic() - killed_at
             # Let the survivors evaluate the victim's objects before the logs are read.
             time.sleep(INTERVAL_S)
@@ -195,6 +207,7 @@ def measure(stack: Stack, workdir: Path, replicas: int, window: float, settle: f
         writes = [w for w in found.writes if w.at >= started]
         return Run(
             replicas=replicas,
+            objects=objects,
             cores=cores,
             achieved_per_s=evaluations / elapsed,
             lag_p50_s=_histogram_quantile(merged_before, merged_after, lag, 0.5),
@@ -211,13 +224,21 @@ def measure(stack: Stack, workdir: Path, replicas: int, window: float, settle: f
 
 def section(workdir: Path, counts: tuple[int, ...] = (1, 2, 3), window: float = 60.0) -> list[str]:
     """RESULTS.md lines for the active-active benchmark."""
+    alone: dict[int, Run] = {}
     runs = []
     with real_stack(workdir) as stack:
         feed_contributors(stack.exporter)
-        create(stack.api, stack.exporter, 0, OBJECTS)
+        created = 0
+        for objects, n in sorted((OBJECTS // n, n) for n in counts if n > 1):
+            create(stack.api, stack.exporter, created, objects)
+            created = objects
+            alone[n] = measure(stack, workdir, 1, window, settle=2 * INTERVAL_S, objects=objects)
+            print(alone[n].row(0.0), flush=True)
+        create(stack.api, stack.exporter, created, OBJECTS)
         for replicas in counts:
             run = measure(stack, workdir, replicas, window, settle=2 * INTERVAL_S)
-            print(run.row(runs[0].cores[0] if runs else run.cores[0]), flush=True)
+            baseline = runs[0].cores[0] if runs else run.cores[0]
+            print(run.row(baseline, alone[replicas].cores[0] if replicas in alone else None), flush=True)
             runs.append(run)
     baseline = runs[0].cores[0]
     timings = f"{ELECTION.lease_duration:g} / {ELECTION.renew_deadline:g} / {ELECTION.retry_period:g}"
@@ -231,14 +252,17 @@ def section(workdir: Path, counts: tuple[int, ...] = (1, 2, 3), window: float = 
         "until the survivors hold every bucket Lease; settled: until their placement by load is at rest",
         f"(goal: <= lease duration + retry period = {TAKEOVER_BOUND:g} s). Double evaluations: status",
         "writes of an object made inside another replica's tenure of its bucket, or by a replica not",
-        "holding it, from every replica's log over the whole run (goal: 0). This machine has 2 cores and",
-        "is shared with the apiserver, etcd, Prometheus and other engineers' builds and tests: the replicas",
-        "compete for the same 2 cores, so cores per replica is the figure that matters, not lag.",
+        "holding it, from every replica's log over the whole run (goal: 0). First, one replica alone on the",
+        "first 1/N of the objects (created before the rest): the busiest of N replicas against it is what",
+        "being one of N costs on top of holding a share. This machine has 2 cores and is shared with the",
+        "apiserver, etcd and Prometheus: the replicas compete for the same 2 cores, so cores per replica is",
+        "the figure that matters, not lag.",
         "",
-        "| replicas | cores per replica | busiest / one replica | CPU per evaluation (all replicas) "
-        "| evaluations/s achieved / expected | lag p50 | lag p95 | takeover after SIGKILL | settled by load "
-        "| double evaluations |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        *(run.row(baseline) for run in runs),
+        "| replicas | cores per replica | busiest / one replica | busiest / one alone on 1/N "
+        "| CPU per evaluation (all replicas) | evaluations/s achieved / expected | lag p50 | lag p95 "
+        "| takeover after SIGKILL | settled by load | double evaluations |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *(run.row(baseline) for _, run in sorted(alone.items(), reverse=True)),
+        *(run.row(baseline, alone[run.replicas].cores[0] if run.replicas in alone else None) for run in runs),
         "",
     ]

@@ -185,7 +185,7 @@ def scale_steps() -> list[str]:
 
 
 def active_active() -> list[str]:
-    """Issue 19: 1, 2 and 3 replicas active-active on the same 1,000 objects."""
+    """Issue 19: 1, 2 and 3 replicas active-active on the same 600 objects, and one alone on 1/N of them."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         return replicas.section(Path(tmp))
 
