@@ -11,6 +11,7 @@ from fractions import Fraction
 import pytest
 
 from detection_operator.runtime.buckets import (
+    Plan,
     bucket_of,
     holding_off,
     layout,
@@ -236,6 +237,9 @@ def test_a_replica_evens_loads_only_above_its_share_and_only_with_one_who_ends_l
     assert plan(steps, Fraction(15, 2), "a", weighed, [4]).release == (0,)
     # Below or at its share a replica gives nothing away, however light the others.
     assert plan(steps, Fraction(11), "a", (5, 6, 5, 4), [0]).release == ()
+    # Nor while a bucket is free: it goes to a replica below its share first, then the loads are read again.
+    free = {**steps, 3: Step.ACQUIRE}
+    assert plan(free, Fraction(15, 2), "a", weighed, [4]) == Plan(renew=(1, 0), claim=(), release=())
 
 
 def _loads(holders: dict[int, str | None]) -> dict[str, int]:

@@ -162,9 +162,10 @@ def plan(
     others: Sequence[int] = (),
 ) -> Plan:
     """Hold about ``target`` of the Leases' weight (each weighs one without ``weights``): give held Leases
-    up while what we keep without one still weighs at least ``target``; above it, give one a round to the
-    replicas below it if every one of them (``others`` are the other live replicas' loads) would still
-    end lighter than we are now; claim free ones while we hold less than ``target``.
+    up while what we keep without one still weighs at least ``target``; above it, while no Lease is free,
+    give one a round to the replicas below it if every one of them (``others`` are the other live
+    replicas' loads) would still end lighter than we are now; claim free ones while we hold less than
+    ``target``.
 
     A Lease given up goes to a replica below its share, so every move narrows the gap between two replicas
     and the placement settles; a free Lease always has a replica below its share to claim it, because the
@@ -186,9 +187,11 @@ def plan(
     while (spare := _spare(load, [weight(i) for i in held], target)) is not None:
         release.append(held.pop(spare))
         load -= weight(release[-1])
-    # Only when nothing was spare: what was spared goes to a replica below its share, so the loads read
-    # this round are not the loads after it. Then one bucket at most, as nothing else was spare either.
-    if not release and (given := _evens(load, [weight(i) for i in held], target, others)) is not None:
+    # Only when nothing was spare and no bucket is free: what was spared or is free goes to a replica below
+    # its share, so the loads read this round are not the loads after it. Then one bucket at most, as
+    # nothing else was spare either.
+    evens = not release and not free
+    if evens and (given := _evens(load, [weight(i) for i in held], target, others)) is not None:
         release.append(held.pop(given))
         load -= weight(release[-1])
     claim = []

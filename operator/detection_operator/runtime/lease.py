@@ -118,6 +118,8 @@ class Elector:
         self._observed: dict[str, Observed] = {}
         self._renewed_at: dict[str, float] = {}
         """Per Lease we hold: when our last successful write of it was *sent*."""
+        self._handing_over: set[str] = set()
+        """Leases given up last round, still naming us: cleared this round, whatever this round's plan."""
         self._epochs: dict[str, int] = {}
         """Per Lease we hold: its leaseTransitions, which name our tenure in the logs."""
         self._held: frozenset[int] = frozenset()
@@ -179,6 +181,13 @@ class Elector:
             decision = decide(seen, now, s.identity, s.retry_period)
             steps[name] = decision.step
             waits.append(decision.wait)
+        handing_over, self._handing_over = self._handing_over, set()
+        for name in handing_over:
+            if steps[name] is Step.RENEW:
+                # Neither ours to keep nor free to claim: a plan of this round with other loads than last
+                # round's would take it back, and the replica it was meant for would wait another round.
+                steps[name] = Step.FOLLOW
+                await self._release(name, records.get(name), "to rebalance")
         no_claims, give_up = holding_off(self._foreign(records, now), len(self._buckets))
         self._hold_off(no_claims)
         live = frozenset({s.identity})  # with one bucket there are no member Leases: active/standby
@@ -248,6 +257,7 @@ class Elector:
             if self._renewed_at.pop(name, None) is not None:
                 # Stop writing now, hand over next round: a write that passed its check just before has
                 # a retry period to land before another replica can acquire the bucket.
+                self._handing_over.add(name)
                 self._notice("to rebalance")
             else:
                 await self._release(name, records.get(name), "to rebalance")
