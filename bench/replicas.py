@@ -67,14 +67,16 @@ class Run:
         """A RESULTS.md table row; ``baseline`` is one replica's cores on every object, ``alone`` one
         replica's on 1/N of them."""
         cores = " / ".join(f"{c:.3f}" for c in self.cores)
-        share = max(self.cores) / baseline if baseline else float("nan")
+        ideal = self.objects / OBJECTS / self.replicas
+        # Before one replica on every object has run (the progress lines of the runs alone), no ratio.
+        share = f"{max(self.cores) / baseline:.2f}" if baseline else "-"
         of_alone = f"{max(self.cores) / alone:.2f}" if alone else "-"
         who = f"{self.replicas}" if self.objects == OBJECTS else f"1 alone on {self.objects}"
         takeover = f"{self.takeover_s:.1f} s" if self.takeover_s is not None else "-"
         settled = f"{self.settled_s:.1f} s" if self.settled_s is not None else "-"
         per_evaluation = sum(self.cores) / self.achieved_per_s * 1e3 if self.achieved_per_s else float("nan")
         return (
-            f"| {who} | {cores} | {share:.2f} (ideal {self.objects / OBJECTS / self.replicas:.2f}) | "
+            f"| {who} | {cores} | {share} (ideal {ideal:.2f}) | "
             f"{of_alone} | {per_evaluation:.1f} ms | "
             f"{self.achieved_per_s:.1f} / {self.objects / INTERVAL_S:.1f} | {self.lag_p50_s * 1e3:.0f} ms | "
             f"{self.lag_p95_s * 1e3:.0f} ms | {takeover} | {settled} | "
