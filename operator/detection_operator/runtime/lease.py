@@ -217,13 +217,14 @@ class Elector:
 
     def _others(self, live: frozenset[str], now: float) -> list[int]:
         """The weight every other live replica holds, by the bucket Leases as last observed."""
-        holders = {}
-        for i, name in enumerate(self._buckets):
-            seen = self._observed[name]
-            holder = seen.record.holder if seen.record else None
-            holders[i] = holder if holder and holder != self.identity and not expired(seen, now) else None
+        holders = {i: self._another(self._observed[name], now) for i, name in enumerate(self._buckets)}
         held = loads(holders, self._weights, live - {self.identity})
         return list(held.values())
+
+    def _another(self, seen: Observed, now: float) -> str | None:
+        """The replica other than us holding the Lease as observed, while it has not expired; else None."""
+        holder = seen.record.holder if seen.record else None
+        return holder if holder and holder != self.identity and not expired(seen, now) else None
 
     def _foreign(self, records: Mapping[str, LeaseRecord], now: float) -> list[int]:
         """The bucket counts of live Leases that other replicas hold in another layout."""
@@ -234,7 +235,7 @@ class Elector:
             if count is None or name in own:
                 continue
             seen = self._observed[name] = observe(self._observed.get(name), record, now)
-            if record.holder and record.holder != s.identity and not expired(seen, now):
+            if self._another(seen, now):
                 counts.append(count)
         return counts
 
